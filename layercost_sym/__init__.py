@@ -1,0 +1,95 @@
+"""layercost_sym: every layer's parameter count and FLOPs as an exact SymPy expression.
+
+>>> import layercost_sym as lc
+>>> r = lc.rule("Conv2d")
+>>> lc.evaluate(r.flops, {"N": 1, "C_in": 3, "C_out": 64, "k": 7, "s": 2, "p": 3, "d": 1,
+...                       "g": 1, "b": 0, "H": 224, "W": 224})
+235225088
+
+Torch is imported only by :func:`count` (and only when it is called).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .binding import Binding, bind
+from .catalogue import catalogue
+from .conventions import CONVENTIONS
+from .errors import (
+    CatalogueError,
+    ConventionError,
+    EvaluationError,
+    ExpressionError,
+    LayercostError,
+    MissingSymbolError,
+    ShapeError,
+    UncountedOpError,
+    UnknownRuleError,
+)
+from .evaluation import evaluate
+from .parsing import parse
+from .printing import latex, simplify
+from .rule import Rule
+
+if TYPE_CHECKING:
+    from .torchtools.count import CountResult
+
+__all__ = [
+    "CONVENTIONS",
+    "Binding",
+    "CatalogueError",
+    "ConventionError",
+    "EvaluationError",
+    "ExpressionError",
+    "LayercostError",
+    "MissingSymbolError",
+    "Rule",
+    "ShapeError",
+    "UncountedOpError",
+    "UnknownRuleError",
+    "bind",
+    "count",
+    "evaluate",
+    "latex",
+    "parse",
+    "rule",
+    "rule_for",
+    "rules",
+    "simplify",
+]
+
+__version__ = "0.1.0"
+
+
+def rules() -> list[str]:
+    """Names of all rules, sorted.
+
+    >>> "Conv2d" in rules()
+    True
+    """
+    return sorted(catalogue().rules)
+
+
+def rule(name: str) -> Rule:
+    """The rule of a layer, by its torch.nn class name (``"Conv2d"``), or a variant
+    (``"Conv2d.same"``); an unknown name raises :class:`UnknownRuleError` naming it."""
+    return catalogue().get(name)
+
+
+def rule_for(module: Any) -> Rule:
+    """The rule (or the variant of it) that describes a module instance."""
+    return catalogue().for_module(module)
+
+
+def count(module: Any, *inputs: Any, convention: str = "exact", training: bool = False
+          ) -> CountResult:
+    """Run a real torch module on ``inputs`` (tensors or shapes) and count what it did.
+
+    Returns parameters (numel), the output shape and the costs ``exact`` (the package's op
+    counter), ``torch`` (``FlopCounterMode``) and ``macs`` (``torch / 2``); ``.flops`` is the
+    cost under ``convention``.  Imports torch on first call.
+    """
+    from .torchtools.count import count as _count
+
+    return _count(module, *inputs, convention=convention, training=training)

@@ -1,0 +1,164 @@
+"""Binding a rule's symbols to the numbers of one module instance and its input shape(s).
+
+Reading a module needs no torch import: the binding reads attributes named in the rule's
+``bind`` table and dimensions from its ``inputs`` patterns.
+
+>>> import layercost_sym as lc
+>>> class Linear:                      # any object with torch.nn.Linear's attributes will do
+...     in_features, out_features, bias = 3, 4, object()
+>>> dict(lc.bind(Linear(), (2, 5, 3)))
+{'N': 10, 'C_in': 3, 'C_out': 4, 'b': 1}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import sympy
+
+from .catalogue import catalogue
+from .errors import ShapeError
+from .evaluation import check_condition, evaluate
+from .rule import BindSpec, Rule
+
+__all__ = ["Binding", "bind"]
+
+
+class Binding(dict):
+    """``{symbol name: int}`` for one module call, remembering the rule it was made for.
+
+    ``leading`` holds, for ``N?``/``N...`` inputs, the leading dimensions as they were given, so
+    that :meth:`output_shape` can give the real output shape.
+    """
+
+    def __init__(self, rule: Rule, values: dict[str, int], leading: tuple[int, ...] | None,
+                 training: bool) -> None:
+        super().__init__(values)
+        self.rule = rule
+        self.leading = leading
+        self.training = training
+
+    def evaluate(self, expr: sympy.Basic) -> int:
+        return evaluate(self.rule.expand(expr), self)
+
+    def cost(self, convention: str = "exact") -> int:
+        """The rule's cost at this binding, in the binding's mode (training or not)."""
+        return evaluate(self.rule.cost(convention, self.training), self)
+
+    @property
+    def params(self) -> int:
+        return evaluate(self.rule.params, self)
+
+    def output_shape(self) -> tuple[int, ...]:
+        """The concrete output shape torch would produce."""
+        dims = [evaluate(e, self) for e in self.rule.output_shape]
+        if self.rule.output_leading and self.leading is not None:
+            dims = [*self.leading, *dims[1:]]
+        return tuple(dims)
+
+
+def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule) -> int:
+    if spec.kind == "const":
+        return spec.value
+    if not hasattr(module, spec.attr):
+        raise ShapeError(f"{rule.name}: module {type(module).__name__} has no attribute "
+                         f"{spec.attr!r} (needed for symbol {symbol})")
+    value = getattr(module, spec.attr)
+    if spec.kind == "present":
+        return int(value is not None)
+    if spec.kind in ("prod", "len"):
+        seq = (value,) if isinstance(value, int) else tuple(value)
+        return math.prod(int(v) for v in seq) if spec.kind == "prod" else len(seq)
+    if spec.index is not None and isinstance(value, Sequence) and not isinstance(value, str):
+        value = value[spec.index] if len(value) > 1 else value[0]
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    raise ShapeError(f"{rule.name}: module.{spec.text} is {value!r}, not an integer "
+                     f"(symbol {symbol}); no variant of the rule covers this option")
+
+
+def _dims(shape: Any) -> tuple[int, ...]:
+    if hasattr(shape, "shape") and not isinstance(shape, tuple | list):
+        shape = shape.shape  # a tensor or array: its shape
+    try:
+        dims = tuple(int(d) for d in shape)
+    except TypeError:
+        raise ShapeError(f"an input shape must be a sequence of ints, got {shape!r}") from None
+    return dims
+
+
+def bind(module: Any, *input_shapes: Any) -> Binding:
+    """Values of the symbols of ``module``'s rule for inputs of the given shape(s).
+
+    Raises :class:`~layercost_sym.errors.ShapeError` (a ``ValueError``) where torch itself would
+    reject the shapes: wrong rank, a dimension that disagrees with the module, or a failed
+    constraint of the rule (named, with the reason).
+    """
+    rule = catalogue().for_module(module)
+    if len(input_shapes) != len(rule.inputs):
+        raise ShapeError(f"{rule.name} takes {len(rule.inputs)} input(s) "
+                         f"{' and '.join(p.describe() for p in rule.inputs)}, got {len(input_shapes)}")
+    values: dict[str, int] = {}
+    origin: dict[str, str] = {}
+    leading: tuple[int, ...] | None = None
+    for index, (pattern, raw) in enumerate(zip(rule.inputs, input_shapes, strict=True)):
+        dims = _dims(raw)
+        fixed = len(pattern.names) - (1 if pattern.leading else 0)
+        if pattern.leading == "...":
+            ok = len(dims) >= fixed
+        elif pattern.leading == "?":
+            ok = len(dims) in (fixed, fixed + 1)
+        else:
+            ok = len(dims) == fixed
+        if not ok:
+            expected = pattern.describe()
+            if pattern.leading == "?":
+                expected += f" or ({', '.join(pattern.names[1:])})"
+            elif pattern.leading == "...":
+                expected = f"(*, {', '.join(pattern.names[1:])})" if fixed else "(*)"
+            raise ShapeError(f"{rule.name} expects input {index} of shape {expected}, "
+                             f"got rank {len(dims)} shape {dims}")
+        if pattern.leading:
+            lead, rest = dims[: len(dims) - fixed], dims[len(dims) - fixed:]
+            if index == 0:
+                leading = lead
+            pairs = [(pattern.names[0], math.prod(lead)), *zip(pattern.names[1:], rest, strict=True)]
+        else:
+            pairs = list(zip(pattern.names, dims, strict=True))
+        for name, size in pairs:
+            if size < 1:
+                raise ShapeError(f"{rule.name}: input {index} dimension {name} is {size}; "
+                                 "dimensions must be positive")
+            if name in values and values[name] != size:
+                raise ShapeError(f"{rule.name}: {name} is {values[name]} from {origin[name]} "
+                                 f"but {size} from input {index}")
+            values[name], origin[name] = size, f"input {index}"
+    for name, spec in rule.binds.items():
+        value = _read(module, spec, name, rule)
+        if name in values and values[name] != value:
+            raise ShapeError(f"{rule.name}: {origin[name]} has {name} = {values[name]}, "
+                             f"but module.{spec.text} = {value}")
+        values[name], origin[name] = value, f"module.{spec.text}"
+    training = bool(getattr(module, "training", False))
+    defines = rule._expanded_defines()
+    for constraint in rule.constraints:
+        if constraint.training_only and not training:
+            continue
+        if not check_condition(rule.expand(constraint.condition), values):
+            shown = {**values, **{s.name: _safe(e, values) for s, e in defines.items()
+                                  if s.name in constraint.text}}
+            detail = ", ".join(f"{k}={v}" for k, v in shown.items() if k in constraint.text)
+            raise ShapeError(f"{rule.name}: constraint {constraint.text!r} fails "
+                             f"({constraint.reason}) at {detail}")
+    return Binding(rule, values, leading, training)
+
+
+def _safe(expr: sympy.Expr, values: dict[str, int]) -> Any:
+    try:
+        return evaluate(expr, values)
+    except Exception:
+        return expr.xreplace({sympy.Symbol(k, integer=True): v for k, v in values.items()})

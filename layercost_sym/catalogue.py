@@ -1,0 +1,339 @@
+"""Loading, validating and registering the rules of ``formulas/*.toml``.
+
+Parsing (TOML -> dicts), validating (every name known, every expression parsed by the
+allow-list, every used symbol bound) and registering (one rule per name, one rule per torch
+class) are separate steps; every error names ``file:line`` and the rule.
+
+>>> from layercost_sym.catalogue import catalogue
+>>> "Conv2d" in catalogue().rules
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import sympy
+
+from ._toml import SourceFile
+from .conventions import CONVENTIONS, DERIVED_CONVENTIONS
+from .errors import CatalogueError, ExpressionError, UnknownRuleError
+from .glossary import Glossary, formulas_dir, glossary
+from .parsing import parse, parse_condition
+from .rule import BindSpec, Constraint, InputPattern, Rule
+
+__all__ = ["Catalogue", "catalogue", "load_catalogue"]
+
+_RULE_FIELDS = {
+    "module", "note", "inputs", "params", "output_shape", "constraints", "bind", "define",
+    "cost", "variants",
+}
+_REQUIRED = ("module", "note", "inputs", "params", "output_shape", "cost")
+_VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
+_MERGED = ("bind", "define", "cost")  # variant tables merged key by key; other fields replace
+
+_BIND_CALL = re.compile(r"^(prod|len)\((\w+)\)$")
+_BIND_PRESENT = re.compile(r"^(\w+)\?$")
+_BIND_ATTR = re.compile(r"^(\w+)(?:\[(\d+)\])?$")
+
+
+@dataclass
+class Catalogue:
+    """All rules, by name and by the torch class they describe."""
+
+    rules: dict[str, Rule] = field(default_factory=dict)
+    by_module: dict[str, Rule] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+
+    def get(self, name: str) -> Rule:
+        if name in self.rules:
+            return self.rules[name]
+        base, _, variant = name.partition(".")
+        if variant and base in self.rules:
+            try:
+                return self.rules[base].variant(variant)
+            except KeyError:
+                pass
+        close = difflib.get_close_matches(name, list(self.rules), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownRuleError(f"no rule named {name!r}{hint} (see layercost_sym.rules())")
+
+    def for_module(self, module: Any) -> Rule:
+        """The rule (or variant) describing a module instance, looked up by class name."""
+        rule = None
+        for cls in type(module).__mro__:
+            if cls.__name__ in self.by_module:
+                rule = self.by_module[cls.__name__]
+                break
+        if rule is None:
+            name = type(module).__name__
+            if name.startswith("Lazy"):
+                raise UnknownRuleError(
+                    f"{name} is not materialised yet: run one forward pass, then ask again"
+                )
+            raise UnknownRuleError(f"no rule describes module class {name!r}")
+        for variant in rule.variants:
+            if all(_attr_equals(module, k, v) for k, v in variant.when.items()):
+                return variant
+        return rule
+
+
+def _attr_equals(module: Any, attr: str, expected: Any) -> bool:
+    value = getattr(module, attr, None)
+    if isinstance(expected, list):
+        return value in [e if not isinstance(e, list) else tuple(e) for e in expected] or (
+            isinstance(value, tuple | list) and list(value) in expected
+        )
+    return value == expected
+
+
+# -- validation helpers --------------------------------------------------------------------------
+
+
+class _RuleReader:
+    """Validates one rule table (or variant) and builds a :class:`Rule`."""
+
+    def __init__(self, source: SourceFile, gloss: Glossary, path: tuple[str, ...], name: str):
+        self.source = source
+        self.gloss = gloss
+        self.path = path  # TOML path of the table, for line numbers
+        self.name = name
+
+    def error(self, keys: Iterable[str], message: str) -> CatalogueError:
+        return self.source.error(self.path + tuple(keys), f"rule {self.name}: {message}")
+
+    def expr(self, keys: tuple[str, ...], text: Any, names: Mapping[str, sympy.Symbol]):
+        if isinstance(text, bool) or not isinstance(text, str | int):
+            raise self.error(keys, f"{'.'.join(keys)} must be expression text, got {text!r}")
+        try:
+            return parse(str(text), names)
+        except ExpressionError as exc:
+            raise self.error(keys, f"{'.'.join(keys)}: {exc}") from None
+
+    def build(self, table: Mapping[str, Any], module: str, family: str) -> Rule:
+        symbols = self.gloss.symbols
+        missing = [f for f in _REQUIRED if f not in table]
+        if missing:
+            raise self.error((), f"missing field(s) {', '.join(missing)}")
+        if not isinstance(table["note"], str) or not table["note"].strip():
+            raise self.error(("note",), "note must be a non-empty line of text")
+
+        inputs = tuple(self.input_pattern(i, text) for i, text in enumerate(self._list("inputs", table)))
+        input_names = [n for p in inputs for n in p.names]
+
+        binds: dict[str, BindSpec] = {}
+        for sym, spec in table.get("bind", {}).items():
+            if sym not in symbols:
+                raise self.error(("bind", sym), f"bind: unknown symbol {sym!r}")
+            binds[sym] = self.bind_spec(sym, spec)
+
+        defines: dict[sympy.Symbol, sympy.Expr] = {}
+        for sym, text in table.get("define", {}).items():
+            if sym not in symbols:
+                raise self.error(("define", sym), f"define: {sym!r} is not a glossary symbol")
+            if sym in binds or sym in input_names:
+                raise self.error(("define", sym), f"define: {sym!r} is also bound")
+            defines[symbols[sym]] = self.expr(("define", sym), text, symbols)
+
+        params = self.expr(("params",), table["params"], symbols)
+        raw_shape = self._list("output_shape", table)
+        output_leading = ""
+        if isinstance(raw_shape[0], str) and raw_shape[0].endswith(("...", "?")):
+            output_leading = "..." if raw_shape[0].endswith("...") else "?"
+            raw_shape = [raw_shape[0].removesuffix(output_leading), *raw_shape[1:]]
+            if not inputs[0].leading:
+                raise self.error(("output_shape",), f"output_shape starts with {output_leading!r}"
+                                 " but inputs[0] has no optional or variadic first dimension")
+        shape = tuple(self.expr(("output_shape",), t, symbols) for t in raw_shape)
+        costs = self.costs(table["cost"])
+        constraints = tuple(self.constraint(c) for c in table.get("constraints", []))
+        if not isinstance(table.get("constraints", []), list):
+            raise self.error(("constraints",), "constraints must be a list")
+
+        # every symbol an expression uses must be bound, from an input or from the module
+        bound = set(input_names) | set(binds) | {s.name for s in defines}
+        used: dict[str, tuple[str, ...]] = {}
+        for key, e in [(("params",), params), *((("output_shape",), e) for e in shape),
+                       *(((("cost", c)), e) for (c, _), e in costs.items()),
+                       *(((("define", s.name)), e) for s, e in defines.items()),
+                       *(((("constraints",)), c.condition) for c in constraints)]:
+            for s in e.free_symbols:
+                used.setdefault(s.name, key)
+        for name, key in sorted(used.items()):
+            if name not in bound:
+                raise self.error(key, f"symbol {name!r} is used but never bound (from inputs or bind)")
+
+        return Rule(
+            name=self.name, module=module, family=family, note=table["note"].strip(),
+            source=self.source.where(*self.path), inputs=inputs, binds=binds, defines=defines,
+            compact_params=params, compact_output_shape=shape, compact_costs=costs,
+            constraints=constraints, output_leading=output_leading,
+        )
+
+    def _list(self, key: str, table: Mapping[str, Any]) -> list:
+        value = table[key]
+        if not isinstance(value, list) or not value:
+            raise self.error((key,), f"{key} must be a non-empty list")
+        return value
+
+    def input_pattern(self, index: int, text: Any) -> InputPattern:
+        if not isinstance(text, str) or not text.split():
+            raise self.error(("inputs",), f"inputs[{index}] must be a string of symbol names")
+        names, leading = [], ""
+        for position, token in enumerate(text.split()):
+            name = token
+            for suffix in ("...", "?"):
+                if token.endswith(suffix):
+                    if position:
+                        raise self.error(("inputs",), f"inputs[{index}]: only the first "
+                                         f"dimension may end in {suffix!r} ({token!r})")
+                    leading, name = suffix, token.removesuffix(suffix)
+            if name not in self.gloss.info:
+                raise self.error(("inputs",), f"inputs[{index}]: unknown symbol {name!r}")
+            names.append(name)
+        return InputPattern(tuple(names), leading, text)
+
+    def bind_spec(self, sym: str, spec: Any) -> BindSpec:
+        if isinstance(spec, bool | int):
+            return BindSpec("const", value=int(spec), text=str(spec))
+        if isinstance(spec, str):
+            if m := _BIND_CALL.match(spec):
+                return BindSpec(m.group(1), attr=m.group(2), text=spec)
+            if m := _BIND_PRESENT.match(spec):
+                return BindSpec("present", attr=m.group(1), text=spec)
+            if m := _BIND_ATTR.match(spec):
+                index = int(m.group(2)) if m.group(2) is not None else None
+                return BindSpec("attr", attr=m.group(1), index=index, text=spec)
+        raise self.error(("bind", sym), f"bind.{sym}: cannot read {spec!r} (use 'attr', "
+                         "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)' or an integer)")
+
+    def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
+        if not isinstance(table, dict):
+            raise self.error(("cost",), "cost must be a table of convention = expression")
+        symbols = self.gloss.symbols
+        out: dict[tuple[str, bool], sympy.Expr] = {}
+        for training in (False, True):
+            entries = table.get("training", {}) if training else table
+            keys = ("cost", "training") if training else ("cost",)
+            for conv, text in entries.items():
+                if conv == "training" and not training:
+                    continue
+                if conv in DERIVED_CONVENTIONS:
+                    base, factor = DERIVED_CONVENTIONS[conv]
+                    raise self.error(keys + (conv,), f"cost.{conv} is derived ({factor} x {base}); "
+                                     "do not state it")
+                if conv not in CONVENTIONS:
+                    raise self.error(keys + (conv,), f"unknown convention {conv!r} "
+                                     f"(known: {', '.join(CONVENTIONS)})")
+                out[(conv, training)] = self.expr(keys + (conv,), text, symbols)
+        if ("exact", False) not in out:
+            raise self.error(("cost",), "cost.exact is required")
+        for conv in {c for c, _ in out}:  # training mode inherits what it does not restate
+            out.setdefault((conv, True), out[(conv, False)])
+        for derived, (base, factor) in DERIVED_CONVENTIONS.items():
+            for training in (False, True):
+                if (base, training) in out:
+                    out[(derived, training)] = factor * out[(base, training)]
+        return out
+
+    def constraint(self, entry: Any) -> Constraint:
+        if isinstance(entry, str):
+            entry = {"check": entry}
+        if not isinstance(entry, dict) or "check" not in entry:
+            raise self.error(("constraints",), f"constraint {entry!r} needs a 'check'")
+        unknown = set(entry) - {"check", "reason", "training"}
+        if unknown:
+            raise self.error(("constraints",), f"constraint has unknown field(s) {sorted(unknown)}")
+        try:
+            cond = parse_condition(entry["check"], self.gloss.symbols)
+        except ExpressionError as exc:
+            raise self.error(("constraints",), f"constraint: {exc}") from None
+        return Constraint(cond, entry["check"], entry.get("reason", entry["check"]),
+                          bool(entry.get("training", False)))
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key in _MERGED and isinstance(value, dict):
+            inner = dict(merged.get(key, {}))
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(inner.get(k), dict):
+                    inner[k] = {**inner[k], **v}
+                else:
+                    inner[k] = v
+            merged[key] = inner
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load_file(source: SourceFile, gloss: Glossary) -> list[Rule]:
+    family = source.path.stem
+    rules = []
+    for name, table in source.data.items():
+        if not isinstance(table, dict):
+            raise source.error((name,), f"top-level key {name!r} must be a rule table")
+        if not name.isidentifier():
+            raise source.error((name,), f"rule name {name!r} is not an identifier")
+        reader = _RuleReader(source, gloss, (name,), name)
+        unknown = set(table) - _RULE_FIELDS
+        if unknown:
+            raise reader.error((sorted(unknown)[0],), f"unknown field(s) {sorted(unknown)}")
+        module = table.get("module")
+        if not isinstance(module, str) or not module.isidentifier():
+            raise reader.error(("module",), "module must be a torch.nn class name such as 'Conv2d'")
+        base = reader.build(table, module, family)
+        variants = []
+        raw_variants = table.get("variants", {})
+        for vname, vtable in raw_variants.items():
+            vpath = (name, "variants", vname)
+            vreader = _RuleReader(source, gloss, vpath, f"{name}.{vname}")
+            if not isinstance(vtable, dict) or not isinstance(vtable.get("when"), dict):
+                raise vreader.error((), "a variant needs a 'when' table of attribute = value")
+            unknown = set(vtable) - _VARIANT_FIELDS
+            if unknown:
+                raise vreader.error((), f"unknown field(s) {sorted(unknown)}")
+            merged = _merge({k: v for k, v in table.items() if k != "variants"},
+                            {k: v for k, v in vtable.items() if k not in ("when", "unbind")})
+            for sym in vtable.get("unbind", []):
+                if sym not in merged.get("bind", {}):
+                    raise vreader.error(("unbind",), f"unbind: {sym!r} is not bound by the rule")
+                merged["bind"] = {k: v for k, v in merged["bind"].items() if k != sym}
+            variant = vreader.build(merged, module, family)
+            object.__setattr__(variant, "when", dict(vtable["when"]))
+            variants.append(variant)
+        object.__setattr__(base, "variants", tuple(variants))
+        rules.append(base)
+    return rules
+
+
+def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
+    """Load and validate every ``*.toml`` rule file of ``directory`` (the glossary excluded)."""
+    gloss = glossary() if gloss is None else gloss
+    files = tuple(sorted(p for p in directory.glob("*.toml") if p.name != "symbols.toml"))
+    result = Catalogue(files=files)
+    for path in files:
+        source = SourceFile(path)
+        for rule in _load_file(source, gloss):
+            if rule.name in result.rules:
+                raise CatalogueError(f"{rule.source}: duplicate rule {rule.name!r} "
+                                     f"(first defined at {result.rules[rule.name].source})")
+            if rule.module in result.by_module:
+                raise CatalogueError(f"{rule.source}: rule {rule.name}: module {rule.module!r} "
+                                     f"already has rule {result.by_module[rule.module].name}")
+            result.rules[rule.name] = rule
+            result.by_module[rule.module] = rule
+    return result
+
+
+@cache
+def catalogue() -> Catalogue:
+    """The installed catalogue, loaded and validated once, on first use."""
+    return load_catalogue(formulas_dir())

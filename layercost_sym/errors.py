@@ -1,0 +1,62 @@
+"""The library's exception and warning classes.
+
+Every error a caller can provoke is one of these, so it can be caught without catching
+everything; each subclasses the builtin it behaves like (``ValueError`` for bad values,
+``KeyError`` for unknown names).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogueError",
+    "ConventionError",
+    "EvaluationError",
+    "ExpressionError",
+    "LayercostError",
+    "MissingSymbolError",
+    "ShapeError",
+    "UncountedOpError",
+    "UnknownRuleError",
+]
+
+
+class LayercostError(Exception):
+    """Base class of every error raised by layercost_sym."""
+
+
+class ExpressionError(LayercostError, ValueError):
+    """Expression text was rejected by the safe parser (names the offending token)."""
+
+
+class CatalogueError(LayercostError, ValueError):
+    """A file of ``formulas/`` is broken; the message starts with ``file:line``."""
+
+
+class UnknownRuleError(LayercostError, KeyError):
+    """No rule has the requested name, or no rule describes a module's class."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConventionError(LayercostError, KeyError):
+    """A rule was asked for a cost convention it does not define."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class EvaluationError(LayercostError, ValueError):
+    """An expression could not be evaluated to an exact non-negative integer."""
+
+
+class MissingSymbolError(EvaluationError):
+    """``evaluate`` was not given a value for a symbol of the expression."""
+
+
+class ShapeError(LayercostError, ValueError):
+    """Input shapes or module options that torch itself would reject (names the constraint)."""
+
+
+class UncountedOpError(LayercostError, RuntimeError):
+    """The empirical counter met an operator it has no counting rule for (never counted as 0)."""

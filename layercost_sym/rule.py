@@ -1,0 +1,161 @@
+"""The :class:`Rule` object: one layer's parameter count, output shape and costs as SymPy.
+
+>>> import layercost_sym as lc
+>>> r = lc.rule("Linear")
+>>> r.params
+C_in*C_out + C_out*b
+>>> r.cost("macs")
+C_in*C_out*N
+>>> r.cost("torch")
+2*C_in*C_out*N
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION
+from .errors import ConventionError
+
+__all__ = ["BindSpec", "Constraint", "InputPattern", "Rule"]
+
+
+@dataclass(frozen=True)
+class InputPattern:
+    """The dimensions of one input, as symbol names.
+
+    ``leading`` is how the first dimension may vary: ``""`` (always present), ``"?"``
+    (optional: absent means 1, as for unbatched input) or ``"..."`` (any number of leading
+    dimensions, their product bound to the symbol).
+    """
+
+    names: tuple[str, ...]
+    leading: str = ""
+    text: str = ""
+
+    def describe(self) -> str:
+        return "(" + ", ".join(self.names) + ")"
+
+
+@dataclass(frozen=True)
+class BindSpec:
+    """How one symbol is read from a module instance (see ``formulas/README.md``).
+
+    ``kind`` is ``"attr"`` (an attribute, optionally indexed), ``"present"`` (1 if the
+    attribute is not None), ``"prod"`` or ``"len"`` (of a sequence attribute), or ``"const"``.
+    """
+
+    kind: str
+    attr: str = ""
+    index: int | None = None
+    value: int = 0
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A validity condition with the reason torch gives when it fails."""
+
+    condition: sympy.Basic
+    text: str
+    reason: str
+    training_only: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One layer's rule, loaded from a table of ``formulas/<family>.toml``.
+
+    Expressions are kept in a *compact* form that uses the rule's defined quantities
+    (``H_out``, ...) as symbols, for printing, and are handed out *expanded* (defined
+    quantities substituted), ready for :func:`~layercost_sym.evaluate`.
+    """
+
+    name: str
+    module: str
+    family: str
+    note: str
+    source: str
+    inputs: tuple[InputPattern, ...]
+    binds: Mapping[str, BindSpec]
+    defines: Mapping[sympy.Symbol, sympy.Expr]
+    compact_params: sympy.Expr
+    compact_output_shape: tuple[sympy.Expr, ...]
+    compact_costs: Mapping[tuple[str, bool], sympy.Expr]
+    constraints: tuple[Constraint, ...] = ()
+    output_leading: str = ""  # "?" or "...": the first output dimension follows inputs[0]'s
+    when: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[Rule, ...] = ()
+
+    # -- expansion ---------------------------------------------------------------------------
+    def _expanded_defines(self) -> dict[sympy.Symbol, sympy.Expr]:
+        cached = self.__dict__.get("_defs")
+        if cached is None:
+            cached = {}
+            for symbol, expr in self.defines.items():  # in file order: later may use earlier
+                cached[symbol] = expr.xreplace(cached)
+            object.__setattr__(self, "_defs", cached)
+        return cached
+
+    def expand(self, expr: sympy.Basic) -> sympy.Basic:
+        """Substitute the rule's defined quantities (``H_out`` ...) into ``expr``."""
+        return expr.xreplace(self._expanded_defines())
+
+    # -- the public view -----------------------------------------------------------------------
+    @property
+    def params(self) -> sympy.Expr:
+        """Number of parameters (``sum(p.numel() for p in module.parameters())``)."""
+        return self.expand(self.compact_params)
+
+    @property
+    def flops(self) -> sympy.Expr:
+        """Cost under the default convention, ``exact``, in inference mode."""
+        return self.cost(DEFAULT_CONVENTION)
+
+    @property
+    def output_shape(self) -> tuple[sympy.Expr, ...]:
+        """Output shape; for ``N...`` inputs, ``N`` stands for all leading dimensions."""
+        return tuple(self.expand(e) for e in self.compact_output_shape)
+
+    @property
+    def conventions(self) -> tuple[str, ...]:
+        """Names of the conventions this rule defines."""
+        return tuple(sorted({c for c, _ in self.compact_costs}))
+
+    def compact_cost(self, convention: str = DEFAULT_CONVENTION, training: bool = False):
+        """The cost as written in the catalogue, with defined quantities left as symbols."""
+        if convention not in CONVENTIONS:
+            raise ConventionError(
+                f"unknown convention {convention!r}; known conventions: {', '.join(CONVENTIONS)}"
+            )
+        key = (convention, bool(training))
+        if key not in self.compact_costs:
+            raise ConventionError(
+                f"rule {self.name} does not define convention {convention!r}; "
+                f"it defines: {', '.join(self.conventions)}"
+            )
+        return self.compact_costs[key]
+
+    def cost(self, convention: str = DEFAULT_CONVENTION, training: bool = False) -> sympy.Expr:
+        """Cost under ``convention``; ``training=True`` for the module in training mode."""
+        return self.expand(self.compact_cost(convention, training))
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Names of the shape symbols the rule's expressions are written in."""
+        exprs = [self.params, *self.output_shape, *(self.expand(e) for e in self.compact_costs.values())]
+        names = set().union(*(e.free_symbols for e in exprs))
+        return tuple(sorted(s.name for s in names))
+
+    def variant(self, name: str) -> Rule:
+        for v in self.variants:
+            if v.name == name or v.name == f"{self.name}.{name}":
+                return v
+        raise KeyError(f"rule {self.name} has no variant {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<Rule {self.name} ({self.source})>"

@@ -1,0 +1,175 @@
+"""The ``exact`` convention's empirical counter: every ATen op torch runs, counted by one table.
+
+:class:`ExactCounter` is a ``TorchDispatchMode``.  For each operator torch dispatches it looks the
+operator up in :data:`OP_TABLE` (by its overload-packet name, in-place ``_`` suffix removed) and
+counts by the entry's kind:
+
+==============  ===========================================================================
+kind            count
+==============  ===========================================================================
+``matmul``      ``mm``/``addmm``/``bmm``/``baddbmm``/``mv``/``addmv``/``dot``: an
+                ``(m, k) x (k, n)`` product is ``m*n*(2k-1)`` (k multiplies, k-1 adds per
+                output), plus one add per output for the ``add*`` forms
+``conv``        ``convolution``: ``out_numel * (2 * C_in/g * prod(kernel) - 1)``, plus
+                ``out_numel`` bias adds when a bias is given
+``elementwise`` one per output element (add, mul, div, rsqrt, exp, erf, gt, where, ...)
+``reduction``   an ``n``-term reduction is ``n - 1`` per output (sum, amax, ...)
+``mean``        ``n - 1`` adds and 1 divide per output: ``n`` per output
+``var``         two-pass variance per output: mean (``n``), ``n`` subtracts, ``n`` squares,
+                ``n - 1`` adds, 1 divide: ``4n`` per output
+``movement``    0: views, copies, casts, concatenation, padding, allocation, random draws
+==============  ===========================================================================
+
+An op not in the table is broken into primitives by torch's own decomposition table
+(``torch._decomp.decomposition_table``), re-entering the mode so the primitives are counted;
+an op with neither raises :class:`~layercost_sym.errors.UncountedOpError`: never a silent 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import torch
+from torch._decomp import decomposition_table
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from ..errors import UncountedOpError
+
+__all__ = ["OP_TABLE", "ExactCounter", "op_kind"]
+
+_ELEMENTWISE = """
+add sub rsub mul div neg reciprocal rsqrt sqrt exp exp2 expm1 log log1p log2 log10 erf erfc
+erfinv tanh sigmoid sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh pow abs sign
+sgn relu gt ge lt le eq ne where maximum minimum fmax fmin clamp_min clamp_max floor ceil round
+trunc frac remainder fmod logical_not logical_and logical_or logical_xor square signbit
+isnan isinf hypot copysign lerp
+"""
+_REDUCTION = "sum amax amin prod max min any all argmax argmin logsumexp_reduction"
+_MOVEMENT = """
+view _unsafe_view reshape expand expand_copy permute transpose t unsqueeze squeeze clone copy
+_to_copy to detach alias slice select cat stack split split_with_sizes chunk unbind contiguous
+as_strided empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros
+ones ones_like new_ones full full_like new_full fill zero lift_fresh lift_fresh_copy
+constant_pad_nd reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d
+replication_pad2d replication_pad3d index index_select gather embedding flatten unflatten
+collapse_view split_dim broadcast_in_dim convert_element_type _local_scalar_dense
+scalar_tensor repeat narrow roll flip view_of resize _reshape_alias unsafe_view
+select_scatter slice_scatter index_put masked_fill _unsafe_index set_ item
+randn rand normal uniform randint randperm arange
+"""
+
+OP_TABLE: dict[str, str] = {
+    **{name: "elementwise" for name in _ELEMENTWISE.split()},
+    **{name: "reduction" for name in _REDUCTION.split()},
+    **{name: "movement" for name in _MOVEMENT.split()},
+    "mean": "mean",
+    "var": "var",
+    "convolution": "conv",
+    **{name: "matmul" for name in ("mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "dot")},
+}
+"""Operator name -> counting kind; the one table the ``exact`` counter uses (see module doc)."""
+
+
+def op_kind(func: Any) -> str | None:
+    name = func._overloadpacket.__name__
+    if name not in OP_TABLE and name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]  # in-place form counts as its functional form
+    return OP_TABLE.get(name)
+
+
+def _numel(x: Any) -> int:
+    return x.numel() if isinstance(x, torch.Tensor) else 1
+
+
+def _first_tensor(out: Any) -> torch.Tensor:
+    flat, _ = tree_flatten(out)
+    tensors = [t for t in flat if isinstance(t, torch.Tensor)]
+    return tensors[0]
+
+
+def _matmul_cost(name: str, args: tuple) -> int:
+    if name in ("mm", "bmm", "addmm", "baddbmm"):
+        a, b = (args[1], args[2]) if name.startswith("add") or name == "baddbmm" else args[:2]
+        *batch, m, k = a.shape
+        n = b.shape[-1]
+        outputs = math.prod(batch) * m * n
+    elif name in ("mv", "addmv"):
+        a = args[1] if name == "addmv" else args[0]
+        m, k = a.shape
+        outputs = m
+    else:  # dot
+        k, outputs = args[0].shape[0], 1
+    cost = outputs * (2 * k - 1)
+    if name.startswith("add") or name == "baddbmm":
+        cost += outputs  # the added tensor (bias), alpha = beta = 1 as nn layers call it
+    return cost
+
+
+def _conv_cost(args: tuple, out: torch.Tensor) -> int:
+    x, weight, bias = args[0], args[1], args[2]
+    transposed = bool(args[6]) if len(args) > 6 else False
+    if transposed:
+        raise UncountedOpError(
+            "transposed convolution has no exact counting rule yet (see issue 3)"
+        )
+    per_output = 2 * weight.shape[1] * math.prod(weight.shape[2:]) - 1  # weight: C_out, C_in/g, k...
+    cost = out.numel() * per_output
+    if bias is not None:
+        cost += out.numel()
+    return cost
+
+
+class ExactCounter(TorchDispatchMode):
+    """Counts the ``exact`` convention's operations of everything run inside it.
+
+    >>> import torch
+    >>> with ExactCounter() as counter:
+    ...     _ = torch.ones(2, 3) * torch.ones(3) + 1
+    >>> counter.total, dict(counter.by_op)
+    (12, {'mul': 6, 'add': 6})
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.by_op: Counter[str] = Counter()
+
+    def _add(self, name: str, amount: int) -> None:
+        if amount:
+            self.total += amount
+            self.by_op[name] += amount
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = op_kind(func)
+        name = func._overloadpacket.__name__.rstrip("_") or func._overloadpacket.__name__
+        if kind is None:
+            if func in decomposition_table:
+                with self:  # count the primitives the decomposition runs
+                    return decomposition_table[func](*args, **kwargs)
+            raise UncountedOpError(
+                f"no counting rule for operator {func} and no decomposition of it in "
+                "torch._decomp.decomposition_table; add it to OP_TABLE"
+            )
+        out = func(*args, **kwargs)
+        if kind == "movement":
+            return out
+        if kind == "matmul":
+            self._add(name, _matmul_cost(name, args))
+        elif kind == "conv":
+            self._add(name, _conv_cost(args, out))
+        elif kind == "elementwise":
+            self._add(name, _numel(_first_tensor(out)))
+        else:  # reductions: n terms into each output
+            inputs = _numel(args[0])
+            outputs = _numel(_first_tensor(out))
+            if kind == "reduction":
+                self._add(name, inputs - outputs)
+            elif kind == "mean":
+                self._add(name, inputs)
+            elif kind == "var":
+                self._add(name, 4 * inputs)
+        return out
