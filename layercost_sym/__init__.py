@@ -82,14 +82,15 @@ def rule_for(module: Any) -> Rule:
     return catalogue().for_module(module)
 
 
-def count(module: Any, *inputs: Any, convention: str = "exact", training: bool = False
-          ) -> CountResult:
+def count(module: Any, *inputs: Any, convention: str = "exact", training: bool = False,
+          **call_kwargs: Any) -> CountResult:
     """Run a real torch module on ``inputs`` (tensors or shapes) and count what it did.
 
     Returns parameters (numel), the output shape and the costs ``exact`` (the package's op
     counter), ``torch`` (``FlopCounterMode``) and ``macs`` (``torch / 2``); ``.flops`` is the
-    cost under ``convention``.  Imports torch on first call.
+    cost under ``convention``; ``call_kwargs`` go to the module's forward.  Imports torch on
+    first call.
     """
     from .torchtools.count import count as _count
 
-    return _count(module, *inputs, convention=convention, training=training)
+    return _count(module, *inputs, convention=convention, training=training, **call_kwargs)

@@ -59,9 +59,14 @@ class Binding(dict):
         return tuple(dims)
 
 
-def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule) -> int:
+def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule, call: dict[str, Any]) -> int:
     if spec.kind == "const":
         return spec.value
+    if spec.kind == "arg":
+        value = call.get(spec.attr, spec.value)
+        if isinstance(value, bool | int):
+            return int(value)
+        raise ShapeError(f"{rule.name}: forward argument {spec.attr}={value!r} is not an integer")
     if not hasattr(module, spec.attr):
         raise ShapeError(f"{rule.name}: module {type(module).__name__} has no attribute "
                          f"{spec.attr!r} (needed for symbol {symbol})")
@@ -91,8 +96,11 @@ def _dims(shape: Any) -> tuple[int, ...]:
     return dims
 
 
-def bind(module: Any, *input_shapes: Any) -> Binding:
+def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     """Values of the symbols of ``module``'s rule for inputs of the given shape(s).
+
+    ``call_kwargs`` are the keyword arguments of the forward call, for rules whose cost
+    depends on one (``need_weights=False``); left out, they take the forward's defaults.
 
     Raises :class:`~layercost_sym.errors.ShapeError` (a ``ValueError``) where torch itself would
     reject the shapes: wrong rank, a dimension that disagrees with the module, or a failed
@@ -138,7 +146,7 @@ def bind(module: Any, *input_shapes: Any) -> Binding:
                                  f"but {size} from input {index}")
             values[name], origin[name] = size, f"input {index}"
     for name, spec in rule.binds.items():
-        value = _read(module, spec, name, rule)
+        value = _read(module, spec, name, rule, call_kwargs)
         if name in values and values[name] != value:
             raise ShapeError(f"{rule.name}: {origin[name]} has {name} = {values[name]}, "
                              f"but module.{spec.text} = {value}")

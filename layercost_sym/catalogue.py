@@ -39,6 +39,7 @@ _VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
 _MERGED = ("bind", "define", "cost")  # variant tables merged key by key; other fields replace
 
 _BIND_CALL = re.compile(r"^(prod|len)\((\w+)\)$")
+_BIND_ARG = re.compile(r"^arg\((\w+),\s*(-?\d+|True|False)\)$")
 _BIND_PRESENT = re.compile(r"^(\w+)\?$")
 _BIND_ATTR = re.compile(r"^(\w+)(?:\[(\d+)\])?$")
 
@@ -203,6 +204,10 @@ class _RuleReader:
         if isinstance(spec, bool | int):
             return BindSpec("const", value=int(spec), text=str(spec))
         if isinstance(spec, str):
+            if m := _BIND_ARG.match(spec):
+                default = {"True": 1, "False": 0}.get(m.group(2))
+                value = default if default is not None else int(m.group(2))
+                return BindSpec("arg", attr=m.group(1), value=value, text=spec)
             if m := _BIND_CALL.match(spec):
                 return BindSpec(m.group(1), attr=m.group(2), text=spec)
             if m := _BIND_PRESENT.match(spec):
@@ -211,7 +216,7 @@ class _RuleReader:
                 index = int(m.group(2)) if m.group(2) is not None else None
                 return BindSpec("attr", attr=m.group(1), index=index, text=spec)
         raise self.error(("bind", sym), f"bind.{sym}: cannot read {spec!r} (use 'attr', "
-                         "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)' or an integer)")
+                         "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)', 'arg(name, default)' or an integer)")
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
         if not isinstance(table, dict):

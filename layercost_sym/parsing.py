@@ -24,7 +24,7 @@ True
 >>> parse("__import__('os')")
 Traceback (most recent call last):
 ...
-layercost_sym.errors.ExpressionError: call of '__import__' is not allowed in '__import__('os')' (allowed: Max, Min, Mod, ceil, ceiling, floor, max, min, where)
+layercost_sym.errors.ExpressionError: call of '__import__' is not allowed (allowed: ...) in "__import__('os')"
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def _materialise(inputs: tuple) -> tuple:
         if isinstance(x, torch.Tensor):
             out.append(x)
         else:
-            out.append(torch.randn(*[int(d) for d in x]))
+            out.append(torch.randn(tuple(int(d) for d in x)))
     return tuple(out)
 
 
@@ -67,8 +67,11 @@ def _shape(output: Any) -> tuple[int, ...]:
 
 
 def count(module: torch.nn.Module, *inputs: Any, convention: str = DEFAULT_CONVENTION,
-          training: bool = False) -> CountResult:
+          training: bool = False, **call_kwargs: Any) -> CountResult:
     """Run ``module`` on ``inputs`` (tensors, or shapes filled with random values) and count.
+
+    ``call_kwargs`` are passed to the forward call.  Each counter runs on its own deep copy of
+    the module, so both see the same state (running statistics, ...).
 
     >>> import torch, layercost_sym as lc
     >>> c = lc.count(torch.nn.Linear(3, 4), (2, 3))
@@ -89,10 +92,10 @@ def count(module: torch.nn.Module, *inputs: Any, convention: str = DEFAULT_CONVE
     with torch.enable_grad(), _math_sdpa():
         counter = ExactCounter()
         with counter:
-            output = fresh()(*tensors)
+            output = fresh()(*tensors, **call_kwargs)
         flop_counter = FlopCounterMode(display=False)
         with flop_counter:
-            fresh()(*tensors)
+            fresh()(*tensors, **call_kwargs)
     torch_flops = int(flop_counter.get_total_flops())
     costs = {"exact": counter.total, "macs": torch_flops // 2, "torch": torch_flops}
     return CountResult(params, _shape(output), costs, convention, dict(counter.by_op))

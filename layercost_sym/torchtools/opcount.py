@@ -20,7 +20,9 @@ kind            count
 ``movement``    0: views, copies, casts, concatenation, padding, allocation, random draws
 ==============  ===========================================================================
 
-An op not in the table is broken into primitives by torch's own decomposition table
+Operators whose count needs more than a kind (pooling windows, ...) are counted by functions
+registered with :func:`register_op` in :mod:`layercost_sym.torchtools.ops`, one module per
+layer family.  An op not in the table is broken into primitives by torch's own decomposition table
 (``torch._decomp.decomposition_table``), re-entering the mode so the primitives are counted;
 an op with neither raises :class:`~layercost_sym.errors.UncountedOpError`: never a silent 0.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +41,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UncountedOpError
 
-__all__ = ["OP_TABLE", "ExactCounter", "op_kind"]
+__all__ = ["OP_TABLE", "ExactCounter", "op_kind", "register_op"]
 
 _ELEMENTWISE = """
 add sub rsub mul div neg reciprocal rsqrt sqrt exp exp2 expm1 log log1p log2 log10 erf erfc
@@ -70,14 +73,64 @@ OP_TABLE: dict[str, str] = {
     "convolution": "conv",
     **{name: "matmul" for name in ("mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "dot")},
 }
+
+from . import ops as _ops  # noqa: E402  (registers the family modules' rules)
+
+del _ops
 """Operator name -> counting kind; the one table the ``exact`` counter uses (see module doc)."""
 
 
-def op_kind(func: Any) -> str | None:
+CountFn = Callable[[tuple, dict, Any], int]
+_CUSTOM: dict[str, CountFn] = {}
+"""Operator name -> function(args, kwargs, output) -> count, for ops whose count needs more than
+a kind (pooling windows, transposed convolution, ...).  Filled by the modules of
+:mod:`layercost_sym.torchtools.ops`, one per layer family, through :func:`register_op`."""
+
+
+def register_op(*names: str, kind: str | None = None):
+    """Register a counting rule for operator ``names`` (overload-packet names such as
+    ``"max_pool2d_with_indices"``): either a ``kind`` of :data:`OP_TABLE` or, used as a
+    decorator, a function ``(args, kwargs, output) -> int``.  A name registered twice is an error.
+
+    >>> register_op("mm", kind="movement")
+    Traceback (most recent call last):
+    ...
+    ValueError: operator 'mm' is already counted by matmul
+    """
+    def check(name: str) -> None:
+        if name in OP_TABLE or name in _CUSTOM:
+            raise ValueError(f"operator {name!r} is already counted by "
+                             f"{OP_TABLE.get(name) or _CUSTOM[name].__module__}")
+
+    if kind is not None:
+        if kind not in set(OP_TABLE.values()):
+            raise ValueError(f"unknown kind {kind!r}")
+        for name in names:
+            check(name)
+            OP_TABLE[name] = kind
+        return None
+
+    def decorate(fn: CountFn) -> CountFn:
+        for name in names:
+            check(name)
+            _CUSTOM[name] = fn
+        return fn
+
+    return decorate
+
+
+def _op_name(func: Any) -> str:
     name = func._overloadpacket.__name__
-    if name not in OP_TABLE and name.endswith("_") and not name.startswith("_"):
+    if name not in OP_TABLE and name not in _CUSTOM and name.endswith("_") \
+            and not name.startswith("_"):
         name = name[:-1]  # in-place form counts as its functional form
-    return OP_TABLE.get(name)
+    return name
+
+
+def op_kind(func: Any) -> str | None:
+    """The counting kind of an operator: a kind of :data:`OP_TABLE`, ``"custom"``, or None."""
+    name = _op_name(func)
+    return "custom" if name in _CUSTOM else OP_TABLE.get(name)
 
 
 def _numel(x: Any) -> int:
@@ -145,7 +198,7 @@ class ExactCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = op_kind(func)
-        name = func._overloadpacket.__name__.rstrip("_") or func._overloadpacket.__name__
+        name = _op_name(func)
         if kind is None:
             if func in decomposition_table:
                 with self:  # count the primitives the decomposition runs
@@ -156,6 +209,9 @@ class ExactCounter(TorchDispatchMode):
             )
         out = func(*args, **kwargs)
         if kind == "movement":
+            return out
+        if kind == "custom":
+            self._add(name, int(_CUSTOM[name](args, kwargs, out)))
             return out
         if kind == "matmul":
             self._add(name, _matmul_cost(name, args))

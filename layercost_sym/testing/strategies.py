@@ -1,0 +1,141 @@
+"""Hypothesis strategies for layer configurations, valid by construction.
+
+Each strategy draws a :class:`LayerCase`: the torch class name, its constructor keyword
+arguments and the shape(s) of its input(s).  Nothing is filtered: kernels are drawn first, then
+an input large enough for them; groups come from divisors.  No torch import here: a test turns a
+case into a module with :meth:`LayerCase.build`.
+
+>>> from layercost_sym.testing.strategies import conv2d_cases
+>>> case = conv2d_cases(max_channels=4).example()   # doctest: +SKIP
+>>> case.name, sorted(case.kwargs)                  # doctest: +SKIP
+('Conv2d', ['bias', 'dilation', 'groups', 'in_channels', ...])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+__all__ = [
+    "LayerCase",
+    "batchnorm2d_cases",
+    "conv2d_cases",
+    "leaky_relu_cases",
+    "linear_cases",
+]
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """A torch.nn layer to build and the input(s) to run it on.
+
+    ``integer_inputs`` maps an input's index to the exclusive upper bound of its random integer
+    (``torch.long``) values, e.g. token ids; ``literal_inputs`` gives an input's exact integer
+    values (e.g. EmbeddingBag offsets); ``call_kwargs`` are keyword arguments of the forward call.
+    """
+
+    name: str
+    kwargs: dict[str, Any]
+    input_shapes: tuple[tuple[int, ...], ...]
+    training: bool = False
+    integer_inputs: dict[int, int] = field(default_factory=dict)
+    literal_inputs: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def build(self):
+        """The torch module, in the case's mode (imports torch)."""
+        import torch
+
+        module = getattr(torch.nn, self.name)(**self.kwargs)
+        return module.train(self.training)
+
+    def tensors(self) -> tuple:
+        """The inputs as tensors: random floats, random integers or literal values."""
+        import torch
+
+        out = []
+        for index, shape in enumerate(self.input_shapes):
+            if index in self.literal_inputs:
+                out.append(torch.tensor(self.literal_inputs[index], dtype=torch.long).reshape(shape))
+            elif index in self.integer_inputs:
+                out.append(torch.randint(0, self.integer_inputs[index], shape))
+            else:
+                out.append(torch.randn(shape))
+        return tuple(out)
+
+
+def _pair(draw, values: st.SearchStrategy[int], square: bool) -> tuple[int, int]:
+    first = draw(values)
+    return (first, first) if square else (first, draw(values))
+
+
+@st.composite
+def conv2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_kernel: int = 4,
+                 max_extra: int = 6, unbatched: bool = True) -> LayerCase:
+    """``torch.nn.Conv2d`` with stride, padding (int, 'same', 'valid'), dilation, groups, bias,
+    padding_mode, square or rectangular kernels, batched or unbatched input."""
+    groups = draw(st.integers(1, 3))
+    c_in = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    c_out = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    square = draw(st.booleans())
+    kernel = _pair(draw, st.integers(1, max_kernel), square)
+    dilation = _pair(draw, st.integers(1, 3), square)
+    mode = draw(st.sampled_from(["int", "int", "same", "valid"]))
+    stride = (1, 1) if mode == "same" else _pair(draw, st.integers(1, 3), square)
+    padding: Any = mode if mode in ("same", "valid") else _pair(draw, st.integers(0, 3), square)
+    padding_mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    sizes = []
+    for axis in range(2):
+        span = dilation[axis] * (kernel[axis] - 1) + 1
+        pad = padding[axis] if isinstance(padding, tuple) else (
+            (span - 1) - (span - 1) // 2 if mode == "same" else 0)
+        smallest = max(1, span - 2 * pad)
+        if padding_mode != "zeros":  # reflect needs pad < size; circular pad <= size
+            smallest = max(smallest, pad + 1)
+        sizes.append(smallest + draw(st.integers(0, max_extra)))
+    shape = (c_in, *sizes)
+    if not (unbatched and draw(st.booleans())):
+        shape = (draw(st.integers(1, max_batch)), *shape)
+    kwargs = dict(in_channels=c_in, out_channels=c_out, kernel_size=kernel, stride=stride,
+                  padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
+                  padding_mode=padding_mode)
+    return LayerCase("Conv2d", kwargs, (shape,))
+
+
+@st.composite
+def batchnorm2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_size: int = 6,
+                      training: bool | None = None) -> LayerCase:
+    """``torch.nn.BatchNorm2d`` with affine, track_running_stats, momentum (incl. None), in
+    training or inference mode (drawn unless ``training`` is given)."""
+    train = draw(st.booleans()) if training is None else training
+    track = draw(st.booleans())
+    n, h, w = (draw(st.integers(1, m)) for m in (max_batch, max_size, max_size))
+    if (train or not track) and n * h * w < 2:  # batch statistics need two values per channel
+        n += 1
+    c = draw(st.integers(1, max_channels))
+    kwargs = dict(num_features=c, affine=draw(st.booleans()), track_running_stats=track,
+                  momentum=draw(st.sampled_from([0.1, 0.5, None])))
+    return LayerCase("BatchNorm2d", kwargs, ((n, c, h, w),), training=train)
+
+
+@st.composite
+def leaky_relu_cases(draw, *, max_rank: int = 4, max_size: int = 5) -> LayerCase:
+    """``torch.nn.LeakyReLU`` on an input of any rank (0 to ``max_rank``)."""
+    shape = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_rank)))
+    slope = draw(st.sampled_from([0.01, 0.2, 1.5]))
+    return LayerCase("LeakyReLU", {"negative_slope": slope}, (shape,),
+                     training=draw(st.booleans()))
+
+
+@st.composite
+def linear_cases(draw, *, max_leading: int = 3, max_size: int = 5, max_features: int = 12
+                 ) -> LayerCase:
+    """``torch.nn.Linear`` with or without bias, on inputs with 0 to ``max_leading`` leading
+    dimensions."""
+    c_in, c_out = draw(st.integers(1, max_features)), draw(st.integers(1, max_features))
+    leading = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_leading)))
+    kwargs = dict(in_features=c_in, out_features=c_out, bias=draw(st.booleans()))
+    return LayerCase("Linear", kwargs, ((*leading, c_in),), training=draw(st.booleans()))
