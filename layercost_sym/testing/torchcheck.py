@@ -4,7 +4,7 @@
 >>> case = LayerCase("Linear", {"in_features": 3, "out_features": 2}, ((4, 3),))
 >>> binding, counted = check_against_torch(case)
 >>> counted.costs
-{'exact': 24, 'macs': 12, 'torch': 24}
+{'exact': 48, 'macs': 24, 'torch': 48}
 """
 
 from __future__ import annotations
