@@ -14,6 +14,7 @@ single fraction ``num / den`` at compile time, ``floor`` becomes ``//``, ``ceili
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
@@ -23,7 +24,7 @@ import sympy
 
 from .errors import EvaluationError, MissingSymbolError
 from .glossary import glossary
-from .parsing import parse
+from .parsing import gcd, parse
 
 __all__ = ["check_condition", "compile_expression", "evaluate"]
 
@@ -75,6 +76,8 @@ class _Codegen:
             for a in args[1:]:
                 out = f"{helper}({out}, {a})"
             return out
+        if isinstance(e, gcd):
+            return f"_gcd({self.poly(e.args[0])}, {self.poly(e.args[1])})"
         if isinstance(e, sympy.Mod):
             return f"(({self.exact(e.args[0])}) % ({self.exact(e.args[1])}))"
         if isinstance(e, sympy.Piecewise):
@@ -113,7 +116,7 @@ def _nan():
 
 
 _SCALAR_HELPERS = {
-    "_F": Fraction, "_max": max, "_min": min, "_nan": _nan,
+    "_F": Fraction, "_max": max, "_min": min, "_nan": _nan, "_gcd": math.gcd,
     "_where": lambda c, a, b: a if c else b,
     "_and": lambda a, b: a and b, "_or": lambda a, b: a or b, "_not": lambda a: not a,
 }
@@ -127,6 +130,7 @@ def _array_helpers() -> dict[str, Any]:
 
     return {
         "_F": Fraction, "_max": np.maximum, "_min": np.minimum, "_nan": _nan, "_where": where,
+        "_gcd": np.frompyfunc(math.gcd, 2, 1),
         "_and": np.logical_and, "_or": np.logical_or, "_not": np.logical_not,
     }
 

@@ -6,7 +6,7 @@ by an allow-list that builds SymPy objects itself. What is allowed:
 * integer literals (no floats: counts are exact), names of glossary symbols and of the rule's
   own defined quantities;
 * ``+ - * / // % **`` and parentheses; ``/`` is exact rational division, ``//`` is ``floor``;
-* calls of ``floor, ceiling (ceil), Max (max), Min (min), Mod, where(cond, a, b)``;
+* calls of ``floor, ceiling (ceil), Max (max), Min (min), Mod, gcd, where(cond, a, b)``;
 * comparisons ``== != < <= > >=`` and ``and``/``or``/``not`` only where a condition is expected
   (constraints, the first argument of ``where``).
 
@@ -30,19 +30,39 @@ layercost_sym.errors.ExpressionError: call of '__import__' is not allowed (allow
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
 
 import sympy
 
 from .errors import ExpressionError
 
-__all__ = ["MAX_DEPTH", "MAX_TEXT_LENGTH", "parse", "parse_condition"]
+__all__ = ["MAX_DEPTH", "MAX_TEXT_LENGTH", "gcd", "parse", "parse_condition"]
 
 MAX_TEXT_LENGTH = 4000
 MAX_DEPTH = 60
 MAX_EXPONENT = 64
 MAX_DEGREE = 256  # total polynomial degree an expression may reach
 MAX_CONSTANT_BITS = 4096  # size a constant sub-expression may reach
+
+
+class gcd(sympy.Function):  # noqa: N801 - printed as gcd(a, b)
+    """Greatest common divisor of two integers, left unevaluated on symbols.
+
+    (``sympy.gcd`` is the polynomial gcd: ``sympy.gcd(H, W)`` is 1, not what a formula means.)
+    """
+
+    is_integer = True
+    is_positive = True
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Integer and b.is_Integer:
+            return sympy.Integer(math.gcd(int(a), int(b)))
+        return None
+
+    def _latex(self, printer):
+        return r"\gcd\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
 
 
 def _where(cond: sympy.Basic, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
@@ -60,6 +80,7 @@ _FUNCTIONS: dict[str, tuple[Callable[..., sympy.Basic], int | None]] = {
     "min": (sympy.Min, None),
     "Mod": (sympy.Mod, 2),
     "where": (_where, 3),
+    "gcd": (gcd, 2),
 }
 
 _BINOPS = {
