@@ -82,8 +82,9 @@ def rule_for(module: Any) -> Rule:
     return catalogue().for_module(module)
 
 
-def count(module: Any, *inputs: Any, convention: str = "exact", training: bool = False,
-          **call_kwargs: Any) -> CountResult:
+def count(
+    module: Any, *inputs: Any, convention: str = "exact", training: bool = False, **call_kwargs: Any
+) -> CountResult:
     """Run a real torch module on ``inputs`` (tensors or shapes) and count what it did.
 
     Returns parameters (numel), the output shape and the costs ``exact`` (the package's op

@@ -33,8 +33,9 @@ class Binding(dict):
     that :meth:`output_shape` can give the real output shape.
     """
 
-    def __init__(self, rule: Rule, values: dict[str, int], leading: tuple[int, ...] | None,
-                 training: bool) -> None:
+    def __init__(
+        self, rule: Rule, values: dict[str, int], leading: tuple[int, ...] | None, training: bool
+    ) -> None:
         super().__init__(values)
         self.rule = rule
         self.leading = leading
@@ -68,8 +69,10 @@ def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule, call: dict[str, 
             return int(value)
         raise ShapeError(f"{rule.name}: forward argument {spec.attr}={value!r} is not an integer")
     if not hasattr(module, spec.attr):
-        raise ShapeError(f"{rule.name}: module {type(module).__name__} has no attribute "
-                         f"{spec.attr!r} (needed for symbol {symbol})")
+        raise ShapeError(
+            f"{rule.name}: module {type(module).__name__} has no attribute "
+            f"{spec.attr!r} (needed for symbol {symbol})"
+        )
     value = getattr(module, spec.attr)
     if spec.kind == "present":
         return int(value is not None)
@@ -82,8 +85,10 @@ def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule, call: dict[str, 
         return int(value)
     if isinstance(value, int):
         return value
-    raise ShapeError(f"{rule.name}: module.{spec.text} is {value!r}, not an integer "
-                     f"(symbol {symbol}); no variant of the rule covers this option")
+    raise ShapeError(
+        f"{rule.name}: module.{spec.text} is {value!r}, not an integer "
+        f"(symbol {symbol}); no variant of the rule covers this option"
+    )
 
 
 def _dims(shape: Any) -> tuple[int, ...]:
@@ -108,8 +113,10 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     """
     rule = catalogue().for_module(module)
     if len(input_shapes) != len(rule.inputs):
-        raise ShapeError(f"{rule.name} takes {len(rule.inputs)} input(s) "
-                         f"{' and '.join(p.describe() for p in rule.inputs)}, got {len(input_shapes)}")
+        raise ShapeError(
+            f"{rule.name} takes {len(rule.inputs)} input(s) "
+            f"{' and '.join(p.describe() for p in rule.inputs)}, got {len(input_shapes)}"
+        )
     values: dict[str, int] = {}
     origin: dict[str, str] = {}
     leading: tuple[int, ...] | None = None
@@ -128,28 +135,39 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
                 expected += f" or ({', '.join(pattern.names[1:])})"
             elif pattern.leading == "...":
                 expected = f"(*, {', '.join(pattern.names[1:])})" if fixed else "(*)"
-            raise ShapeError(f"{rule.name} expects input {index} of shape {expected}, "
-                             f"got rank {len(dims)} shape {dims}")
+            raise ShapeError(
+                f"{rule.name} expects input {index} of shape {expected}, "
+                f"got rank {len(dims)} shape {dims}"
+            )
         if pattern.leading:
-            lead, rest = dims[: len(dims) - fixed], dims[len(dims) - fixed:]
+            lead, rest = dims[: len(dims) - fixed], dims[len(dims) - fixed :]
             if index == 0:
                 leading = lead
-            pairs = [(pattern.names[0], math.prod(lead)), *zip(pattern.names[1:], rest, strict=True)]
+            pairs = [
+                (pattern.names[0], math.prod(lead)),
+                *zip(pattern.names[1:], rest, strict=True),
+            ]
         else:
             pairs = list(zip(pattern.names, dims, strict=True))
         for name, size in pairs:
             if size < 1:
-                raise ShapeError(f"{rule.name}: input {index} dimension {name} is {size}; "
-                                 "dimensions must be positive")
+                raise ShapeError(
+                    f"{rule.name}: input {index} dimension {name} is {size}; "
+                    "dimensions must be positive"
+                )
             if name in values and values[name] != size:
-                raise ShapeError(f"{rule.name}: {name} is {values[name]} from {origin[name]} "
-                                 f"but {size} from input {index}")
+                raise ShapeError(
+                    f"{rule.name}: {name} is {values[name]} from {origin[name]} "
+                    f"but {size} from input {index}"
+                )
             values[name], origin[name] = size, f"input {index}"
     for name, spec in rule.binds.items():
         value = _read(module, spec, name, rule, call_kwargs)
         if name in values and values[name] != value:
-            raise ShapeError(f"{rule.name}: {origin[name]} has {name} = {values[name]}, "
-                             f"but module.{spec.text} = {value}")
+            raise ShapeError(
+                f"{rule.name}: {origin[name]} has {name} = {values[name]}, "
+                f"but module.{spec.text} = {value}"
+            )
         values[name], origin[name] = value, f"module.{spec.text}"
     training = bool(getattr(module, "training", False))
     defines = rule._expanded_defines()
@@ -157,11 +175,19 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
         if constraint.training_only and not training:
             continue
         if not check_condition(rule.expand(constraint.condition), values):
-            shown = {**values, **{s.name: _safe(e, values) for s, e in defines.items()
-                                  if s.name in constraint.text}}
+            shown = {
+                **values,
+                **{
+                    s.name: _safe(e, values)
+                    for s, e in defines.items()
+                    if s.name in constraint.text
+                },
+            }
             detail = ", ".join(f"{k}={v}" for k, v in shown.items() if k in constraint.text)
-            raise ShapeError(f"{rule.name}: constraint {constraint.text!r} fails "
-                             f"({constraint.reason}) at {detail}")
+            raise ShapeError(
+                f"{rule.name}: constraint {constraint.text!r} fails "
+                f"({constraint.reason}) at {detail}"
+            )
     return Binding(rule, values, leading, training)
 
 

@@ -31,8 +31,16 @@ from .rule import BindSpec, Constraint, InputPattern, Rule
 __all__ = ["Catalogue", "catalogue", "load_catalogue"]
 
 _RULE_FIELDS = {
-    "module", "note", "inputs", "params", "output_shape", "constraints", "bind", "define",
-    "cost", "variants",
+    "module",
+    "note",
+    "inputs",
+    "params",
+    "output_shape",
+    "constraints",
+    "bind",
+    "define",
+    "cost",
+    "variants",
 }
 _REQUIRED = ("module", "note", "inputs", "params", "output_shape", "cost")
 _VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
@@ -125,7 +133,9 @@ class _RuleReader:
         if not isinstance(table["note"], str) or not table["note"].strip():
             raise self.error(("note",), "note must be a non-empty line of text")
 
-        inputs = tuple(self.input_pattern(i, text) for i, text in enumerate(self._list("inputs", table)))
+        inputs = tuple(
+            self.input_pattern(i, text) for i, text in enumerate(self._list("inputs", table))
+        )
         input_names = [n for p in inputs for n in p.names]
 
         binds: dict[str, BindSpec] = {}
@@ -149,32 +159,57 @@ class _RuleReader:
             output_leading = "..." if raw_shape[0].endswith("...") else "?"
             raw_shape = [raw_shape[0].removesuffix(output_leading), *raw_shape[1:]]
             if not inputs[0].leading:
-                raise self.error(("output_shape",), f"output_shape starts with {output_leading!r}"
-                                 " but inputs[0] has no optional or variadic first dimension")
+                raise self.error(
+                    ("output_shape",),
+                    f"output_shape starts with {output_leading!r}"
+                    " but inputs[0] has no optional or variadic first dimension",
+                )
         shape = tuple(self.expr(("output_shape",), t, symbols) for t in raw_shape)
         costs = self.costs(table["cost"])
-        constraints = tuple(self.constraint(c) for c in table.get("constraints", []))
+        # Conditions are parsed with the defined quantities already substituted: SymPy would
+        # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
+        expanded: dict[sympy.Symbol, sympy.Expr] = {}
+        for sym, e in defines.items():
+            expanded[sym] = e.xreplace(expanded)
+        condition_names = {**symbols, **{s.name: e for s, e in expanded.items()}}
         if not isinstance(table.get("constraints", []), list):
             raise self.error(("constraints",), "constraints must be a list")
+        constraints = tuple(
+            self.constraint(c, condition_names) for c in table.get("constraints", [])
+        )
 
         # every symbol an expression uses must be bound, from an input or from the module
         bound = set(input_names) | set(binds) | {s.name for s in defines}
         used: dict[str, tuple[str, ...]] = {}
-        for key, e in [(("params",), params), *((("output_shape",), e) for e in shape),
-                       *(((("cost", c)), e) for (c, _), e in costs.items()),
-                       *(((("define", s.name)), e) for s, e in defines.items()),
-                       *(((("constraints",)), c.condition) for c in constraints)]:
+        for key, e in [
+            (("params",), params),
+            *((("output_shape",), e) for e in shape),
+            *(((("cost", c)), e) for (c, _), e in costs.items()),
+            *(((("define", s.name)), e) for s, e in defines.items()),
+            *(((("constraints",)), c.condition) for c in constraints),
+        ]:
             for s in e.free_symbols:
                 used.setdefault(s.name, key)
         for name, key in sorted(used.items()):
             if name not in bound:
-                raise self.error(key, f"symbol {name!r} is used but never bound (from inputs or bind)")
+                raise self.error(
+                    key, f"symbol {name!r} is used but never bound (from inputs or bind)"
+                )
 
         return Rule(
-            name=self.name, module=module, family=family, note=table["note"].strip(),
-            source=self.source.where(*self.path), inputs=inputs, binds=binds, defines=defines,
-            compact_params=params, compact_output_shape=shape, compact_costs=costs,
-            constraints=constraints, output_leading=output_leading,
+            name=self.name,
+            module=module,
+            family=family,
+            note=table["note"].strip(),
+            source=self.source.where(*self.path),
+            inputs=inputs,
+            binds=binds,
+            defines=defines,
+            compact_params=params,
+            compact_output_shape=shape,
+            compact_costs=costs,
+            constraints=constraints,
+            output_leading=output_leading,
         )
 
     def _list(self, key: str, table: Mapping[str, Any]) -> list:
@@ -192,8 +227,11 @@ class _RuleReader:
             for suffix in ("...", "?"):
                 if token.endswith(suffix):
                     if position:
-                        raise self.error(("inputs",), f"inputs[{index}]: only the first "
-                                         f"dimension may end in {suffix!r} ({token!r})")
+                        raise self.error(
+                            ("inputs",),
+                            f"inputs[{index}]: only the first "
+                            f"dimension may end in {suffix!r} ({token!r})",
+                        )
                     leading, name = suffix, token.removesuffix(suffix)
             if name not in self.gloss.info:
                 raise self.error(("inputs",), f"inputs[{index}]: unknown symbol {name!r}")
@@ -215,8 +253,11 @@ class _RuleReader:
             if m := _BIND_ATTR.match(spec):
                 index = int(m.group(2)) if m.group(2) is not None else None
                 return BindSpec("attr", attr=m.group(1), index=index, text=spec)
-        raise self.error(("bind", sym), f"bind.{sym}: cannot read {spec!r} (use 'attr', "
-                         "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)', 'arg(name, default)' or an integer)")
+        raise self.error(
+            ("bind", sym),
+            f"bind.{sym}: cannot read {spec!r} (use 'attr', "
+            "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)', 'arg(name, default)' or an integer)",
+        )
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
         if not isinstance(table, dict):
@@ -231,12 +272,16 @@ class _RuleReader:
                     continue
                 if conv in DERIVED_CONVENTIONS:
                     base, factor = DERIVED_CONVENTIONS[conv]
-                    raise self.error(keys + (conv,), f"cost.{conv} is derived ({factor} x {base}); "
-                                     "do not state it")
+                    raise self.error(
+                        (*keys, conv),
+                        f"cost.{conv} is derived ({factor} x {base}); do not state it",
+                    )
                 if conv not in CONVENTIONS:
-                    raise self.error(keys + (conv,), f"unknown convention {conv!r} "
-                                     f"(known: {', '.join(CONVENTIONS)})")
-                out[(conv, training)] = self.expr(keys + (conv,), text, symbols)
+                    raise self.error(
+                        (*keys, conv),
+                        f"unknown convention {conv!r} (known: {', '.join(CONVENTIONS)})",
+                    )
+                out[(conv, training)] = self.expr((*keys, conv), text, symbols)
         if ("exact", False) not in out:
             raise self.error(("cost",), "cost.exact is required")
         for conv in {c for c, _ in out}:  # training mode inherits what it does not restate
@@ -247,7 +292,7 @@ class _RuleReader:
                     out[(derived, training)] = factor * out[(base, training)]
         return out
 
-    def constraint(self, entry: Any) -> Constraint:
+    def constraint(self, entry: Any, names: Mapping[str, sympy.Expr]) -> Constraint:
         if isinstance(entry, str):
             entry = {"check": entry}
         if not isinstance(entry, dict) or "check" not in entry:
@@ -256,11 +301,15 @@ class _RuleReader:
         if unknown:
             raise self.error(("constraints",), f"constraint has unknown field(s) {sorted(unknown)}")
         try:
-            cond = parse_condition(entry["check"], self.gloss.symbols)
+            cond = parse_condition(entry["check"], names)
         except ExpressionError as exc:
             raise self.error(("constraints",), f"constraint: {exc}") from None
-        return Constraint(cond, entry["check"], entry.get("reason", entry["check"]),
-                          bool(entry.get("training", False)))
+        return Constraint(
+            cond,
+            entry["check"],
+            entry.get("reason", entry["check"]),
+            bool(entry.get("training", False)),
+        )
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -305,8 +354,10 @@ def _load_file(source: SourceFile, gloss: Glossary) -> list[Rule]:
             unknown = set(vtable) - _VARIANT_FIELDS
             if unknown:
                 raise vreader.error((), f"unknown field(s) {sorted(unknown)}")
-            merged = _merge({k: v for k, v in table.items() if k != "variants"},
-                            {k: v for k, v in vtable.items() if k not in ("when", "unbind")})
+            merged = _merge(
+                {k: v for k, v in table.items() if k != "variants"},
+                {k: v for k, v in vtable.items() if k not in ("when", "unbind")},
+            )
             for sym in vtable.get("unbind", []):
                 if sym not in merged.get("bind", {}):
                     raise vreader.error(("unbind",), f"unbind: {sym!r} is not bound by the rule")
@@ -328,11 +379,15 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
         source = SourceFile(path)
         for rule in _load_file(source, gloss):
             if rule.name in result.rules:
-                raise CatalogueError(f"{rule.source}: duplicate rule {rule.name!r} "
-                                     f"(first defined at {result.rules[rule.name].source})")
+                raise CatalogueError(
+                    f"{rule.source}: duplicate rule {rule.name!r} "
+                    f"(first defined at {result.rules[rule.name].source})"
+                )
             if rule.module in result.by_module:
-                raise CatalogueError(f"{rule.source}: rule {rule.name}: module {rule.module!r} "
-                                     f"already has rule {result.by_module[rule.module].name}")
+                raise CatalogueError(
+                    f"{rule.source}: rule {rule.name}: module {rule.module!r} "
+                    f"already has rule {result.by_module[rule.module].name}"
+                )
             result.rules[rule.name] = rule
             result.by_module[rule.module] = rule
     return result

@@ -21,7 +21,7 @@ from . import rule as get_rule
 from . import rules as rule_names
 from .catalogue import catalogue
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
-from .errors import LayercostError
+from .errors import LayercostError, MissingSymbolError
 from .evaluation import evaluate
 from .glossary import glossary
 from .printing import latex
@@ -29,12 +29,16 @@ from .printing import latex
 __all__ = ["main"]
 
 _EPILOG_LIST = "example:\n  layercost list\n  layercost list --json"
-_EPILOG_SHOW = ("example:\n  layercost show Conv2d\n  layercost show Conv2d --convention macs --latex\n"
-                "  layercost show BatchNorm2d --training --json")
-_EPILOG_EVAL = ("example:\n  layercost eval Conv2d N=2 C_in=3 C_out=4 k=3 H=8 W=8\n"
-                "  layercost eval Linear N=8 C_in=768 C_out=3072 b=0 --convention macs --json\n\n"
-                "Symbols left out take torch's defaults where torch has one (stride 1, padding 0,\n"
-                "dilation 1, groups 1, bias on); k=3 stands for k_h=3 and k_w=3.")
+_EPILOG_SHOW = (
+    "example:\n  layercost show Conv2d\n  layercost show Conv2d --convention macs --latex\n"
+    "  layercost show BatchNorm2d --training --json"
+)
+_EPILOG_EVAL = (
+    "example:\n  layercost eval Conv2d N=2 C_in=3 C_out=4 k=3 H=8 W=8\n"
+    "  layercost eval Linear N=8 C_in=768 C_out=3072 b=0 --convention macs --json\n\n"
+    "Symbols left out take torch's defaults where torch has one (stride 1, padding 0,\n"
+    "dilation 1, groups 1, bias on); k=3 stands for k_h=3 and k_w=3."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,17 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     raw = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("list", help="list the rules, grouped by family", epilog=_EPILOG_LIST,
-                       formatter_class=raw)
+    p = sub.add_parser(
+        "list", help="list the rules, grouped by family", epilog=_EPILOG_LIST, formatter_class=raw
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    for name, helptext, epilog in (("show", "show a rule's formulas", _EPILOG_SHOW),
-                                   ("eval", "evaluate a rule at given sizes", _EPILOG_EVAL)):
+    for name, helptext, epilog in (
+        ("show", "show a rule's formulas", _EPILOG_SHOW),
+        ("eval", "evaluate a rule at given sizes", _EPILOG_EVAL),
+    ):
         p = sub.add_parser(name, help=helptext, epilog=epilog, formatter_class=raw)
         p.add_argument("rule", help="rule name, e.g. Conv2d")
         if name == "eval":
             p.add_argument("values", nargs="*", metavar="SYMBOL=INT", help="e.g. N=2 H=8")
-        p.add_argument("--convention", default=DEFAULT_CONVENTION, choices=sorted(CONVENTIONS),
-                       help=f"cost convention (default {DEFAULT_CONVENTION})")
+        p.add_argument(
+            "--convention",
+            default=DEFAULT_CONVENTION,
+            choices=sorted(CONVENTIONS),
+            help=f"cost convention (default {DEFAULT_CONVENTION})",
+        )
         p.add_argument("--training", action="store_true", help="the module in training mode")
         if name == "show":
             p.add_argument("--latex", action="store_true", help="print LaTeX")
@@ -113,12 +124,17 @@ def _show(args) -> int:
         print(latex(r, args.convention, args.training))
         return 0
     data = {
-        "rule": r.name, "module": f"torch.nn.{r.module}", "source": r.source, "note": r.note,
-        "inputs": [p.text for p in r.inputs], "symbols": list(r.symbols),
+        "rule": r.name,
+        "module": f"torch.nn.{r.module}",
+        "source": r.source,
+        "note": r.note,
+        "inputs": [p.text for p in r.inputs],
+        "symbols": list(r.symbols),
         "defines": {str(s): str(e) for s, e in r.defines.items()},
         "params": str(r.compact_params),
         "output_shape": [str(e) for e in r.compact_output_shape],
-        "convention": args.convention, "training": args.training,
+        "convention": args.convention,
+        "training": args.training,
         "cost": str(r.compact_cost(args.convention, args.training)),
         "conventions": list(r.conventions),
         "variants": [v.name for v in r.variants],
@@ -135,6 +151,13 @@ def _show(args) -> int:
 def _eval(args) -> int:
     r = get_rule(args.rule)
     values = _with_defaults(r, _values(args.values))
+    missing = [n for n in r.symbols if n not in values and glossary().square_of(n) not in values]
+    if missing:  # name them all at once, not one expression at a time
+        raise MissingSymbolError(
+            f"missing value for symbol{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} (rule {r.name} uses "
+            f"{', '.join(r.symbols)})"
+        )
     data = {
         "rule": r.name,
         "convention": args.convention,

@@ -84,8 +84,12 @@ class _Codegen:
             out = None
             for value, cond in reversed(e.args):
                 code = self.exact(value)
-                out = code if out is None and cond is sympy.true else \
-                    f"_where({self.cond(cond)}, {code}, {out if out is not None else '_nan()'})"
+                otherwise = out if out is not None else "_nan()"
+                out = (
+                    code
+                    if out is None and cond is sympy.true
+                    else f"_where({self.cond(cond)}, {code}, {otherwise})"
+                )
             return out
         raise _Unsupported(e)
 
@@ -94,8 +98,14 @@ class _Codegen:
             return "True"
         if c is sympy.false:
             return "False"
-        ops = {sympy.Eq: "==", sympy.Ne: "!=", sympy.Lt: "<", sympy.Le: "<=", sympy.Gt: ">",
-               sympy.Ge: ">="}
+        ops = {
+            sympy.Eq: "==",
+            sympy.Ne: "!=",
+            sympy.Lt: "<",
+            sympy.Le: "<=",
+            sympy.Gt: ">",
+            sympy.Ge: ">=",
+        }
         for cls, op in ops.items():
             if isinstance(c, cls):
                 return f"(({self.exact(c.lhs)}) {op} ({self.exact(c.rhs)}))"
@@ -116,9 +126,15 @@ def _nan():
 
 
 _SCALAR_HELPERS = {
-    "_F": Fraction, "_max": max, "_min": min, "_nan": _nan, "_gcd": math.gcd,
+    "_F": Fraction,
+    "_max": max,
+    "_min": min,
+    "_nan": _nan,
+    "_gcd": math.gcd,
     "_where": lambda c, a, b: a if c else b,
-    "_and": lambda a, b: a and b, "_or": lambda a, b: a or b, "_not": lambda a: not a,
+    "_and": lambda a, b: a and b,
+    "_or": lambda a, b: a or b,
+    "_not": lambda a: not a,
 }
 
 
@@ -129,9 +145,15 @@ def _array_helpers() -> dict[str, Any]:
         return np.where(c, a, b) if isinstance(c, np.ndarray) else (a if c else b)
 
     return {
-        "_F": Fraction, "_max": np.maximum, "_min": np.minimum, "_nan": _nan, "_where": where,
+        "_F": Fraction,
+        "_max": np.maximum,
+        "_min": np.minimum,
+        "_nan": _nan,
+        "_where": where,
         "_gcd": np.frompyfunc(math.gcd, 2, 1),
-        "_and": np.logical_and, "_or": np.logical_or, "_not": np.logical_not,
+        "_and": np.logical_and,
+        "_or": np.logical_or,
+        "_not": np.logical_not,
     }
 
 
@@ -156,10 +178,13 @@ class Compiled:
         info = glossary().info
         # (name, lower bound, upper bound or None) per symbol, for validation
         self.checks = tuple(
-            (s.name,
-             1 if s.is_positive else 0,
-             1 if (s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s)
-             else None)
+            (
+                s.name,
+                1 if s.is_positive else 0,
+                1
+                if (s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s)
+                else None,
+            )
             for s in self.symbols
         )
 
@@ -172,7 +197,9 @@ class Compiled:
         return namespace["_f"]
 
     def _sympy_fallback(self, *values):
-        result = self.expr.xreplace(dict(zip(self.symbols, map(sympy.Integer, values), strict=True)))
+        result = self.expr.xreplace(
+            dict(zip(self.symbols, map(sympy.Integer, values), strict=True))
+        )
         if result.is_Rational:
             return int(result.p), int(result.q)
         if result in (sympy.true, sympy.false):
@@ -232,9 +259,11 @@ def _gather(compiled: Compiled, shapes: Mapping[Any, Value]) -> tuple[list, bool
 
             if value.size and (np.min(value) < low or (high is not None and np.max(value) > high)):
                 bad = value[(value < low) | ((value > high) if high is not None else False)]
-                raise EvaluationError(f"{name} must be >= {low}"
-                                      f"{f' and <= {high}' if high is not None else ''}; "
-                                      f"got {bad.flat[0]}")
+                raise EvaluationError(
+                    f"{name} must be >= {low}"
+                    f"{f' and <= {high}' if high is not None else ''}; "
+                    f"got {bad.flat[0]}"
+                )
         values.append(value)
     if missing:
         raise MissingSymbolError(
@@ -301,7 +330,7 @@ def evaluate(expr: sympy.Basic | str | int, shapes: Mapping[Any, Value]) -> Any:
     >>> lc.evaluate("C_in * C_out", {"C_in": 3})
     Traceback (most recent call last):
     ...
-    layercost_sym.errors.MissingSymbolError: missing value for symbol 'C_out' (the expression uses C_in, C_out)
+    layercost_sym.errors.MissingSymbolError: missing value for symbol 'C_out' (the expression ...)
     """
     if isinstance(expr, str):
         expr = _parse_cached(expr)

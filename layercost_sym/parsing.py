@@ -24,7 +24,7 @@ True
 >>> parse("__import__('os')")
 Traceback (most recent call last):
 ...
-layercost_sym.errors.ExpressionError: call of '__import__' is not allowed (allowed: ...) in "__import__('os')"
+layercost_sym.errors.ExpressionError: call of '__import__' is not allowed (allowed: ...) in ...
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ MAX_DEGREE = 256  # total polynomial degree an expression may reach
 MAX_CONSTANT_BITS = 4096  # size a constant sub-expression may reach
 
 
-class gcd(sympy.Function):  # noqa: N801 - printed as gcd(a, b)
+class gcd(sympy.Function):
     """Greatest common divisor of two integers, left unevaluated on symbols.
 
     (``sympy.gcd`` is the polynomial gcd: ``sympy.gcd(H, W)`` is 1, not what a formula means.)
@@ -62,7 +62,8 @@ class gcd(sympy.Function):  # noqa: N801 - printed as gcd(a, b)
         return None
 
     def _latex(self, printer):
-        return r"\gcd\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
+        a, b = (printer._print(arg) for arg in self.args)
+        return rf"\gcd\left({a}, {b}\right)"
 
 
 def _where(cond: sympy.Basic, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
@@ -93,7 +94,11 @@ _BINOPS = {
     ast.Pow: lambda a, b: a**b,
 }
 _BINOP_TEXT = {
-    ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
     ast.MatMult: "@",
 }
 _COMPARE = {
@@ -124,7 +129,7 @@ def _token(node: ast.AST) -> str:
 
 
 class _Builder:
-    def __init__(self, text: str, symbols: Mapping[str, sympy.Symbol]) -> None:
+    def __init__(self, text: str, symbols: Mapping[str, sympy.Expr]) -> None:
         self.text = text
         self.symbols = symbols
 
@@ -257,22 +262,28 @@ def _tree(text: str) -> ast.expr:
         elif char in ")]}":
             level -= 1
     if deepest > MAX_DEPTH:
-        raise ExpressionError(f"expression nested deeper than {MAX_DEPTH} levels in {text[:60]!r}...")
+        raise ExpressionError(
+            f"expression nested deeper than {MAX_DEPTH} levels in {text[:60]!r}..."
+        )
     try:
         return ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
         raise ExpressionError(f"cannot parse {text!r}: {exc.msg}") from None
-    except (RecursionError, MemoryError, ValueError) as exc:
-        raise ExpressionError(f"cannot parse {text[:60]!r}...: {type(exc).__name__}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(
+            f"expression nested too deeply for the parser: {text[:60]!r}..."
+        ) from None
+    except ValueError as exc:  # e.g. a NUL byte
+        raise ExpressionError(f"cannot parse {text[:60]!r}: {exc}") from None
 
 
-def _default_symbols() -> Mapping[str, sympy.Symbol]:
+def _default_symbols() -> Mapping[str, sympy.Expr]:
     from .glossary import glossary
 
     return glossary().symbols
 
 
-def parse(text: str, symbols: Mapping[str, sympy.Symbol] | None = None) -> sympy.Expr:
+def parse(text: str, symbols: Mapping[str, sympy.Expr] | None = None) -> sympy.Expr:
     """Parse expression text into a SymPy expression through the allow-list.
 
     ``symbols`` maps the names that may appear to their SymPy symbols (the glossary's by default).
@@ -284,7 +295,7 @@ def parse(text: str, symbols: Mapping[str, sympy.Symbol] | None = None) -> sympy
         raise ExpressionError(f"expression too deeply nested: {text[:60]!r}...") from None
 
 
-def parse_condition(text: str, symbols: Mapping[str, sympy.Symbol] | None = None) -> sympy.Basic:
+def parse_condition(text: str, symbols: Mapping[str, sympy.Expr] | None = None) -> sympy.Basic:
     """Parse a condition (comparisons joined by and/or/not) into a SymPy boolean."""
     builder = _Builder(text, _default_symbols() if symbols is None else symbols)
     try:

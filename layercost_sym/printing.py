@@ -21,8 +21,9 @@ def _latex(expr: sympy.Basic) -> str:
     return sympy.latex(expr, symbol_names=glossary().latex_names)
 
 
-def latex(obj: sympy.Basic | Rule | str, convention: str = DEFAULT_CONVENTION,
-          training: bool = False) -> str:
+def latex(
+    obj: sympy.Basic | Rule | str, convention: str = DEFAULT_CONVENTION, training: bool = False
+) -> str:
     """LaTeX for an expression, expression text, or a whole rule.
 
     A rule prints as an ``aligned`` block: its defined quantities (``H_{out} = ...``), then its
@@ -32,8 +33,10 @@ def latex(obj: sympy.Basic | Rule | str, convention: str = DEFAULT_CONVENTION,
         mode = ", training" if training else ""
         lines = [f"{_latex(s)} &= {_latex(e)}" for s, e in obj.defines.items()]
         lines.append(rf"\mathrm{{params}} &= {_latex(obj.compact_params)}")
-        lines.append(rf"\mathrm{{FLOPs}}_{{\mathrm{{{convention}}}{mode}}} &= "
-                     f"{_latex(obj.compact_cost(convention, training))}")
+        lines.append(
+            rf"\mathrm{{FLOPs}}_{{\mathrm{{{convention}}}{mode}}} &= "
+            f"{_latex(obj.compact_cost(convention, training))}"
+        )
         return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
     if isinstance(obj, str):
         obj = parse(obj)

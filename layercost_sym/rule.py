@@ -148,7 +148,11 @@ class Rule:
     @property
     def symbols(self) -> tuple[str, ...]:
         """Names of the shape symbols the rule's expressions are written in."""
-        exprs = [self.params, *self.output_shape, *(self.expand(e) for e in self.compact_costs.values())]
+        exprs = [
+            self.params,
+            *self.output_shape,
+            *(self.expand(e) for e in self.compact_costs.values()),
+        ]
         names = set().union(*(e.free_symbols for e in exprs))
         return tuple(sorted(s.name for s in names))
 

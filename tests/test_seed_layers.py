@@ -39,6 +39,7 @@ def test_batchnorm_training_and_inference_both_drawn():
 
 # -- the seed convention against the counted values, symbolically --------------------------------
 
+
 def test_seed_conv2d_differs_from_exact_by_n_with_bias():
     r = lc.rule("Conv2d")
     with_bias = {sympy.Symbol("b", integer=True, nonnegative=True): 1}

@@ -59,7 +59,9 @@ class LayerCase:
         out = []
         for index, shape in enumerate(self.input_shapes):
             if index in self.literal_inputs:
-                out.append(torch.tensor(self.literal_inputs[index], dtype=torch.long).reshape(shape))
+                out.append(
+                    torch.tensor(self.literal_inputs[index], dtype=torch.long).reshape(shape)
+                )
             elif index in self.integer_inputs:
                 out.append(torch.randint(0, self.integer_inputs[index], shape))
             else:
@@ -73,8 +75,15 @@ def _pair(draw, values: st.SearchStrategy[int], square: bool) -> tuple[int, int]
 
 
 @st.composite
-def conv2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_kernel: int = 4,
-                 max_extra: int = 6, unbatched: bool = True) -> LayerCase:
+def conv2d_cases(
+    draw,
+    *,
+    max_batch: int = 3,
+    max_channels: int = 6,
+    max_kernel: int = 4,
+    max_extra: int = 6,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.Conv2d`` with stride, padding (int, 'same', 'valid'), dilation, groups, bias,
     padding_mode, square or rectangular kernels, batched or unbatched input."""
     groups = draw(st.integers(1, 3))
@@ -90,8 +99,11 @@ def conv2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_kernel:
     sizes = []
     for axis in range(2):
         span = dilation[axis] * (kernel[axis] - 1) + 1
-        pad = padding[axis] if isinstance(padding, tuple) else (
-            (span - 1) - (span - 1) // 2 if mode == "same" else 0)
+        pad = (
+            padding[axis]
+            if isinstance(padding, tuple)
+            else ((span - 1) - (span - 1) // 2 if mode == "same" else 0)
+        )
         smallest = max(1, span - 2 * pad)
         if padding_mode != "zeros":  # reflect needs pad < size; circular pad <= size
             smallest = max(smallest, pad + 1)
@@ -99,15 +111,29 @@ def conv2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_kernel:
     shape = (c_in, *sizes)
     if not (unbatched and draw(st.booleans())):
         shape = (draw(st.integers(1, max_batch)), *shape)
-    kwargs = dict(in_channels=c_in, out_channels=c_out, kernel_size=kernel, stride=stride,
-                  padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
-                  padding_mode=padding_mode)
+    kwargs = dict(
+        in_channels=c_in,
+        out_channels=c_out,
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=draw(st.booleans()),
+        padding_mode=padding_mode,
+    )
     return LayerCase("Conv2d", kwargs, (shape,))
 
 
 @st.composite
-def batchnorm2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_size: int = 6,
-                      training: bool | None = None) -> LayerCase:
+def batchnorm2d_cases(
+    draw,
+    *,
+    max_batch: int = 3,
+    max_channels: int = 6,
+    max_size: int = 6,
+    training: bool | None = None,
+) -> LayerCase:
     """``torch.nn.BatchNorm2d`` with affine, track_running_stats, momentum (incl. None), in
     training or inference mode (drawn unless ``training`` is given)."""
     train = draw(st.booleans()) if training is None else training
@@ -116,8 +142,12 @@ def batchnorm2d_cases(draw, *, max_batch: int = 3, max_channels: int = 6, max_si
     if (train or not track) and n * h * w < 2:  # batch statistics need two values per channel
         n += 1
     c = draw(st.integers(1, max_channels))
-    kwargs = dict(num_features=c, affine=draw(st.booleans()), track_running_stats=track,
-                  momentum=draw(st.sampled_from([0.1, 0.5, None])))
+    kwargs = dict(
+        num_features=c,
+        affine=draw(st.booleans()),
+        track_running_stats=track,
+        momentum=draw(st.sampled_from([0.1, 0.5, None])),
+    )
     return LayerCase("BatchNorm2d", kwargs, ((n, c, h, w),), training=train)
 
 
@@ -126,13 +156,13 @@ def leaky_relu_cases(draw, *, max_rank: int = 4, max_size: int = 5) -> LayerCase
     """``torch.nn.LeakyReLU`` on an input of any rank (0 to ``max_rank``)."""
     shape = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_rank)))
     slope = draw(st.sampled_from([0.01, 0.2, 1.5]))
-    return LayerCase("LeakyReLU", {"negative_slope": slope}, (shape,),
-                     training=draw(st.booleans()))
+    return LayerCase("LeakyReLU", {"negative_slope": slope}, (shape,), training=draw(st.booleans()))
 
 
 @st.composite
-def linear_cases(draw, *, max_leading: int = 3, max_size: int = 5, max_features: int = 12
-                 ) -> LayerCase:
+def linear_cases(
+    draw, *, max_leading: int = 3, max_size: int = 5, max_features: int = 12
+) -> LayerCase:
     """``torch.nn.Linear`` with or without bias, on inputs with 0 to ``max_leading`` leading
     dimensions."""
     c_in, c_out = draw(st.integers(1, max_features)), draw(st.integers(1, max_features))

@@ -18,8 +18,7 @@ from .strategies import LayerCase
 __all__ = ["check_against_torch"]
 
 
-def check_against_torch(case: LayerCase,
-                        conventions: Sequence[str] = ("exact", "macs", "torch")):
+def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", "macs", "torch")):
     """Assert that the rule of ``case``'s module, evaluated at ``lc.bind``, equals ``lc.count``
     on the real module for params, output shape and each of ``conventions``.
 
@@ -34,11 +33,16 @@ def check_against_torch(case: LayerCase,
     assert rule.module in {cls.__name__ for cls in type(module).__mro__}, rule
     assert binding.params == counted.params, (rule.name, "params", binding.params, counted.params)
     assert binding.output_shape() == counted.output_shape, (
-        rule.name, "output_shape", binding.output_shape(), counted.output_shape)
+        rule.name,
+        "output_shape",
+        binding.output_shape(),
+        counted.output_shape,
+    )
     for convention in conventions:
         predicted = lc.evaluate(rule.cost(convention, case.training), binding)
         measured = counted.cost(convention)
         assert predicted == measured, (
             f"{rule.name} {convention}: rule gives {predicted}, torch counts {measured} "
-            f"at {dict(binding)} (by op: {counted.by_op})")
+            f"at {dict(binding)} (by op: {counted.by_op})"
+        )
     return binding, counted

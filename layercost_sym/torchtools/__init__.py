@@ -5,6 +5,6 @@ This subpackage is imported only when a function that needs torch is first calle
 """
 
 from .count import CountResult, count
-from .opcount import ExactCounter, OP_TABLE
+from .opcount import OP_TABLE, ExactCounter
 
 __all__ = ["OP_TABLE", "CountResult", "ExactCounter", "count"]

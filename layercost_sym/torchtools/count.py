@@ -66,8 +66,13 @@ def _shape(output: Any) -> tuple[int, ...]:
     return tuple(output[0].shape)  # (output, extras) tuples: the first tensor
 
 
-def count(module: torch.nn.Module, *inputs: Any, convention: str = DEFAULT_CONVENTION,
-          training: bool = False, **call_kwargs: Any) -> CountResult:
+def count(
+    module: torch.nn.Module,
+    *inputs: Any,
+    convention: str = DEFAULT_CONVENTION,
+    training: bool = False,
+    **call_kwargs: Any,
+) -> CountResult:
     """Run ``module`` on ``inputs`` (tensors, or shapes filled with random values) and count.
 
     ``call_kwargs`` are passed to the forward call.  Each counter runs on its own deep copy of
@@ -79,8 +84,10 @@ def count(module: torch.nn.Module, *inputs: Any, convention: str = DEFAULT_CONVE
     (16, (2, 4), {'exact': 48, 'macs': 24, 'torch': 48})
     """
     if convention not in COUNTED_CONVENTIONS:
-        raise ConventionError(f"count() measures {', '.join(COUNTED_CONVENTIONS)}; "
-                              f"{convention!r} is a rule-only convention")
+        raise ConventionError(
+            f"count() measures {', '.join(COUNTED_CONVENTIONS)}; "
+            f"{convention!r} is a rule-only convention"
+        )
     tensors = _materialise(inputs)
     params = sum(p.numel() for p in module.parameters())
 

@@ -73,10 +73,6 @@ OP_TABLE: dict[str, str] = {
     "convolution": "conv",
     **{name: "matmul" for name in ("mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "dot")},
 }
-
-from . import ops as _ops  # noqa: E402  (registers the family modules' rules)
-
-del _ops
 """Operator name -> counting kind; the one table the ``exact`` counter uses (see module doc)."""
 
 
@@ -97,10 +93,13 @@ def register_op(*names: str, kind: str | None = None):
     ...
     ValueError: operator 'mm' is already counted by matmul
     """
+
     def check(name: str) -> None:
         if name in OP_TABLE or name in _CUSTOM:
-            raise ValueError(f"operator {name!r} is already counted by "
-                             f"{OP_TABLE.get(name) or _CUSTOM[name].__module__}")
+            raise ValueError(
+                f"operator {name!r} is already counted by "
+                f"{OP_TABLE.get(name) or _CUSTOM[name].__module__}"
+            )
 
     if kind is not None:
         if kind not in set(OP_TABLE.values()):
@@ -121,8 +120,12 @@ def register_op(*names: str, kind: str | None = None):
 
 def _op_name(func: Any) -> str:
     name = func._overloadpacket.__name__
-    if name not in OP_TABLE and name not in _CUSTOM and name.endswith("_") \
-            and not name.startswith("_"):
+    if (
+        name not in OP_TABLE
+        and name not in _CUSTOM
+        and name.endswith("_")
+        and not name.startswith("_")
+    ):
         name = name[:-1]  # in-place form counts as its functional form
     return name
 
@@ -162,13 +165,15 @@ def _matmul_cost(name: str, args: tuple) -> int:
 
 
 def _conv_cost(args: tuple, out: torch.Tensor) -> int:
-    x, weight, bias = args[0], args[1], args[2]
+    weight, bias = args[1], args[2]
     transposed = bool(args[6]) if len(args) > 6 else False
     if transposed:
         raise UncountedOpError(
             "transposed convolution has no exact counting rule yet (see issue 3)"
         )
-    per_output = 2 * weight.shape[1] * math.prod(weight.shape[2:]) - 1  # weight: C_out, C_in/g, k...
+    per_output = (
+        2 * weight.shape[1] * math.prod(weight.shape[2:]) - 1
+    )  # weight: C_out, C_in/g, k...
     cost = out.numel() * per_output
     if bias is not None:
         cost += out.numel()
@@ -229,3 +234,8 @@ class ExactCounter(TorchDispatchMode):
             elif kind == "var":
                 self._add(name, 4 * inputs)
         return out
+
+
+from . import ops as _ops  # noqa: E402  (last: the family modules use register_op)
+
+del _ops
