@@ -27,7 +27,7 @@ from .errors import (
     UncountedOpError,
     UnknownRuleError,
 )
-from .evaluation import evaluate
+from .evaluation import evaluate, sweep
 from .parsing import parse
 from .printing import latex, simplify
 from .rule import Rule
@@ -57,6 +57,7 @@ __all__ = [
     "rule_for",
     "rules",
     "simplify",
+    "sweep",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,128 @@
+"""Benchmark: layercost_sym's evaluation against baselines measured in the same process.
+
+Each row times two things side by side and prints their ratio (medians over repeats); absolute
+times on a shared machine are noise, ratios are what the targets speak of.
+
+    python tests/benchmarks/bench_evaluate.py            # full run
+    python tests/benchmarks/bench_evaluate.py --quick    # CI: small sizes, proves it still runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import sympy
+
+import layercost_sym as lc
+
+RULE = "Conv2d"
+
+
+def configs(count: int, seed: int = 0) -> list[dict[str, int]]:
+    """Distinct valid Conv2d configurations (so no cache of SymPy's flatters the baseline)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        k, d, p, s = rng.randint(1, 7), rng.randint(1, 2), rng.randint(0, 3), rng.randint(1, 3)
+        g = rng.choice([1, 2, 4])
+        size = d * (k - 1) + 1 + rng.randint(0, 300)
+        out.append(dict(N=rng.randint(1, 256), C_in=g * rng.randint(1, 64),
+                        C_out=g * rng.randint(1, 64), k_h=k, k_w=k, s_h=s, s_w=s, p_h=p,
+                        p_w=p, d_h=d, d_w=d, g=g, b=rng.randint(0, 1), H=size, W=size))
+    return out
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def row(name: str, ours: float, baseline: float, target: str, ratio: float) -> None:
+    print(f"| {name:<46} | {ours * 1e6:>12.2f} | {baseline * 1e6:>12.2f} | {ratio:>8.2f} | "
+          f"{target:<8} |")
+
+
+def bench_scalar(n: int, repeats: int) -> None:
+    expr = lc.rule(RULE).flops
+    symbols = sorted(expr.free_symbols, key=str)
+    names = [s.name for s in symbols]
+    fn = sympy.lambdify(symbols, expr, modules="math")
+    points = configs(n)
+    for p in points:  # warm: compile once, and check agreement while at it
+        assert lc.evaluate(expr, p) == int(expr.xreplace({s: p[s.name] for s in symbols}))
+
+    def ours():
+        for p in points:
+            lc.evaluate(expr, p)
+
+    def lambdified():
+        for p in points:
+            fn(*[p[k] for k in names])
+
+    def xreplace():
+        for p in points[: max(1, n // 10)]:
+            expr.xreplace({s: p[s.name] for s in symbols})
+
+    t_ours = median_time(ours, repeats) / n
+    t_lambda = median_time(lambdified, repeats) / n
+    t_xreplace = median_time(xreplace, repeats) / max(1, n // 10)
+    row("scalar evaluate / lambdify-with-dict", t_ours, t_lambda, "<= 3", t_ours / t_lambda)
+    row("xreplace / scalar evaluate", t_xreplace, t_ours, ">= 20", t_xreplace / t_ours)
+
+
+def bench_vector(n: int, repeats: int) -> None:
+    expr = lc.rule(RULE).flops
+    symbols = sorted(expr.free_symbols, key=str)
+    points = configs(min(n, 2000), seed=1)
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(points), n)
+    arrays = {k: np.array([points[i][k] for i in picks], dtype=np.int64) for k in points[0]}
+    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    ours = lc.evaluate(expr, arrays)
+    assert ours.dtype == np.int64
+    for i in range(0, n, max(1, n // 200)):  # equal to scalar evaluation
+        assert ours[i] == lc.evaluate(expr, points[picks[i]])
+    t_ours = median_time(lambda: lc.evaluate(expr, arrays), repeats)
+    t_numpy = median_time(lambda: fn(*[arrays[s.name] for s in symbols]), repeats)
+    row(f"vectorised evaluate / numpy lambdify ({n:.0e})", t_ours, t_numpy, "<= 2",
+        t_ours / t_numpy)
+
+
+def bench_import(repeats: int) -> None:
+    def run(code: str) -> float:
+        return median_time(lambda: subprocess.run([sys.executable, "-c", code], check=True),
+                           repeats)
+
+    base = run("pass")
+    t_lc = run("import layercost_sym") - base
+    t_sympy = run("import sympy") - base
+    row("import layercost_sym / import sympy", t_lc, t_sympy, "<= 1.3", t_lc / t_sympy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    args = parser.parse_args(argv)
+    scalar_n, vector_n, repeats = (200, 10_000, 3) if args.quick else (5_000, 1_000_000, 7)
+    print(f"| {'measurement':<46} | {'ours (us)':>12} | {'base (us)':>12} | {'ratio':>8} | "
+          f"{'target':<8} |")
+    print(f"|{'-' * 48}|{'-' * 14}:|{'-' * 14}:|{'-' * 10}:|{'-' * 10}|")
+    bench_scalar(scalar_n, repeats)
+    bench_vector(vector_n, repeats)
+    bench_import(repeats if args.quick else 15)
+    print("| FlopCounterMode ResNet-50 / closed form at a new shape | needs lc.analyze (issue 4) |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
