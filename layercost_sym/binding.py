@@ -60,7 +60,14 @@ class Binding(dict):
         return tuple(dims)
 
 
-def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule, call: dict[str, Any]) -> int:
+def _read(
+    module: Any,
+    spec: BindSpec,
+    symbol: str,
+    rule: Rule,
+    call: dict[str, Any],
+    inputs: list[tuple[int, ...]],
+) -> int:
     if spec.kind == "const":
         return spec.value
     if spec.kind == "arg":
@@ -74,6 +81,12 @@ def _read(module: Any, spec: BindSpec, symbol: str, rule: Rule, call: dict[str, 
             f"{spec.attr!r} (needed for symbol {symbol})"
         )
     value = getattr(module, spec.attr)
+    if spec.kind == "size":
+        dims = inputs[spec.index] if spec.index < len(inputs) else ()
+        if not isinstance(value, int) or not -len(dims) <= value < max(len(dims), 1):
+            raise ShapeError(f"{rule.name}: module.{spec.attr} = {value!r} is not a dimension of "
+                             f"input {spec.index} of shape {dims} (symbol {symbol})")
+        return dims[value] if dims else 1  # a 0-d input has one element along dim 0 or -1
     if spec.kind == "present":
         return int(value is not None)
     if spec.kind in ("prod", "len"):
@@ -120,8 +133,8 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     values: dict[str, int] = {}
     origin: dict[str, str] = {}
     leading: tuple[int, ...] | None = None
-    for index, (pattern, raw) in enumerate(zip(rule.inputs, input_shapes, strict=True)):
-        dims = _dims(raw)
+    all_dims = [_dims(raw) for raw in input_shapes]
+    for index, (pattern, dims) in enumerate(zip(rule.inputs, all_dims, strict=True)):
         fixed = len(pattern.names) - (1 if pattern.leading else 0)
         if pattern.leading == "...":
             ok = len(dims) >= fixed
@@ -162,7 +175,7 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
                 )
             values[name], origin[name] = size, f"input {index}"
     for name, spec in rule.binds.items():
-        value = _read(module, spec, name, rule, call_kwargs)
+        value = _read(module, spec, name, rule, call_kwargs, all_dims)
         if name in values and values[name] != value:
             raise ShapeError(
                 f"{rule.name}: {origin[name]} has {name} = {values[name]}, "

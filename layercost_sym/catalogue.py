@@ -47,6 +47,7 @@ _VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
 _MERGED = ("bind", "define", "cost")  # variant tables merged key by key; other fields replace
 
 _BIND_CALL = re.compile(r"^(prod|len)\((\w+)\)$")
+_BIND_SIZE = re.compile(r"^size\((\w+)(?:,\s*(\d+))?\)$")
 _BIND_ARG = re.compile(r"^arg\((\w+),\s*(-?\d+|True|False)\)$")
 _BIND_PRESENT = re.compile(r"^(\w+)\?$")
 _BIND_ATTR = re.compile(r"^(\w+)(?:\[(\d+)\])?$")
@@ -242,6 +243,9 @@ class _RuleReader:
         if isinstance(spec, bool | int):
             return BindSpec("const", value=int(spec), text=str(spec))
         if isinstance(spec, str):
+            if m := _BIND_SIZE.match(spec):
+                index = int(m.group(2)) if m.group(2) is not None else 0
+                return BindSpec("size", attr=m.group(1), index=index, text=spec)
             if m := _BIND_ARG.match(spec):
                 default = {"True": 1, "False": 0}.get(m.group(2))
                 value = default if default is not None else int(m.group(2))
@@ -256,7 +260,8 @@ class _RuleReader:
         raise self.error(
             ("bind", sym),
             f"bind.{sym}: cannot read {spec!r} (use 'attr', "
-            "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)', 'arg(name, default)' or an integer)",
+            "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)', 'size(attr)', 'arg(name, default)' or an "
+            "integer)",
         )
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:

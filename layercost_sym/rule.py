@@ -46,7 +46,8 @@ class BindSpec:
     """How one symbol is read from a module instance (see ``formulas/README.md``).
 
     ``kind`` is ``"attr"`` (an attribute, optionally indexed), ``"present"`` (1 if the
-    attribute is not None), ``"prod"`` or ``"len"`` (of a sequence attribute), ``"arg"`` (a
+    attribute is not None), ``"prod"`` or ``"len"`` (of a sequence attribute), ``"size"`` (the
+    length of input ``index`` along the dimension the attribute names), ``"arg"`` (a
     keyword argument of the forward call, ``value`` when it is not given) or ``"const"``.
     """
 

@@ -129,3 +129,22 @@ def test_subclass_of_a_known_module_uses_its_rule():
         pass
 
     assert lc.bind(MyConv(1, 1, 1), (1, 1, 2, 2)).rule is lc.rule("Conv2d")
+
+
+def test_size_of_the_dimension_an_attribute_names(tmp_path):
+    from layercost_sym.catalogue import load_catalogue
+
+    (tmp_path / "t.toml").write_text(
+        '[Softmax]\nmodule = "Softmax"\nnote = "rows of L"\ninputs = ["N..."]\nparams = "0"\n'
+        'output_shape = ["N..."]\n[Softmax.bind]\nL = "size(dim)"\n'
+        '[Softmax.cost]\nexact = "(N/L)*(5*L - 2)"\nmacs = "0"\n'
+    )
+    rule = load_catalogue(tmp_path).rules["Softmax"]
+    spec = rule.binds["L"]
+    assert (spec.kind, spec.attr, spec.index) == ("size", "dim", 0)
+    from layercost_sym.binding import _read
+
+    assert _read(torch.nn.Softmax(dim=1), spec, "L", rule, {}, [(2, 7, 3)]) == 7
+    assert _read(torch.nn.Softmax(dim=-1), spec, "L", rule, {}, [(2, 7, 3)]) == 3
+    with pytest.raises(ShapeError, match="module.dim = 3 is not a dimension of input 0"):
+        _read(torch.nn.Softmax(dim=3), spec, "L", rule, {}, [(2, 7, 3)])
