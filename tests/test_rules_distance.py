@@ -1,0 +1,25 @@
+"""PairwiseDistance against torch over drawn norms, shapes and keepdim."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from layercost_sym.testing.strategies import LayerCase
+from layercost_sym.testing.torchcheck import check_against_torch
+
+
+@st.composite
+def pairwise_distance_cases(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    kwargs = {"p": draw(st.sampled_from([2.0, 1.0, 3.0, 0.5, -1.0, 0.0, float("inf")])),
+              "eps": 1e-6, "keepdim": draw(st.booleans())}
+    return LayerCase("PairwiseDistance", kwargs, (shape, shape), training=draw(st.booleans()))
+
+
+@given(pairwise_distance_cases())
+def test_pairwise_distance_matches_torch(case):
+    binding, _ = check_against_torch(case)
+    # the variant follows the norm and keepdim: p = 2 skips |.|, inf and 0 have no root
+    special = {2.0: "p2", float("inf"): "pinf", 0.0: "p0"}.get(case.kwargs["p"])
+    keep = "keepdim" if case.kwargs["keepdim"] else ""
+    expected = "_".join(part for part in (special, keep) if part) or "PairwiseDistance"
+    assert binding.rule.name.split(".")[-1] == expected
