@@ -8,7 +8,6 @@ catalogue grammar (``formulas/README.md``): table headers, dotted headers and on
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +34,8 @@ class SourceFile:
 
     @cached_property
     def data(self) -> dict:
+        import tomllib  # not needed until a file is read
+
         try:
             return tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:

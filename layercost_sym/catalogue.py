@@ -11,7 +11,6 @@ True
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +69,8 @@ class Catalogue:
                 return self.rules[base].variant(variant)
             except KeyError:
                 pass
+        import difflib  # only on this error path
+
         close = difflib.get_close_matches(name, list(self.rules), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownRuleError(f"no rule named {name!r}{hint} (see layercost_sym.rules())")
