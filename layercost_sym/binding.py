@@ -93,6 +93,9 @@ def _read(
         seq = (value,) if isinstance(value, int) else tuple(value)
         return math.prod(int(v) for v in seq) if spec.kind == "prod" else len(seq)
     if spec.index is not None and isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) > 1 and spec.index >= len(value):
+            raise ShapeError(f"{rule.name}: module.{spec.attr} = {tuple(value)} has no element "
+                             f"{spec.index} (symbol {symbol})")
         value = value[spec.index] if len(value) > 1 else value[0]
     if isinstance(value, bool):
         return int(value)
