@@ -18,7 +18,7 @@ from typing import Any
 
 import sympy
 
-from .catalogue import catalogue
+from .catalogue import attribute, catalogue
 from .errors import ShapeError
 from .evaluation import check_condition, evaluate
 from .rule import BindSpec, Rule
@@ -75,12 +75,13 @@ def _read(
         if isinstance(value, bool | int):
             return int(value)
         raise ShapeError(f"{rule.name}: forward argument {spec.attr}={value!r} is not an integer")
-    if not hasattr(module, spec.attr):
+    try:
+        value = attribute(module, spec.attr)
+    except AttributeError:
         raise ShapeError(
             f"{rule.name}: module {type(module).__name__} has no attribute "
             f"{spec.attr!r} (needed for symbol {symbol})"
-        )
-    value = getattr(module, spec.attr)
+        ) from None
     if spec.kind == "size":
         dims = inputs[spec.index] if spec.index < len(inputs) else ()
         if not isinstance(value, int) or not -len(dims) <= value < max(len(dims), 1):

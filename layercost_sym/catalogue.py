@@ -45,11 +45,35 @@ _REQUIRED = ("module", "note", "inputs", "params", "output_shape", "cost")
 _VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
 _MERGED = ("bind", "define", "cost")  # variant tables merged key by key; other fields replace
 
-_BIND_CALL = re.compile(r"^(prod|len)\((\w+)\)$")
-_BIND_SIZE = re.compile(r"^size\((\w+)(?:,\s*(\d+))?\)$")
+# An attribute path: names joined by dots (submodules: "self_attn.num_heads"), no dunders.
+_PATH = r"([A-Za-z][\w]*(?:\.[A-Za-z][\w]*)*)"
+_BIND_CALL = re.compile(rf"^(prod|len)\({_PATH}\)$")
+_BIND_SIZE = re.compile(rf"^size\({_PATH}(?:,\s*(\d+))?\)$")
 _BIND_ARG = re.compile(r"^arg\((\w+),\s*(-?\d+|True|False)\)$")
-_BIND_PRESENT = re.compile(r"^(\w+)\?$")
-_BIND_ATTR = re.compile(r"^(\w+)(?:\[(\d+)\])?$")
+_BIND_PRESENT = re.compile(rf"^{_PATH}\?$")
+_BIND_ATTR = re.compile(rf"^{_PATH}(?:\[(\d+)\])?$")
+
+
+_MISSING = object()
+
+
+def attribute(module: Any, path: str, default: Any = _MISSING) -> Any:
+    """``module.a.b`` for the path ``"a.b"`` (``default`` if any step is missing)."""
+    value = module
+    for name in path.split("."):
+        value = getattr(value, name, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise AttributeError(path)
+            return default
+    return value
+
+
+def _comparable(value: Any, expected: Any) -> Any:
+    """A callable attribute (``activation=F.gelu`` or ``nn.GELU()``) compares by its name."""
+    if isinstance(expected, str) and callable(value) and not isinstance(value, str):
+        return getattr(value, "__name__", type(value).__name__)
+    return value
 
 
 @dataclass
@@ -96,12 +120,13 @@ class Catalogue:
 
 
 def _attr_equals(module: Any, attr: str, expected: Any) -> bool:
-    value = getattr(module, attr, None)
+    value = attribute(module, attr, None)
     if isinstance(expected, list):
+        value = _comparable(value, expected[0]) if expected else value
         return value in [e if not isinstance(e, list) else tuple(e) for e in expected] or (
             isinstance(value, tuple | list) and list(value) in expected
         )
-    return value == expected
+    return _comparable(value, expected) == expected
 
 
 # -- validation helpers --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ backend of scaled dot-product attention); ``macs`` is ``torch / 2``.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +65,13 @@ def _shape(output: Any) -> tuple[int, ...]:
     return tuple(output[0].shape)  # (output, extras) tuples: the first tensor
 
 
+def _restore(module: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for key, value in module.state_dict().items():
+            if key in saved and value.shape == saved[key].shape:
+                value.copy_(saved[key])
+
+
 def count(
     module: torch.nn.Module,
     *inputs: Any,
@@ -75,8 +81,8 @@ def count(
 ) -> CountResult:
     """Run ``module`` on ``inputs`` (tensors, or shapes filled with random values) and count.
 
-    ``call_kwargs`` are passed to the forward call.  Each counter runs on its own deep copy of
-    the module, so both see the same state (running statistics, ...).
+    ``call_kwargs`` are passed to the forward call.  Both counters see the same module state
+    (running statistics, ...), and the module's state and mode are restored afterwards.
 
     >>> import torch, layercost_sym as lc
     >>> c = lc.count(torch.nn.Linear(3, 4), (2, 3))
@@ -89,20 +95,26 @@ def count(
             f"{convention!r} is a rule-only convention"
         )
     tensors = _materialise(inputs)
+    was_training = module.training
+    # Both counters run the module itself from the same state (running statistics, ...), which
+    # is restored afterwards. (A deep copy would not do: some modules do not survive one, e.g.
+    # TransformerDecoderLayer(activation=nn.GELU()) comes back with F.relu.)
+    with torch.no_grad():
+        saved = {k: v.clone() for k, v in module.state_dict().items()}
+    try:
+        module.train(training)
+        with torch.enable_grad(), _math_sdpa():
+            counter = ExactCounter()
+            with counter:
+                output = module(*tensors, **call_kwargs)
+            _restore(module, saved)
+            flop_counter = FlopCounterMode(display=False)
+            with flop_counter:
+                module(*tensors, **call_kwargs)
+    finally:
+        _restore(module, saved)
+        module.train(was_training)
     params = sum(p.numel() for p in module.parameters())
-
-    def fresh() -> torch.nn.Module:  # each counter runs its own copy: same state, same work
-        m = copy.deepcopy(module)
-        m.train(training)
-        return m
-
-    with torch.enable_grad(), _math_sdpa():
-        counter = ExactCounter()
-        with counter:
-            output = fresh()(*tensors, **call_kwargs)
-        flop_counter = FlopCounterMode(display=False)
-        with flop_counter:
-            fresh()(*tensors, **call_kwargs)
     torch_flops = int(flop_counter.get_total_flops())
     costs = {"exact": counter.total, "macs": torch_flops // 2, "torch": torch_flops}
     return CountResult(params, _shape(output), costs, convention, dict(counter.by_op))
