@@ -1,0 +1,114 @@
+"""Resampling and shape rules against the real torch modules, over drawn configurations.
+
+For every drawn case: params, output shape and exact / macs / torch costs of the rule, evaluated
+at ``lc.bind(module, shape)``, equal what ``lc.count`` measures on the module.  Options the rules
+do not cover must be rejected by ``lc.bind``, never counted wrongly.
+"""
+
+import pytest
+import sympy
+import torch
+from hypothesis import given
+
+import layercost_sym as lc
+from layercost_sym.errors import ShapeError
+from layercost_sym.testing import _cases_resampling as cases
+from layercost_sym.testing import torchcheck
+
+CASES = {
+    **{f"Upsample-{mode}": cases.upsample_cases(mode=mode) for mode in cases.UPSAMPLE_MODES},
+    "UpsamplingNearest2d": cases.upsampling_nearest2d_cases(),
+    "UpsamplingBilinear2d": cases.upsampling_bilinear2d_cases(),
+    "PixelShuffle": cases.pixel_shuffle_cases(),
+    "PixelUnshuffle": cases.pixel_unshuffle_cases(),
+    "ChannelShuffle": cases.channel_shuffle_cases(),
+    "Unfold": cases.unfold_cases(),
+    "Fold": cases.fold_cases(),
+    **{name: cases.padding_cases(name=name) for name in cases.PADDING_LAYERS},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # the inputs are tiny: torch's intra-op thread pool only adds hand-offs, which cost 20x more
+    # than the work itself when the machine is busy; restored for the tests that follow
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def check_against_torch(case) -> None:
+    binding, _ = torchcheck.check_against_torch(case)
+    assert binding.rule.module == case.name
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_matches_torch(name):
+    given(CASES[name])(check_against_torch)()
+
+
+def test_upsample_variant_follows_mode_and_scale():
+    # the variant picked by bind is the one named after the module's options
+    up = torch.nn.Upsample(scale_factor=3, mode="bicubic", align_corners=True)
+    assert lc.bind(up, (1, 2, 4, 5)).rule.name == "Upsample.bicubic_align_x3"
+    up = torch.nn.Upsample(size=(3, 9, 4), mode="trilinear")
+    binding = lc.bind(up, (2, 1, 2, 2, 2))
+    assert binding.rule.name == "Upsample.trilinear"
+    # 21 per output element (7 lerps) + 21 per output index of each axis
+    assert binding.cost() == 21 * 2 * 1 * 3 * 9 * 4 + 21 * (3 + 9 + 4)
+
+
+def test_nearest_cost_does_not_grow_with_batch_or_channels():
+    # the decomposition computes source indices once per output row/column; the gather is free
+    r = lc.rule("Upsample.nearest_x2")
+    assert r.flops.free_symbols == {lc.parse("H"), lc.parse("W"), lc.parse("u")}
+    assert lc.evaluate(r.flops, {"H": 5, "W": 7, "u": 2}) == 2 * (10 + 14)
+
+
+@pytest.mark.parametrize("module, shape", [
+    (torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), (1, 1, 4, 4)),   # non-integer scale
+    (torch.nn.Upsample(scale_factor=(2, 3), mode="nearest"), (1, 1, 4, 4)),  # per-axis scales
+    (torch.nn.Upsample(scale_factor=5, mode="nearest"), (1, 1, 4, 4)),      # beyond 2, 3, 4
+    (torch.nn.Upsample(size=(5, 6), mode="area"), (1, 1, 4, 4)),            # adaptive pooling
+    (torch.nn.Upsample(size=5, mode="nearest"), (1, 1, 4)),                 # 3-d nearest
+    (torch.nn.Upsample(size=5, mode="bilinear"), (1, 1, 4)),                # torch rejects too
+    (torch.nn.ReflectionPad1d(3), (1, 3)),                                  # pad >= side
+    (torch.nn.CircularPad2d(4), (1, 3, 3)),                                 # wraps twice
+    (torch.nn.PixelShuffle(2), (1, 6, 2, 2)),                               # 6 % 4 != 0
+    (torch.nn.PixelUnshuffle(2), (1, 1, 3, 4)),                             # 3 % 2 != 0
+    (torch.nn.ChannelShuffle(2), (1, 3, 2, 2)),                             # 3 % 2 != 0
+    (torch.nn.Unfold(kernel_size=4), (1, 1, 3, 5)),                         # no block fits
+    (torch.nn.Fold(output_size=4, kernel_size=2), (1, 8, 8)),               # 8 != 3*3 blocks
+    (torch.nn.Fold(output_size=4, kernel_size=2), (1, 7, 9)),               # 7 % 4 != 0
+])
+def test_uncovered_options_are_rejected(module, shape):
+    with pytest.raises(ShapeError):
+        lc.bind(module, shape)
+
+
+def test_negative_padding_is_not_counted():
+    # torch crops with negative padding; the nonnegative padding symbols refuse it
+    pad = torch.nn.ZeroPad2d((-1, 0, 1, 1))
+    assert pad(torch.randn(1, 3, 4)).shape == (1, 5, 3)
+    with pytest.raises(ValueError):
+        binding = lc.bind(pad, (1, 3, 4))
+        binding.output_shape()
+
+
+def test_pixel_shuffle_round_trip_restores_shape():
+    c, h, w = (lc.parse(n) for n in ("C", "H", "W"))
+    down = lc.rule("PixelUnshuffle").output_shape[-3:]
+    up = lc.rule("PixelShuffle").output_shape[-3:]
+    c_in = lc.parse("C_in")
+    restored = tuple(sympy.simplify(e.subs({c_in: down[0], h: down[1], w: down[2]})) for e in up)
+    assert restored == (c, h, w)
+
+
+def test_fold_counts_the_sum_of_overlapping_blocks():
+    # Fold(Unfold(x)) with 2x2 blocks at stride 1 on a 3x3 image: 4 blocks of 4 values are added
+    # into the output (16 adds) + index adds 2*2 + 2*2 = 24; Unfold alone is the 8 index adds
+    fold = torch.nn.Fold(output_size=3, kernel_size=2)
+    unfold = torch.nn.Unfold(kernel_size=2)
+    assert lc.count(fold, (1, 4, 4)).flops == lc.bind(fold, (1, 4, 4)).cost() == 24
+    assert lc.count(unfold, (1, 1, 3, 3)).flops == lc.bind(unfold, (1, 1, 3, 3)).cost() == 8
