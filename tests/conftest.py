@@ -7,6 +7,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# The modules under test are tiny: one intra-op thread per test process is fastest, and with
+# pytest-xdist's workers sharing the cores, more threads only contend. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 settings.register_profile(
     "ci",
     max_examples=200,
