@@ -1,0 +1,129 @@
+"""The recurrent layers' rules (RNN, LSTM, GRU and their cells) against the real torch modules.
+
+For every drawn case: params, output shape and exact / macs / torch, evaluated at
+``lc.bind(module, shape)``, equal what ``lc.count`` measures.  RNN, GRU, the cells and LSTM with
+a projection decompose into addmm/mm and elementwise ops that both counters see.  LSTM without a
+projection runs the fused CPU kernel ``mkldnn_rnn_layer``: FlopCounterMode counts it as 0 and the
+exact counter counts it with ``ops/recurrent.py``; there both conventions are checked against
+torch's own non-fused path (``torch.backends.mkldnn`` disabled), counted op by op.
+"""
+
+import pytest
+import sympy
+import torch
+from hypothesis import given
+from torch.utils.flop_counter import FlopCounterMode
+
+import layercost_sym as lc
+from layercost_sym.testing import _cases_recurrent as rc
+from layercost_sym.testing.torchcheck import check_against_torch
+from layercost_sym.torchtools.opcount import ExactCounter
+
+pytestmark = [  # torch's own notices about the options drawn, not problems of the rules
+    pytest.mark.filterwarnings("ignore:dropout option adds dropout:UserWarning"),
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported:UserWarning"),
+    pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN:UserWarning"),
+]
+
+CASES = {
+    "RNN": rc.rnn_cases(),
+    "GRU": rc.gru_cases(),
+    "LSTM": rc.lstm_cases(proj=True),
+    "RNNCell": rc.rnn_cell_cases(),
+    "LSTMCell": rc.lstm_cell_cases(),
+    "GRUCell": rc.gru_cell_cases(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_matches_torch(name):
+    def check(case):
+        binding, _ = check_against_torch(case)
+        assert binding.rule.module == case.name
+
+    given(CASES[name])(check)()
+
+
+def _reference_counts(case):
+    """exact and FlopCounterMode of ``case`` on torch's non-fused path (LSTMCell steps)."""
+    module, (x,) = case.build(), case.tensors()
+    with torch.backends.mkldnn.flags(enabled=False), torch.enable_grad():
+        counter = ExactCounter()
+        with counter:
+            module(x)
+        flops = FlopCounterMode(display=False)
+        with flops:
+            module(x)
+    assert "mkldnn_rnn_layer" not in counter.by_op
+    return counter.total, flops.get_total_flops()
+
+
+@given(rc.lstm_cases(proj=False))
+def test_lstm_fused_kernel_matches_reference_path(case):
+    # the fused kernel: params, shape and exact (counted by ops/recurrent.py) via lc.count ...
+    binding, counted = check_against_torch(case, conventions=("exact",))
+    assert "noproj" in binding.rule.name
+    assert counted.by_op.get("mkldnn_rnn_layer", 0) > 0
+    assert counted.cost("torch") == 0  # FlopCounterMode cannot see the fused kernel
+    # ... and the independent derivation: the same module on torch's LSTMCell path, where both
+    # counters see every addmm and elementwise op
+    exact, flops = _reference_counts(case)
+    assert binding.cost("exact") == exact
+    assert binding.cost("macs") == flops // 2
+    assert binding.cost("torch") == flops
+
+
+def test_lstm_macs_by_cell_loop():
+    # a second, hand-written derivation: one layer, one direction, L steps of nn.LSTMCell with
+    # the LSTM's own weights; FlopCounterMode sees the cells' addmm: 4*H*(I + H) MACs per row
+    lstm = torch.nn.LSTM(3, 5)
+    cell = torch.nn.LSTMCell(3, 5)
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in lstm.state_dict().items()})
+    x = torch.randn(4, 2, 3)
+    flops = FlopCounterMode(display=False)
+    h = c = torch.zeros(2, 5)
+    with flops:
+        outputs = []
+        for step in x:
+            h, c = cell(step, (h, c))
+            outputs.append(h)
+    torch.testing.assert_close(torch.stack(outputs), lstm(x)[0])
+    assert flops.get_total_flops() == 2 * 4 * 2 * 4 * 5 * (3 + 5)
+    binding = lc.bind(lstm, x)
+    assert binding.cost("macs") == flops.get_total_flops() // 2
+
+
+def test_lstm_noproj_variant_is_general_rule_at_proj_zero():
+    general, noproj = lc.rule("LSTM"), lc.rule("LSTM.noproj")
+    zero = {lc.parse("H_proj"): 0}
+    for convention in ("exact", "macs"):
+        assert sympy.simplify(general.cost(convention).subs(zero) - noproj.cost(convention)) == 0
+    assert sympy.simplify(general.params.subs(zero) - noproj.params) == 0
+
+
+@pytest.mark.parametrize(("dropout", "per_element"), [(0.0, 0), (0.5, 3), (1.0, 1)])
+def test_dropout_between_layers_in_training(dropout, per_element):
+    # GRU(3, 4), 2 layers, (L, N) = (5, 2): one dropout on the first layer's 5*2*4 outputs;
+    # 0 < p < 1: Bernoulli comparison, mask / (1 - p), input * mask (3 each); p = 1: input * 0
+    gru = torch.nn.GRU(3, 4, num_layers=2, dropout=dropout)
+    for training in (True, False):
+        counted = lc.count(gru.train(training), (5, 2, 3), training=training)
+        assert lc.bind(gru, (5, 2, 3)).cost("exact") == counted.cost("exact")
+    eval_cost = lc.bind(gru.eval(), (5, 2, 3)).cost("exact")
+    assert lc.bind(gru.train(), (5, 2, 3)).cost("exact") - eval_cost == per_element * 5 * 2 * 4
+
+
+def test_unbatched_sequence_binds_the_product_of_length_and_batch():
+    # "L? N I": an unbatched (L, I) input binds L = 1, N = L; the costs depend on L*N only
+    gru = torch.nn.GRU(3, 4)
+    assert lc.bind(gru, (5, 3)).cost("exact") == lc.bind(gru, (5, 1, 3)).cost("exact")
+    assert lc.bind(gru, (5, 3)).output_shape() == (5, 4)
+
+
+def test_layouts_and_shapes_torch_rejects():
+    with pytest.raises(ValueError):
+        lc.bind(torch.nn.LSTM(3, 4), (2, 5, 4))  # input_size 3, got 4
+    with pytest.raises(ValueError):
+        lc.bind(torch.nn.GRUCell(3, 4), (2, 2, 3))  # a cell takes (N, I) or (I,)
+    assert lc.bind(torch.nn.RNN(3, 4, batch_first=True, bidirectional=True),
+                   (2, 5, 3)).output_shape() == (2, 5, 8)
