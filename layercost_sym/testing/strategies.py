@@ -20,10 +20,62 @@ from hypothesis import strategies as st
 
 __all__ = [
     "LayerCase",
+    "activation_cases",
+    "adaptive_pool_cases",
+    "avg_pool_cases",
+    "batchnorm1d_cases",
     "batchnorm2d_cases",
+    "batchnorm3d_cases",
+    "bilinear_cases",
+    "channel_dropout_cases",
+    "channel_shuffle_cases",
+    "conv1d_cases",
     "conv2d_cases",
+    "conv3d_cases",
+    "conv_transpose1d_cases",
+    "conv_transpose2d_cases",
+    "conv_transpose3d_cases",
+    "cross_map_lrn2d_cases",
+    "dropout_cases",
+    "embedding_bag_cases",
+    "embedding_cases",
+    "flatten_cases",
+    "fold_cases",
+    "fractional_max_pool_cases",
+    "glu_cases",
+    "group_norm_cases",
+    "gru_cases",
+    "gru_cell_cases",
+    "identity_cases",
+    "instance_norm_cases",
+    "layer_norm_cases",
     "leaky_relu_cases",
     "linear_cases",
+    "local_response_norm_cases",
+    "lp_pool_cases",
+    "lstm_cases",
+    "lstm_cell_cases",
+    "max_pool_cases",
+    "max_unpool_cases",
+    "mha_cases",
+    "padding_cases",
+    "pixel_shuffle_cases",
+    "pixel_unshuffle_cases",
+    "prelu_cases",
+    "rms_norm_cases",
+    "rnn_cases",
+    "rnn_cell_cases",
+    "sdpa_cases",
+    "softmax2d_cases",
+    "softmax_cases",
+    "sync_batchnorm_cases",
+    "transformer_decoder_layer_cases",
+    "transformer_encoder_layer_cases",
+    "unflatten_cases",
+    "unfold_cases",
+    "upsample_cases",
+    "upsampling_bilinear2d_cases",
+    "upsampling_nearest2d_cases",
 ]
 
 
@@ -169,3 +221,77 @@ def linear_cases(
     leading = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_leading)))
     kwargs = dict(in_features=c_in, out_features=c_out, bias=draw(st.booleans()))
     return LayerCase("Linear", kwargs, ((*leading, c_in),), training=draw(st.booleans()))
+
+
+# The families' strategies, re-exported so that this is the one public module of them.
+# (They import LayerCase from here, so they are imported last.)
+from ._cases_activation import (  # noqa: E402
+    activation_cases,
+    bilinear_cases,
+    flatten_cases,
+    glu_cases,
+    identity_cases,
+    prelu_cases,
+    softmax2d_cases,
+    softmax_cases,
+    unflatten_cases,
+)
+from ._cases_attention import (  # noqa: E402
+    mha_cases,
+    sdpa_cases,
+    transformer_decoder_layer_cases,
+    transformer_encoder_layer_cases,
+)
+from ._cases_conv import (  # noqa: E402
+    conv1d_cases,
+    conv3d_cases,
+    conv_transpose1d_cases,
+    conv_transpose2d_cases,
+    conv_transpose3d_cases,
+)
+from ._cases_dropout import (  # noqa: E402
+    channel_dropout_cases,
+    dropout_cases,
+)
+from ._cases_embedding import (  # noqa: E402
+    embedding_bag_cases,
+    embedding_cases,
+)
+from ._cases_norm import (  # noqa: E402
+    batchnorm1d_cases,
+    batchnorm3d_cases,
+    cross_map_lrn2d_cases,
+    group_norm_cases,
+    instance_norm_cases,
+    layer_norm_cases,
+    local_response_norm_cases,
+    rms_norm_cases,
+    sync_batchnorm_cases,
+)
+from ._cases_pooling import (  # noqa: E402
+    adaptive_pool_cases,
+    avg_pool_cases,
+    fractional_max_pool_cases,
+    lp_pool_cases,
+    max_pool_cases,
+    max_unpool_cases,
+)
+from ._cases_recurrent import (  # noqa: E402
+    gru_cases,
+    gru_cell_cases,
+    lstm_cases,
+    lstm_cell_cases,
+    rnn_cases,
+    rnn_cell_cases,
+)
+from ._cases_resampling import (  # noqa: E402
+    channel_shuffle_cases,
+    fold_cases,
+    padding_cases,
+    pixel_shuffle_cases,
+    pixel_unshuffle_cases,
+    unfold_cases,
+    upsample_cases,
+    upsampling_bilinear2d_cases,
+    upsampling_nearest2d_cases,
+)
