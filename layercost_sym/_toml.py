@@ -64,9 +64,17 @@ class SourceFile:
                 return self._lines[path[:end]]
         return 1
 
+    @cached_property
+    def display(self) -> str:
+        """The path from the catalogue folder's name on: ``formulas/conventions/thop.toml``."""
+        root = self.path.parent
+        if not (root / "symbols.toml").exists() and (root.parent / "symbols.toml").exists():
+            root = root.parent
+        return f"{root.name}/{self.path.relative_to(root).as_posix()}"
+
     def where(self, *path: str) -> str:
         """``file:line`` of ``path``, for error messages."""
-        return f"{self.path.parent.name}/{self.path.name}:{self.line(*path)}"
+        return f"{self.display}:{self.line(*path)}"
 
     def error(self, path: tuple[str, ...], message: str) -> CatalogueError:
         return CatalogueError(f"{self.where(*path)}: {message}")

@@ -359,14 +359,87 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def _load_file(source: SourceFile, gloss: Glossary) -> list[Rule]:
+_OVERLAY_FIELDS = {"cost", "training", "note", "variants"}
+
+
+@dataclass
+class _Overlay:
+    """One rule's entry in a convention file ``formulas/conventions/<convention>.toml``."""
+
+    convention: str
+    source: SourceFile
+    path: tuple[str, ...]
+    entry: dict[str, Any]
+    used: bool = False
+
+
+def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]]:
+    """Convention files: one per named convention, one table per rule (see formulas/README.md).
+
+    Each entry is checked here (fields, and expressions through the allow-list parser) so that
+    an error names the convention file and line.
+    """
+    overlays: dict[str, list[_Overlay]] = {}
+    for path in sorted((directory / "conventions").glob("*.toml")):
+        source = SourceFile(path)
+        convention = path.stem
+        if convention not in CONVENTIONS or convention in DERIVED_CONVENTIONS:
+            raise CatalogueError(f"{source.where()}: {convention!r} is not a convention a file "
+                                 f"may state (known: {', '.join(CONVENTIONS)})")
+        for name, entry in source.data.items():
+            entries = [((name,), entry)]
+            if isinstance(entry, dict):
+                entries += [((name, "variants", v), e)
+                            for v, e in entry.get("variants", {}).items()]
+            for where, item in entries:
+                if not isinstance(item, dict) or "cost" not in item:
+                    raise source.error(where, f"{'.'.join(where)}: needs a 'cost' expression")
+                unknown = set(item) - _OVERLAY_FIELDS
+                if unknown:
+                    raise source.error(where, f"{'.'.join(where)}: unknown field(s) "
+                                       f"{sorted(unknown)}")
+                for key in ("cost", "training"):
+                    if key in item:
+                        try:
+                            parse(str(item[key]), gloss.symbols)
+                        except ExpressionError as exc:
+                            raise source.error(where + (key,), f"{'.'.join(where)}.{key}: "
+                                               f"{exc}") from None
+            overlays.setdefault(name, []).append(_Overlay(convention, source, (name,), entry))
+    return overlays
+
+
+def _apply_overlays(table: dict[str, Any], overlays: list[_Overlay], variant: str | None
+                    ) -> dict[str, Any]:
+    """The rule table with the convention files' costs added to its ``cost`` tables."""
+    if not overlays:
+        return table
+    cost = dict(table.get("cost", {}))
+    training = dict(cost.get("training", {}))
+    for overlay in overlays:
+        entry = overlay.entry
+        if variant is not None and variant in entry.get("variants", {}):
+            entry = entry["variants"][variant]
+        cost[overlay.convention] = entry["cost"]
+        if "training" in entry:
+            training[overlay.convention] = entry["training"]
+        overlay.used = True
+    if training:
+        cost["training"] = training
+    return {**table, "cost": cost}
+
+
+def _load_file(source: SourceFile, gloss: Glossary,
+               overlays: dict[str, list[_Overlay]] | None = None) -> list[Rule]:
     family = source.path.stem
     rules = []
+    overlays = overlays or {}
     for name, table in source.data.items():
         if not isinstance(table, dict):
             raise source.error((name,), f"top-level key {name!r} must be a rule table")
         if not name.isidentifier():
             raise source.error((name,), f"rule name {name!r} is not an identifier")
+        table = _apply_overlays(table, overlays.get(name, []), None)
         reader = _RuleReader(source, gloss, (name,), name)
         unknown = set(table) - _RULE_FIELDS
         if unknown:
@@ -389,6 +462,7 @@ def _load_file(source: SourceFile, gloss: Glossary) -> list[Rule]:
                 {k: v for k, v in table.items() if k != "variants"},
                 {k: v for k, v in vtable.items() if k not in ("when", "unbind")},
             )
+            merged = _apply_overlays(merged, overlays.get(name, []), vname)
             for sym in vtable.get("unbind", []):
                 if sym not in merged.get("bind", {}):
                     raise vreader.error(("unbind",), f"unbind: {sym!r} is not bound by the rule")
@@ -397,6 +471,9 @@ def _load_file(source: SourceFile, gloss: Glossary) -> list[Rule]:
             object.__setattr__(variant, "when", dict(vtable["when"]))
             variants.append(variant)
         object.__setattr__(base, "variants", tuple(variants))
+        notes = {o.convention: o.entry["note"] for o in overlays.get(name, []) if "note" in o.entry}
+        for rule in (base, *variants):
+            object.__setattr__(rule, "convention_notes", notes)
         rules.append(base)
     return rules
 
@@ -406,9 +483,10 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     gloss = glossary() if gloss is None else gloss
     files = tuple(sorted(p for p in directory.glob("*.toml") if p.name != "symbols.toml"))
     result = Catalogue(files=files)
+    overlays = _read_overlays(directory, gloss)
     for path in files:
         source = SourceFile(path)
-        for rule in _load_file(source, gloss):
+        for rule in _load_file(source, gloss, overlays):
             if rule.name in result.rules:
                 raise CatalogueError(
                     f"{rule.source}: duplicate rule {rule.name!r} "
@@ -421,6 +499,11 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
                 )
             result.rules[rule.name] = rule
             result.by_module[rule.module] = rule
+    for name, entries in overlays.items():
+        for overlay in entries:
+            if name not in result.rules:
+                raise overlay.source.error(overlay.path, f"no rule named {name!r} to give a "
+                                           f"{overlay.convention} cost")
     return result
 
 

@@ -91,6 +91,7 @@ class Rule:
     constraints: tuple[Constraint, ...] = ()
     output_leading: str = ""  # "?" or "...": the first output dimension follows inputs[0]'s
     when: Mapping[str, Any] = field(default_factory=dict)
+    convention_notes: Mapping[str, str] = field(default_factory=dict)  # from convention files
     variants: tuple[Rule, ...] = ()
 
     # -- expansion ---------------------------------------------------------------------------

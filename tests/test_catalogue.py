@@ -152,3 +152,46 @@ def test_torch_is_twice_macs_for_every_rule_and_mode():
 
 def test_formulas_dir_is_the_checkout_or_package_copy():
     assert (formulas_dir() / "README.md").is_file()
+
+
+OVERLAY = """\
+[Scale]
+note = "thop counts one per element"
+cost = "N*C"
+training = "3*N*C"
+
+[Scale.variants.odd]
+cost = "5*N*C"
+"""
+
+
+def test_convention_files_add_a_convention_to_rules_and_variants(tmp_path):
+    variant = '\n[Scale.variants.odd]\nwhen = { odd = true }\ncost = { exact = "2*N*C" }\n'
+    write(tmp_path, GOOD + variant)
+    (tmp_path / "symbols.toml").write_text((formulas_dir() / "symbols.toml").read_text())
+    (tmp_path / "conventions").mkdir()
+    (tmp_path / "conventions" / "thop.toml").write_text(OVERLAY)
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    n_c = lc.parse("N*C")
+    assert rule.cost("thop") == n_c and rule.cost("thop", training=True) == 3 * n_c
+    assert rule.variants[0].cost("thop") == 5 * n_c
+    assert rule.convention_notes == {"thop": "thop counts one per element"}
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "message"),
+    [
+        ('[Nope]\ncost = "N"\n', "thop", r"conventions/thop.toml:1: no rule named 'Nope'"),
+        ('[Scale]\ncost = "N*"\n', "thop", r"conventions/thop.toml:2: Scale.cost: cannot parse"),
+        ('[Scale]\nnote = "x"\n', "thop", r"conventions/thop.toml:1: Scale: needs a 'cost'"),
+        ('[Scale]\ncost = "N"\ncolour = 1\n', "thop", "unknown field"),
+        ('[Scale]\ncost = "N"\n', "torch", "'torch' is not a convention a file may state"),
+    ],
+)
+def test_broken_convention_files_are_reported(tmp_path, text, name, message):
+    write(tmp_path, GOOD)
+    (tmp_path / "symbols.toml").write_text((formulas_dir() / "symbols.toml").read_text())
+    (tmp_path / "conventions").mkdir()
+    (tmp_path / "conventions" / f"{name}.toml").write_text(text)
+    with pytest.raises(CatalogueError, match=message):
+        load_catalogue(tmp_path)
