@@ -285,9 +285,8 @@ class _RuleReader:
                 return BindSpec("attr", attr=m.group(1), index=index, text=spec)
         raise self.error(
             ("bind", sym),
-            f"bind.{sym}: cannot read {spec!r} (use 'attr', "
-            "'attr[i]', 'attr?', 'prod(attr)', 'len(attr)', 'size(attr)', 'arg(name, default)' or an "
-            "integer)",
+            f"bind.{sym}: cannot read {spec!r} (use 'attr', 'attr[i]', 'attr?', 'prod(attr)', "
+            "'len(attr)', 'size(attr)', 'arg(name, default)' or an integer)",
         )
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
@@ -403,7 +402,7 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
                         try:
                             parse(str(item[key]), gloss.symbols)
                         except ExpressionError as exc:
-                            raise source.error(where + (key,), f"{'.'.join(where)}.{key}: "
+                            raise source.error((*where, key), f"{'.'.join(where)}.{key}: "
                                                f"{exc}") from None
             overlays.setdefault(name, []).append(_Overlay(convention, source, (name,), entry))
     return overlays

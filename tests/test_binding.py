@@ -146,5 +146,5 @@ def test_size_of_the_dimension_an_attribute_names(tmp_path):
 
     assert _read(torch.nn.Softmax(dim=1), spec, "L", rule, {}, [(2, 7, 3)]) == 7
     assert _read(torch.nn.Softmax(dim=-1), spec, "L", rule, {}, [(2, 7, 3)]) == 3
-    with pytest.raises(ShapeError, match="module.dim = 3 is not a dimension of input 0"):
+    with pytest.raises(ShapeError, match=r"module\.dim = 3 is not a dimension of input 0"):
         _read(torch.nn.Softmax(dim=3), spec, "L", rule, {}, [(2, 7, 3)])

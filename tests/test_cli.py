@@ -40,7 +40,7 @@ def test_show_text_latex_json(capsys):
 
 
 def test_eval_uses_torch_defaults_for_optional_symbols(capsys):
-    code, out, _ = run(
+    _, out, _ = run(
         capsys, "eval", "Conv2d", "N=2", "C_in=3", "C_out=4", "k=3", "H=8", "W=8", "--json"
     )
     data = json.loads(out)

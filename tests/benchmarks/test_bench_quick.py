@@ -1,4 +1,4 @@
-"""The benchmark runs in CI in its quick mode, so it cannot rot (timings are printed, not asserted)."""
+"""The benchmark runs in CI in quick mode so it cannot rot (timings printed, not asserted)."""
 
 import importlib.util
 from pathlib import Path
