@@ -101,6 +101,12 @@ class Catalogue:
 
     def for_module(self, module: Any) -> Rule:
         """The rule (or variant) describing a module instance, looked up by class name."""
+        name = type(module).__name__
+        if name.startswith("Lazy") and name not in self.by_module:
+            # materialising swaps in the eager class; before that, attributes are placeholders
+            raise UnknownRuleError(
+                f"{name} is not materialised yet: run one forward pass, then ask again"
+            )
         rule = None
         for cls in type(module).__mro__:
             if cls.__name__ in self.by_module:

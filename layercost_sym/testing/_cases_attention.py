@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from .strategies import LayerCase
+from .case import LayerCase
 
 __all__ = [
     "mha_cases",

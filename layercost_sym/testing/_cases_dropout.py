@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from .strategies import LayerCase
+from .case import LayerCase
 
 __all__ = ["channel_dropout_cases", "dropout_cases"]
 

@@ -15,7 +15,7 @@ import math
 
 from hypothesis import strategies as st
 
-from .strategies import LayerCase
+from .case import LayerCase
 
 __all__ = ["embedding_bag_cases", "embedding_cases"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .strategies import LayerCase
+from .case import LayerCase
 
 __all__ = [
     "adaptive_pool_cases",

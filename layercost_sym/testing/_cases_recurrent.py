@@ -18,7 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .strategies import LayerCase
+from .case import LayerCase
 
 __all__ = [
     "gru_cases",

@@ -13,10 +13,11 @@ case into a module with :meth:`LayerCase.build`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
+
+from .case import LayerCase
 
 __all__ = [
     "LayerCase",
@@ -77,48 +78,6 @@ __all__ = [
     "upsampling_bilinear2d_cases",
     "upsampling_nearest2d_cases",
 ]
-
-
-@dataclass(frozen=True)
-class LayerCase:
-    """A torch.nn layer to build and the input(s) to run it on.
-
-    ``integer_inputs`` maps an input's index to the exclusive upper bound of its random integer
-    (``torch.long``) values, e.g. token ids; ``literal_inputs`` gives an input's exact integer
-    values (e.g. EmbeddingBag offsets); ``call_kwargs`` are keyword arguments of the forward call.
-    """
-
-    name: str
-    kwargs: dict[str, Any]
-    input_shapes: tuple[tuple[int, ...], ...]
-    training: bool = False
-    integer_inputs: dict[int, int] = field(default_factory=dict)
-    literal_inputs: dict[int, tuple[int, ...]] = field(default_factory=dict)
-    call_kwargs: dict[str, Any] = field(default_factory=dict)
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def build(self):
-        """The torch module, in the case's mode (imports torch)."""
-        import torch
-
-        module = getattr(torch.nn, self.name)(**self.kwargs)
-        return module.train(self.training)
-
-    def tensors(self) -> tuple:
-        """The inputs as tensors: random floats, random integers or literal values."""
-        import torch
-
-        out = []
-        for index, shape in enumerate(self.input_shapes):
-            if index in self.literal_inputs:
-                out.append(
-                    torch.tensor(self.literal_inputs[index], dtype=torch.long).reshape(shape)
-                )
-            elif index in self.integer_inputs:
-                out.append(torch.randint(0, self.integer_inputs[index], shape))
-            else:
-                out.append(torch.randn(shape))
-        return tuple(out)
 
 
 def _pair(draw, values: st.SearchStrategy[int], square: bool) -> tuple[int, int]:

@@ -11,7 +11,8 @@ kind            count
                 ``(m, k) x (k, n)`` product is ``m*n*(2k-1)`` (k multiplies, k-1 adds per
                 output), plus one add per output for the ``add*`` forms
 ``conv``        ``convolution``: ``out_numel * (2 * C_in/g * prod(kernel) - 1)``, plus
-                ``out_numel`` bias adds when a bias is given
+                ``out_numel`` bias adds when a bias is given; transposed: the scatter from
+                the input (``ops/conv.py``: products kept, minus outputs reached, plus bias)
 ``elementwise`` one per output element (add, mul, div, rsqrt, exp, erf, gt, where, ...)
 ``reduction``   an ``n``-term reduction is ``n - 1`` per output (sum, amax, ...)
 ``mean``        ``n - 1`` adds and 1 divide per output: ``n`` per output
@@ -165,12 +166,13 @@ def _matmul_cost(name: str, args: tuple) -> int:
 
 
 def _conv_cost(args: tuple, out: torch.Tensor) -> int:
-    weight, bias = args[1], args[2]
+    x, weight, bias = args[0], args[1], args[2]
     transposed = bool(args[6]) if len(args) > 6 else False
-    if transposed:
-        raise UncountedOpError(
-            "transposed convolution has no exact counting rule yet (see issue 3)"
-        )
+    if transposed:  # a scatter from the input: its own derivation (ops/conv.py)
+        from .ops.conv import transposed_conv_exact
+
+        return transposed_conv_exact(x.shape, weight.shape, bias is not None, args[3], args[4],
+                                     args[5], args[7], args[8], out.shape)
     per_output = (
         2 * weight.shape[1] * math.prod(weight.shape[2:]) - 1
     )  # weight: C_out, C_in/g, k...
