@@ -84,7 +84,8 @@ def _read(
         ) from None
     if spec.kind == "size":
         dims = inputs[spec.index] if spec.index < len(inputs) else ()
-        if not isinstance(value, int) or not -len(dims) <= value < max(len(dims), 1):
+        rank = max(len(dims), 1)  # torch lets a 0-d tensor take dim 0 or -1
+        if isinstance(value, bool) or not isinstance(value, int) or not -rank <= value < rank:
             raise ShapeError(f"{rule.name}: module.{spec.attr} = {value!r} is not a dimension of "
                              f"input {spec.index} of shape {dims} (symbol {symbol})")
         return dims[value] if dims else 1  # a 0-d input has one element along dim 0 or -1

@@ -160,10 +160,12 @@ def _dim_and_shape(
 def softmax_cases(
     draw, name: str | None = None, *, max_rank: int = 4, max_size: int = 5
 ) -> LayerCase:
-    """``Softmax``, ``LogSoftmax`` or ``Softmin`` over a covered ``dim``: -1, -2, -3 on inputs of
-    enough rank, 1 on a 2-d input, 0 on a 1-d input."""
+    """``Softmax``, ``LogSoftmax`` or ``Softmin`` over any ``dim`` of an input of rank 0 to
+    ``max_rank`` (negative and non-negative dims)."""
     name = draw(st.sampled_from(SOFTMAX_LIKE)) if name is None else name
-    dim, shape = _dim_and_shape(draw, (-1, -1, -2, -3, 1, 0), max_rank, max_size, even=False)
+    shape = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_rank)))
+    rank = max(len(shape), 1)  # a 0-d input takes dim 0 or -1
+    dim = draw(st.integers(-rank, rank - 1))
     return LayerCase(name, {"dim": dim}, (shape,), training=draw(st.booleans()))
 
 
