@@ -509,6 +509,14 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
             if name not in result.rules:
                 raise overlay.source.error(overlay.path, f"no rule named {name!r} to give a "
                                            f"{overlay.convention} cost")
+            known = {v.name.rsplit(".", 1)[1] for v in result.rules[name].variants}
+            for variant in overlay.entry.get("variants", {}):
+                if variant not in known:
+                    raise overlay.source.error(
+                        (name, "variants", variant),
+                        f"rule {name} has no variant {variant!r} (it has: "
+                        f"{', '.join(sorted(known)) or 'none'})",
+                    )
     return result
 
 

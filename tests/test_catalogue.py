@@ -129,10 +129,9 @@ def test_unknown_rule_and_convention_errors_name_the_problem():
     with pytest.raises(KeyError):  # callers may catch the builtin
         lc.rule("Nope")
     with pytest.raises(
-        ConventionError,
-        match=r"does not define convention 'fvcore'; it defines: exact, macs, seed, torch",
+        ConventionError, match=r"rule ReLU does not define convention 'seed'; it defines: exact"
     ):
-        lc.rule("Linear").cost("fvcore")
+        lc.rule("ReLU").cost("seed")
     with pytest.raises(ConventionError, match="unknown convention 'flops'"):
         lc.rule("Linear").cost("flops")
 
@@ -194,4 +193,13 @@ def test_broken_convention_files_are_reported(tmp_path, text, name, message):
     (tmp_path / "conventions").mkdir()
     (tmp_path / "conventions" / f"{name}.toml").write_text(text)
     with pytest.raises(CatalogueError, match=message):
+        load_catalogue(tmp_path)
+
+
+def test_convention_entry_for_a_missing_variant_is_an_error(tmp_path):
+    write(tmp_path, GOOD)
+    (tmp_path / "symbols.toml").write_text((formulas_dir() / "symbols.toml").read_text())
+    (tmp_path / "conventions").mkdir()
+    (tmp_path / "conventions" / "thop.toml").write_text(OVERLAY)  # names variant "odd"
+    with pytest.raises(CatalogueError, match=r"thop.toml:6: rule Scale has no variant 'odd'"):
         load_catalogue(tmp_path)
