@@ -29,15 +29,6 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # pooling kernels on tiny tensors: thread start-up dominates on a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def check(case):
     binding, _ = torchcheck.check_against_torch(case)
     assert binding.rule.module == case.name

@@ -28,16 +28,6 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the inputs are tiny: torch's intra-op thread pool only adds hand-offs, which cost 20x more
-    # than the work itself when the machine is busy; restored for the tests that follow
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def check_against_torch(case) -> None:
     binding, _ = torchcheck.check_against_torch(case)
     assert binding.rule.module == case.name
