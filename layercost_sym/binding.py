@@ -86,8 +86,10 @@ def _read(
         dims = inputs[spec.index] if spec.index < len(inputs) else ()
         rank = max(len(dims), 1)  # torch lets a 0-d tensor take dim 0 or -1
         if isinstance(value, bool) or not isinstance(value, int) or not -rank <= value < rank:
-            raise ShapeError(f"{rule.name}: module.{spec.attr} = {value!r} is not a dimension of "
-                             f"input {spec.index} of shape {dims} (symbol {symbol})")
+            raise ShapeError(
+                f"{rule.name}: module.{spec.attr} = {value!r} is not a dimension of "
+                f"input {spec.index} of shape {dims} (symbol {symbol})"
+            )
         return dims[value] if dims else 1  # a 0-d input has one element along dim 0 or -1
     if spec.kind == "present":
         return int(value is not None)
@@ -96,8 +98,10 @@ def _read(
         return math.prod(int(v) for v in seq) if spec.kind == "prod" else len(seq)
     if spec.index is not None and isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) > 1 and spec.index >= len(value):
-            raise ShapeError(f"{rule.name}: module.{spec.attr} = {tuple(value)} has no element "
-                             f"{spec.index} (symbol {symbol})")
+            raise ShapeError(
+                f"{rule.name}: module.{spec.attr} = {tuple(value)} has no element "
+                f"{spec.index} (symbol {symbol})"
+            )
         value = value[spec.index] if len(value) > 1 else value[0]
     if isinstance(value, bool):
         return int(value)

@@ -389,33 +389,39 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
         source = SourceFile(path)
         convention = path.stem
         if convention not in CONVENTIONS or convention in DERIVED_CONVENTIONS:
-            raise CatalogueError(f"{source.where()}: {convention!r} is not a convention a file "
-                                 f"may state (known: {', '.join(CONVENTIONS)})")
+            raise CatalogueError(
+                f"{source.where()}: {convention!r} is not a convention a file "
+                f"may state (known: {', '.join(CONVENTIONS)})"
+            )
         for name, entry in source.data.items():
             entries = [((name,), entry)]
             if isinstance(entry, dict):
-                entries += [((name, "variants", v), e)
-                            for v, e in entry.get("variants", {}).items()]
+                entries += [
+                    ((name, "variants", v), e) for v, e in entry.get("variants", {}).items()
+                ]
             for where, item in entries:
                 if not isinstance(item, dict) or "cost" not in item:
                     raise source.error(where, f"{'.'.join(where)}: needs a 'cost' expression")
                 unknown = set(item) - _OVERLAY_FIELDS
                 if unknown:
-                    raise source.error(where, f"{'.'.join(where)}: unknown field(s) "
-                                       f"{sorted(unknown)}")
+                    raise source.error(
+                        where, f"{'.'.join(where)}: unknown field(s) {sorted(unknown)}"
+                    )
                 for key in ("cost", "training"):
                     if key in item:
                         try:
                             parse(str(item[key]), gloss.symbols)
                         except ExpressionError as exc:
-                            raise source.error((*where, key), f"{'.'.join(where)}.{key}: "
-                                               f"{exc}") from None
+                            raise source.error(
+                                (*where, key), f"{'.'.join(where)}.{key}: {exc}"
+                            ) from None
             overlays.setdefault(name, []).append(_Overlay(convention, source, (name,), entry))
     return overlays
 
 
-def _apply_overlays(table: dict[str, Any], overlays: list[_Overlay], variant: str | None
-                    ) -> dict[str, Any]:
+def _apply_overlays(
+    table: dict[str, Any], overlays: list[_Overlay], variant: str | None
+) -> dict[str, Any]:
     """The rule table with the convention files' costs added to its ``cost`` tables."""
     if not overlays:
         return table
@@ -434,8 +440,9 @@ def _apply_overlays(table: dict[str, Any], overlays: list[_Overlay], variant: st
     return {**table, "cost": cost}
 
 
-def _load_file(source: SourceFile, gloss: Glossary,
-               overlays: dict[str, list[_Overlay]] | None = None) -> list[Rule]:
+def _load_file(
+    source: SourceFile, gloss: Glossary, overlays: dict[str, list[_Overlay]] | None = None
+) -> list[Rule]:
     family = source.path.stem
     rules = []
     overlays = overlays or {}
@@ -507,8 +514,9 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     for name, entries in overlays.items():
         for overlay in entries:
             if name not in result.rules:
-                raise overlay.source.error(overlay.path, f"no rule named {name!r} to give a "
-                                           f"{overlay.convention} cost")
+                raise overlay.source.error(
+                    overlay.path, f"no rule named {name!r} to give a {overlay.convention} cost"
+                )
             known = {v.name.rsplit(".", 1)[1] for v in result.rules[name].variants}
             for variant in overlay.entry.get("variants", {}):
                 if variant not in known:

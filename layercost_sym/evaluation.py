@@ -38,7 +38,12 @@ class _Unsupported(Exception):
 
 
 _RELATIONS = {
-    sympy.Eq: "==", sympy.Ne: "!=", sympy.Lt: "<", sympy.Le: "<=", sympy.Gt: ">", sympy.Ge: ">=",
+    sympy.Eq: "==",
+    sympy.Ne: "!=",
+    sympy.Lt: "<",
+    sympy.Le: "<=",
+    sympy.Gt: ">",
+    sympy.Ge: ">=",
 }
 
 
@@ -86,8 +91,11 @@ class _Codegen:
             num, den = self.frac(e.args[0])
             return num if den == "1" else f"(-((-({num}))//({den})))"
         if isinstance(e, sympy.Max | sympy.Min):
-            fn = ("_max" if self.vector else "max") if isinstance(e, sympy.Max) else (
-                "_min" if self.vector else "min")
+            fn = (
+                ("_max" if self.vector else "max")
+                if isinstance(e, sympy.Max)
+                else ("_min" if self.vector else "min")
+            )
             return self._fold(fn, [self.exact(a) for a in e.args])
         if isinstance(e, gcd):
             return f"_gcd({self.poly(e.args[0])}, {self.poly(e.args[1])})"
@@ -178,8 +186,15 @@ class _BoundCodegen(_Codegen):
 def _vector_helpers() -> dict[str, Any]:
     import numpy as np
 
-    return {"_max": np.maximum, "_min": np.minimum, "_where": np.where, "_gcd": np.gcd,
-            "_and": np.logical_and, "_or": np.logical_or, "_not": np.logical_not}
+    return {
+        "_max": np.maximum,
+        "_min": np.minimum,
+        "_where": np.where,
+        "_gcd": np.gcd,
+        "_and": np.logical_and,
+        "_or": np.logical_or,
+        "_not": np.logical_not,
+    }
 
 
 def _exec(source: str, helpers: Mapping[str, Any]):
@@ -205,7 +220,8 @@ class Compiled:
         self.lows: tuple[int, ...] = tuple(1 if s.is_positive else 0 for s in self.symbols)
         # flags (glossary domain "flag") are 0 or 1; None: no upper limit
         self.highs: tuple[int | None, ...] = tuple(
-            1 if (s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s)
+            1
+            if (s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s)
             else None
             for s in self.symbols
         )
@@ -225,13 +241,18 @@ class Compiled:
     def _fast_source(self) -> str:
         body = self.source.split("return ", 1)[1].rstrip()
         lookups = "\n".join(f"        v{i} = shapes[{n!r}]" for i, n in enumerate(self.names))
-        checks = " and ".join(
-            f"type(v{i}) is int and v{i} >= {low}" + (f" and v{i} <= {high}" if high else "")
-            for i, (low, high) in enumerate(zip(self.lows, self.highs, strict=True))
-        ) or "True"
-        return (f"def _f(shapes):\n    try:\n{lookups or '        pass'}\n"
-                f"    except (KeyError, TypeError):\n        return None\n"
-                f"    if not ({checks}):\n        return None\n    return {body}\n")
+        checks = (
+            " and ".join(
+                f"type(v{i}) is int and v{i} >= {low}" + (f" and v{i} <= {high}" if high else "")
+                for i, (low, high) in enumerate(zip(self.lows, self.highs, strict=True))
+            )
+            or "True"
+        )
+        return (
+            f"def _f(shapes):\n    try:\n{lookups or '        pass'}\n"
+            f"    except (KeyError, TypeError):\n        return None\n"
+            f"    if not ({checks}):\n        return None\n    return {body}\n"
+        )
 
     def _source(self, gen: _Codegen, args: str) -> str | None:
         try:
@@ -241,8 +262,9 @@ class Compiled:
         return f"def _f({args}):\n    return {body}\n"
 
     def _sympy_fallback(self, *values):
-        result = self.expr.xreplace(dict(zip(self.symbols, map(sympy.Integer, values),
-                                             strict=True)))
+        result = self.expr.xreplace(
+            dict(zip(self.symbols, map(sympy.Integer, values), strict=True))
+        )
         if result in (sympy.true, sympy.false):
             return bool(result)
         if result.is_Rational:
@@ -349,8 +371,9 @@ def _check_range(name: str, value: Any, low: int, high: int | None, is_array: bo
 def _gather(compiled: Compiled, shapes: Mapping[Any, Value]) -> tuple[list, bool]:
     """Values in the compiled function's order, validated; and whether any is an array."""
     values, missing, any_array = [], [], False
-    for name, symbol, low, high in zip(compiled.names, compiled.symbols, compiled.lows,
-                                       compiled.highs, strict=True):
+    for name, symbol, low, high in zip(
+        compiled.names, compiled.symbols, compiled.lows, compiled.highs, strict=True
+    ):
         try:
             value = _lookup(shapes, name, symbol)
         except KeyError:
@@ -378,8 +401,9 @@ def _finish(num, den, compiled: Compiled, values: list) -> int:
         num, den = -num, -den
     q, r = divmod(num, den)
     if r:
-        raise EvaluationError(f"result is not an integer: {Fraction(num, den)} at "
-                              f"{_describe(compiled, values)}")
+        raise EvaluationError(
+            f"result is not an integer: {Fraction(num, den)} at {_describe(compiled, values)}"
+        )
     if q < 0:
         raise EvaluationError(f"result is negative: {q} at {_describe(compiled, values)}")
     return int(q)
@@ -436,13 +460,16 @@ def _evaluate_array(compiled: Compiled, values: list):
     import numpy as np
 
     # values are validated non-negative: their maxima are their largest magnitudes
-    maxima = [int(v.max()) if isinstance(v, np.ndarray) and v.size else
-              (0 if isinstance(v, np.ndarray) else v) for v in values]
+    maxima = [
+        int(v.max())
+        if isinstance(v, np.ndarray) and v.size
+        else (0 if isinstance(v, np.ndarray) else v)
+        for v in values
+    ]
     arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
     shape = arrays[0].shape
     bound = compiled.bound(*maxima)
-    use_int64 = bound is not None and bound < _INT64_SAFE and all(
-        a.dtype != object for a in arrays)
+    use_int64 = bound is not None and bound < _INT64_SAFE and all(a.dtype != object for a in arrays)
     if use_int64:
         args = [a.astype(np.int64, copy=False) for a in arrays]
     else:
@@ -454,8 +481,10 @@ def _evaluate_array(compiled: Compiled, values: list):
             point = [int(a[index]) for a in arrays]
             out[index] = _finish(*compiled.scalar(*point), compiled, point)
     else:
-        num, den = (np.broadcast_to(np.asarray(x, dtype=args[0].dtype if args else object), shape)
-                    for x in result)
+        num, den = (
+            np.broadcast_to(np.asarray(x, dtype=args[0].dtype if args else object), shape)
+            for x in result
+        )
         negative_den = den < 0
         if negative_den.any():
             num, den = np.where(negative_den, -num, num), np.where(negative_den, -den, den)
@@ -492,8 +521,10 @@ def sweep(expr: sympy.Basic | str, /, **axes: Any):
     import numpy as np
 
     swept = [name for name, v in axes.items() if not isinstance(v, int | np.integer)]
-    grids = np.meshgrid(*[np.asarray(list(axes[n]) if isinstance(axes[n], range) else axes[n])
-                          for n in swept], indexing="ij")
+    grids = np.meshgrid(
+        *[np.asarray(list(axes[n]) if isinstance(axes[n], range) else axes[n]) for n in swept],
+        indexing="ij",
+    )
     shapes = {**axes, **dict(zip(swept, grids, strict=True))}
     return evaluate(expr, shapes)
 

@@ -30,7 +30,8 @@ LOSSES = {"NLLLoss2d"}
 
 def public_module_classes():
     return sorted(
-        name for name, cls in vars(nn.modules).items()
+        name
+        for name, cls in vars(nn.modules).items()
         if inspect.isclass(cls) and issubclass(cls, nn.Module) and not name.startswith("_")
     )
 

@@ -21,8 +21,10 @@ def expressions():
         for rule in (r, *r.variants):
             for convention in rule.conventions:
                 for training in (False, True):
-                    yield pytest.param(rule.cost(convention, training),
-                                       id=f"{rule.name}-{convention}-{int(training)}")
+                    yield pytest.param(
+                        rule.cost(convention, training),
+                        id=f"{rule.name}-{convention}-{int(training)}",
+                    )
             yield pytest.param(rule.params, id=f"{rule.name}-params")
 
 
@@ -47,8 +49,9 @@ def test_scalar_vector_and_sympy_agree(expr, data):
     values = {s: data.draw(value_for(s), label=s.name) for s in symbols}
     reference = sympy_value(expr, values)
     named = {s.name: v for s, v in values.items()}
-    arrays = {k: np.array([v, v], dtype=object if v >= 2**63 else np.int64)
-              for k, v in named.items()}
+    arrays = {
+        k: np.array([v, v], dtype=object if v >= 2**63 else np.int64) for k, v in named.items()
+    }
     if reference.is_Integer and reference >= 0:
         assert lc.evaluate(expr, named) == int(reference)
         if symbols:

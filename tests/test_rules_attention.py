@@ -232,7 +232,13 @@ def _check_layer(case):
     for convention in ("exact", "macs", "torch"):
         predicted = lc.evaluate(rule.cost(convention, case.training), binding)
         assert predicted == counted.cost(convention), (
-            rule.name, convention, predicted, counted.cost(convention), values, counted.by_op)
+            rule.name,
+            convention,
+            predicted,
+            counted.cost(convention),
+            values,
+            counted.by_op,
+        )
         # and the layer is the sum of its parts' rules plus the elementwise glue
         assert _parts_cost(module, tensors, convention) == counted.cost(convention)
 

@@ -40,8 +40,16 @@ UNDILATED_CASES = {
 
 def _transposed_args(args: tuple):
     x, weight, bias, stride, padding, dilation, _, output_padding, groups = args[:9]
-    return x.shape, weight.shape, bias is not None, stride, padding, dilation, \
-        output_padding, groups
+    return (
+        x.shape,
+        weight.shape,
+        bias is not None,
+        stride,
+        padding,
+        dilation,
+        output_padding,
+        groups,
+    )
 
 
 def check_against_torch(case: LayerCase) -> None:
@@ -62,8 +70,16 @@ def _brute_force(case: LayerCase) -> int:
     x = torch.ones(case.input_shapes[0], dtype=torch.float64)
     weight = torch.ones_like(module.weight, dtype=torch.float64)
     conv = getattr(torch.nn.functional, f"conv_transpose{len(module.kernel_size)}d")
-    out = conv(x, weight, None, module.stride, module.padding, module.output_padding,
-               module.groups, module.dilation)
+    out = conv(
+        x,
+        weight,
+        None,
+        module.stride,
+        module.padding,
+        module.output_padding,
+        module.groups,
+        module.dilation,
+    )
     products = int(out.sum())
     reached = int((out > 0).sum())
     return 2 * products - reached + (out.numel() if module.bias is not None else 0)
@@ -107,8 +123,16 @@ def test_undilated_variant_matches_torch(name):
 def test_transposed_macs_are_every_input_weight_pair():
     # FlopCounterMode counts from the input size, cropped pairs included:
     # N*C_in*H*W*(C_out/g)*k_h*k_w = 2*4*5*6*3*3*2 = 4320 MACs
-    module = torch.nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 3), padding=(4, 1),
-                                      dilation=(1, 3), groups=2, output_padding=(1, 2))
+    module = torch.nn.ConvTranspose2d(
+        4,
+        6,
+        (3, 2),
+        stride=(2, 3),
+        padding=(4, 1),
+        dilation=(1, 3),
+        groups=2,
+        output_padding=(1, 2),
+    )
     binding = lc.bind(module, (2, 4, 5, 6))
     assert binding.cost("macs") == 4320
     assert binding.output_shape() == tuple(module(torch.ones(2, 4, 5, 6)).shape)
@@ -145,7 +169,7 @@ ALL_CASES = {**CONV_CASES, "Conv2d": conv2d_cases(), **TRANSPOSED_CASES}
 
 def check_lazy(case: LayerCase) -> None:
     lazy = getattr(torch.nn, f"Lazy{case.name}")(**lazy_kwargs(case))
-    x, = case.tensors()
+    (x,) = case.tensors()
     lazy(x)  # materialises: torch swaps the class to the eager one
     assert type(lazy).__name__ == case.name
     eager = case.build()
@@ -181,6 +205,7 @@ def test_unmaterialised_lazy_module_is_named(name):
 
 # -- shapes torch rejects ------------------------------------------------------------------------
 
+
 @st.composite
 def _conv_near_the_limits(draw):
     """A convolution on an input that may be too small for it: torch decides."""
@@ -191,8 +216,15 @@ def _conv_near_the_limits(draw):
     stride = 1 if padding == "same" else draw(st.integers(1, 2))
     padding_mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
     sizes = tuple(draw(st.integers(1, 4)) for _ in range(dims))
-    kwargs = dict(in_channels=1, out_channels=1, kernel_size=kernel, stride=stride,
-                  padding=padding, dilation=dilation, padding_mode=padding_mode)
+    kwargs = dict(
+        in_channels=1,
+        out_channels=1,
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        padding_mode=padding_mode,
+    )
     return LayerCase(f"Conv{dims}d", kwargs, ((1, 1, *sizes),))
 
 
@@ -201,15 +233,21 @@ def _conv_transpose_near_the_limits(draw):
     dims = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
     dilation = stride * draw(st.integers(1, 2))  # divides: the rule's own constraint holds
-    kwargs = dict(in_channels=1, out_channels=1, kernel_size=draw(st.integers(1, 3)),
-                  stride=stride, dilation=dilation, padding=draw(st.integers(0, 6)),
-                  output_padding=draw(st.integers(0, 3)))
+    kwargs = dict(
+        in_channels=1,
+        out_channels=1,
+        kernel_size=draw(st.integers(1, 3)),
+        stride=stride,
+        dilation=dilation,
+        padding=draw(st.integers(0, 6)),
+        output_padding=draw(st.integers(0, 3)),
+    )
     sizes = tuple(draw(st.integers(1, 3)) for _ in range(dims))
     return LayerCase(f"ConvTranspose{dims}d", kwargs, ((1, 1, *sizes),))
 
 
 def check_rejects_like_torch(case: LayerCase) -> None:
-    x, = case.tensors()
+    (x,) = case.tensors()
     module = case.build()
     try:
         module(x)
@@ -225,7 +263,10 @@ def check_rejects_like_torch(case: LayerCase) -> None:
         assert torch_error is None, (case, f"lc.bind accepts what torch rejects: {torch_error}")
 
 
-@pytest.mark.parametrize("strategy", [_conv_near_the_limits(), _conv_transpose_near_the_limits()],
-                         ids=["conv", "transposed"])
+@pytest.mark.parametrize(
+    "strategy",
+    [_conv_near_the_limits(), _conv_transpose_near_the_limits()],
+    ids=["conv", "transposed"],
+)
 def test_bind_rejects_exactly_what_torch_rejects(strategy):
     given(strategy)(check_rejects_like_torch)()

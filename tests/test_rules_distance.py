@@ -10,8 +10,11 @@ from layercost_sym.testing.torchcheck import check_against_torch
 @st.composite
 def pairwise_distance_cases(draw):
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
-    kwargs = {"p": draw(st.sampled_from([2.0, 1.0, 3.0, 0.5, -1.0, 0.0, float("inf")])),
-              "eps": 1e-6, "keepdim": draw(st.booleans())}
+    kwargs = {
+        "p": draw(st.sampled_from([2.0, 1.0, 3.0, 0.5, -1.0, 0.0, float("inf")])),
+        "eps": 1e-6,
+        "keepdim": draw(st.booleans()),
+    }
     return LayerCase("PairwiseDistance", kwargs, (shape, shape), training=draw(st.booleans()))
 
 

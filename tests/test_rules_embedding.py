@@ -44,10 +44,12 @@ def test_embedding_matches_torch(case):
 def test_embedding_bag_matches_torch(case):
     binding, _ = _check(case)
     assert binding.rule.name.startswith(f"EmbeddingBag.{case.kwargs['mode']}") or (
-        case.kwargs["mode"] == "mean" and case.kwargs["norm_type"] not in cases.NORM_TYPES[:5])
+        case.kwargs["mode"] == "mean" and case.kwargs["norm_type"] not in cases.NORM_TYPES[:5]
+    )
 
 
 # -- EmbeddingBag beyond the rule's assumptions: a derivation from the index data ------------------
+
 
 def _bag_work(case, weighted):
     """Per bag: (c - 1)*E adds (sum, + c*E multiplies with weights) or comparisons (max), c*E for
@@ -58,8 +60,9 @@ def _bag_work(case, weighted):
     pad = None if pad is None else pad % rows
     starts = offsets[:-1] if case.kwargs["include_last_offset"] else offsets
     end = offsets[-1] if case.kwargs["include_last_offset"] else len(values)
-    sizes = Counter(bisect.bisect_right(starts, pos) - 1 for pos in range(end)
-                    if values[pos] != pad)  # position -> the last bag starting at or before it
+    sizes = Counter(
+        bisect.bisect_right(starts, pos) - 1 for pos in range(end) if values[pos] != pad
+    )  # position -> the last bag starting at or before it
     valid, nonempty = sum(sizes.values()), len(sizes)
     if case.kwargs["mode"] == "mean":
         return dim * valid
@@ -70,11 +73,16 @@ def _call(case):
     module = case.build()
     indices, offsets = case.tensors()
     weights = torch.randn(indices.shape) if case.notes["per_sample_weights"] else None
-    counted = lc.count(module, indices, offsets, training=case.training,
-                       per_sample_weights=weights)
+    counted = lc.count(module, indices, offsets, training=case.training, per_sample_weights=weights)
     flag = int(weights is not None)
-    return module, indices, offsets, weights, counted, lc.bind(module, indices, offsets,
-                                                                per_sample_weights=flag)
+    return (
+        module,
+        indices,
+        offsets,
+        weights,
+        counted,
+        lc.bind(module, indices, offsets, per_sample_weights=flag),
+    )
 
 
 @given(cases.embedding_bag_cases(clean=False, per_sample_weights=None))
@@ -125,6 +133,7 @@ def test_embedding_bag_per_sample_weights_only_with_sum(mode):
 
 # -- max_norm: the data-dependent renormalisation -------------------------------------------------
 
+
 def _norm_terms(p, dim):
     # ATen's norm kernel: p = 2: E squares, E - 1 adds, a root; p = 1, 0, +-inf: E abs (or != 0),
     # E - 1 adds (or max / min); any other p: E abs, E powers, E - 1 adds, a root.
@@ -161,8 +170,11 @@ def _assert_bound(bound, derived, rows, above, n, v):
 @pytest.mark.parametrize("cls", ["Embedding", "EmbeddingBag"])
 def test_max_norm_is_not_counted_silently(cls):
     module = getattr(torch.nn, cls)(6, 3, max_norm=1.0)
-    inputs = (torch.tensor([[1, 2]]),) if cls == "Embedding" else (torch.tensor([1, 2]),
-                                                                    torch.tensor([0]))
+    inputs = (
+        (torch.tensor([[1, 2]]),)
+        if cls == "Embedding"
+        else (torch.tensor([1, 2]), torch.tensor([0]))
+    )
     with pytest.raises(UncountedOpError, match="embedding_renorm_"):
         lc.count(module, *inputs)
 
@@ -180,8 +192,9 @@ def test_embedding_max_norm_bound(case):
     (indices,) = case.tensors()
     derived, rows, above = _renorm_work(module, indices)
     binding = lc.bind(module, indices)
-    _assert_bound(binding.cost("exact"), derived, rows, above, indices.numel(),
-                  module.num_embeddings)
+    _assert_bound(
+        binding.cost("exact"), derived, rows, above, indices.numel(), module.num_embeddings
+    )
     _flop_counter_sees_nothing(module, indices)
     assert binding.cost("macs") == 0
 
@@ -204,6 +217,7 @@ def test_embedding_bag_max_norm_bound(case):
     plain.max_norm = None  # the bag reductions alone: counted on the same data
     bags = lc.count(plain, indices, offsets, training=case.training).cost("exact")
     binding = lc.bind(module, indices, offsets)
-    _assert_bound(binding.cost("exact"), bags + renorm, rows, above, indices.numel(),
-                  module.num_embeddings)
+    _assert_bound(
+        binding.cost("exact"), bags + renorm, rows, above, indices.numel(), module.num_embeddings
+    )
     _flop_counter_sees_nothing(module, indices, offsets)

@@ -22,8 +22,11 @@ CASES = {
     **{f"MaxPool{n}d": cp.max_pool_cases(dims=n) for n in (1, 2, 3)},
     **{f"AvgPool{n}d": cp.avg_pool_cases(dims=n) for n in (1, 2, 3)},
     **{f"LPPool{n}d": cp.lp_pool_cases(dims=n) for n in (1, 2, 3)},
-    **{f"Adaptive{kind}Pool{n}d": cp.adaptive_pool_cases(dims=n, kind=kind)
-       for n in (1, 2, 3) for kind in ("Avg", "Max")},
+    **{
+        f"Adaptive{kind}Pool{n}d": cp.adaptive_pool_cases(dims=n, kind=kind)
+        for n in (1, 2, 3)
+        for kind in ("Avg", "Max")
+    },
     **{f"FractionalMaxPool{n}d": cp.fractional_max_pool_cases(dims=n) for n in (2, 3)},
     **{f"MaxUnpool{n}d": cp.max_unpool_cases(dims=n) for n in (1, 2, 3)},
 }
@@ -46,6 +49,7 @@ def test_every_pooling_class_has_a_rule():
 
 
 # -- closed forms against brute force, independent of torch --------------------------------------
+
 
 def _one(rule: str, **shapes) -> int:
     return lc.evaluate(lc.rule(rule).flops, {"N": 1, "C": 1, **shapes})
@@ -119,15 +123,19 @@ def test_max_pool_output_size_with_dilation():
 
 # -- what torch's own decompositions count, where they exist ---------------------------------------
 
+
 def test_max_pool_compares_the_whole_window_as_torch_decomposition_does():
     # The decomposition pads with -inf and takes `max` over all k_h*k_w window positions; the
     # registered rule counts exactly that max and drops the index bookkeeping around it.
     x = torch.randn(2, 3, 7, 6)
-    for kernel, stride, pad, dil, ceil_mode in [([3, 2], [2, 1], [1, 1], [1, 2], False),
-                                                ([3, 3], [2, 2], [1, 0], [2, 1], True)]:
+    for kernel, stride, pad, dil, ceil_mode in [
+        ([3, 2], [2, 1], [1, 1], [1, 2], False),
+        ([3, 3], [2, 2], [1, 0], [2, 1], True),
+    ]:
         with ExactCounter() as decomposed:
             decomposition_table[torch.ops.aten.max_pool2d_with_indices.default](
-                x, kernel, stride, pad, dil, ceil_mode)
+                x, kernel, stride, pad, dil, ceil_mode
+            )
         module = torch.nn.MaxPool2d(kernel, stride, pad, dil, ceil_mode=ceil_mode)
         assert decomposed.by_op["max"] == lc.bind(module, x.shape).cost("exact")
         assert lc.count(module, x).flops == decomposed.by_op["max"]
@@ -156,9 +164,15 @@ def test_adaptive_avg_pool_to_one_runs_torch_mean():
 
 # -- options the binding cannot read (see the rules' notes) ---------------------------------------
 
-@pytest.mark.parametrize("module", [torch.nn.LPPool2d(2, 3),
-                                    torch.nn.AdaptiveAvgPool2d((None, 3)),
-                                    torch.nn.FractionalMaxPool2d(2, output_ratio=0.5)])
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        torch.nn.LPPool2d(2, 3),
+        torch.nn.AdaptiveAvgPool2d((None, 3)),
+        torch.nn.FractionalMaxPool2d(2, output_ratio=0.5),
+    ],
+)
 def test_unbindable_options_are_errors_not_silent_numbers(module):
     with pytest.raises(ShapeError, match="not an integer"):
         lc.bind(module, (1, 2, 8, 8))

@@ -125,5 +125,6 @@ def test_layouts_and_shapes_torch_rejects():
         lc.bind(torch.nn.LSTM(3, 4), (2, 5, 4))  # input_size 3, got 4
     with pytest.raises(ValueError):
         lc.bind(torch.nn.GRUCell(3, 4), (2, 2, 3))  # a cell takes (N, I) or (I,)
-    assert lc.bind(torch.nn.RNN(3, 4, batch_first=True, bidirectional=True),
-                   (2, 5, 3)).output_shape() == (2, 5, 8)
+    assert lc.bind(
+        torch.nn.RNN(3, 4, batch_first=True, bidirectional=True), (2, 5, 3)
+    ).output_shape() == (2, 5, 8)

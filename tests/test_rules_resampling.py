@@ -56,22 +56,25 @@ def test_nearest_cost_does_not_grow_with_batch_or_channels():
     assert lc.evaluate(r.flops, {"H": 5, "W": 7, "u": 2}) == 2 * (10 + 14)
 
 
-@pytest.mark.parametrize("module, shape", [
-    (torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), (1, 1, 4, 4)),   # non-integer scale
-    (torch.nn.Upsample(scale_factor=(2, 3), mode="nearest"), (1, 1, 4, 4)),  # per-axis scales
-    (torch.nn.Upsample(scale_factor=5, mode="nearest"), (1, 1, 4, 4)),      # beyond 2, 3, 4
-    (torch.nn.Upsample(size=(5, 6), mode="area"), (1, 1, 4, 4)),            # adaptive pooling
-    (torch.nn.Upsample(size=5, mode="nearest"), (1, 1, 4)),                 # 3-d nearest
-    (torch.nn.Upsample(size=5, mode="bilinear"), (1, 1, 4)),                # torch rejects too
-    (torch.nn.ReflectionPad1d(3), (1, 3)),                                  # pad >= side
-    (torch.nn.CircularPad2d(4), (1, 3, 3)),                                 # wraps twice
-    (torch.nn.PixelShuffle(2), (1, 6, 2, 2)),                               # 6 % 4 != 0
-    (torch.nn.PixelUnshuffle(2), (1, 1, 3, 4)),                             # 3 % 2 != 0
-    (torch.nn.ChannelShuffle(2), (1, 3, 2, 2)),                             # 3 % 2 != 0
-    (torch.nn.Unfold(kernel_size=4), (1, 1, 3, 5)),                         # no block fits
-    (torch.nn.Fold(output_size=4, kernel_size=2), (1, 8, 8)),               # 8 != 3*3 blocks
-    (torch.nn.Fold(output_size=4, kernel_size=2), (1, 7, 9)),               # 7 % 4 != 0
-])
+@pytest.mark.parametrize(
+    "module, shape",
+    [
+        (torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), (1, 1, 4, 4)),  # non-integer scale
+        (torch.nn.Upsample(scale_factor=(2, 3), mode="nearest"), (1, 1, 4, 4)),  # per-axis scales
+        (torch.nn.Upsample(scale_factor=5, mode="nearest"), (1, 1, 4, 4)),  # beyond 2, 3, 4
+        (torch.nn.Upsample(size=(5, 6), mode="area"), (1, 1, 4, 4)),  # adaptive pooling
+        (torch.nn.Upsample(size=5, mode="nearest"), (1, 1, 4)),  # 3-d nearest
+        (torch.nn.Upsample(size=5, mode="bilinear"), (1, 1, 4)),  # torch rejects too
+        (torch.nn.ReflectionPad1d(3), (1, 3)),  # pad >= side
+        (torch.nn.CircularPad2d(4), (1, 3, 3)),  # wraps twice
+        (torch.nn.PixelShuffle(2), (1, 6, 2, 2)),  # 6 % 4 != 0
+        (torch.nn.PixelUnshuffle(2), (1, 1, 3, 4)),  # 3 % 2 != 0
+        (torch.nn.ChannelShuffle(2), (1, 3, 2, 2)),  # 3 % 2 != 0
+        (torch.nn.Unfold(kernel_size=4), (1, 1, 3, 5)),  # no block fits
+        (torch.nn.Fold(output_size=4, kernel_size=2), (1, 8, 8)),  # 8 != 3*3 blocks
+        (torch.nn.Fold(output_size=4, kernel_size=2), (1, 7, 9)),  # 7 % 4 != 0
+    ],
+)
 def test_uncovered_options_are_rejected(module, shape):
     with pytest.raises(ShapeError):
         lc.bind(module, shape)

@@ -28,9 +28,14 @@ _CHANNEL_FORMS = {
 
 
 @st.composite
-def dropout_cases(draw, *, names: tuple[str, ...] = ("Dropout", "AlphaDropout"),
-                  max_rank: int = 4, max_size: int = 5, training: bool | None = None
-                  ) -> LayerCase:
+def dropout_cases(
+    draw,
+    *,
+    names: tuple[str, ...] = ("Dropout", "AlphaDropout"),
+    max_rank: int = 4,
+    max_size: int = 5,
+    training: bool | None = None,
+) -> LayerCase:
     """``torch.nn.Dropout`` / ``AlphaDropout`` with p (incl. 0 and 1) and inplace, on an input of
     any rank (0 to ``max_rank``), in training or eval mode (drawn unless ``training`` is given)."""
     name = draw(st.sampled_from(names))
@@ -41,16 +46,24 @@ def dropout_cases(draw, *, names: tuple[str, ...] = ("Dropout", "AlphaDropout"),
 
 
 @st.composite
-def channel_dropout_cases(draw, *, names: tuple[str, ...] = tuple(sorted(_CHANNEL_FORMS)),
-                          max_batch: int = 3, max_channels: int = 4, max_size: int = 4,
-                          training: bool | None = None) -> LayerCase:
+def channel_dropout_cases(
+    draw,
+    *,
+    names: tuple[str, ...] = tuple(sorted(_CHANNEL_FORMS)),
+    max_batch: int = 3,
+    max_channels: int = 4,
+    max_size: int = 4,
+    training: bool | None = None,
+) -> LayerCase:
     """``torch.nn.Dropout1d`` / ``Dropout2d`` / ``Dropout3d`` / ``FeatureAlphaDropout`` with p
     (incl. 0 and 1) and inplace, on (N, C, *spatial) input (unbatched (C, *spatial) where torch
     supports it), in training or eval mode (drawn unless ``training`` is given)."""
     name = draw(st.sampled_from(names))
     spatial, unbatched_ok = _CHANNEL_FORMS[name]
-    shape = (draw(st.integers(1, max_channels)),
-             *(draw(st.integers(1, max_size)) for _ in range(spatial)))
+    shape = (
+        draw(st.integers(1, max_channels)),
+        *(draw(st.integers(1, max_size)) for _ in range(spatial)),
+    )
     if not (unbatched_ok and draw(st.booleans())):
         shape = (draw(st.integers(1, max_batch)), *shape)
     train = draw(st.booleans()) if training is None else training

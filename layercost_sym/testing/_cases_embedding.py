@@ -28,8 +28,13 @@ def _table(draw, max_rows: int, max_dim: int) -> dict:
     scale_grad_by_freq and sparse (neither changes the forward)."""
     rows, dim = draw(st.integers(1, max_rows)), draw(st.integers(1, max_dim))
     padding = draw(st.one_of(st.none(), st.integers(-rows, rows - 1))) if rows >= 2 else None
-    return dict(num_embeddings=rows, embedding_dim=dim, padding_idx=padding,
-                scale_grad_by_freq=draw(st.booleans()), sparse=draw(st.booleans()))
+    return dict(
+        num_embeddings=rows,
+        embedding_dim=dim,
+        padding_idx=padding,
+        scale_grad_by_freq=draw(st.booleans()),
+        sparse=draw(st.booleans()),
+    )
 
 
 def _renorm(draw, max_norm: bool | str) -> dict:
@@ -42,9 +47,16 @@ def _renorm(draw, max_norm: bool | str) -> dict:
 
 
 @st.composite
-def embedding_cases(draw, *, max_rows: int = 12, max_dim: int = 6, max_rank: int = 3,
-                    max_size: int = 4, max_norm: bool | str = False, distinct: bool = False
-                    ) -> LayerCase:
+def embedding_cases(
+    draw,
+    *,
+    max_rows: int = 12,
+    max_dim: int = 6,
+    max_rank: int = 3,
+    max_size: int = 4,
+    max_norm: bool | str = False,
+    distinct: bool = False,
+) -> LayerCase:
     """``torch.nn.Embedding`` with padding_idx, scale_grad_by_freq, sparse, norm_type and
     max_norm (None unless ``max_norm``; ``"exceed"``: tiny) on an index tensor of any rank (0 to
     ``max_rank``).  ``distinct``: literal indices, all different and none the padding row (needs
@@ -56,18 +68,31 @@ def embedding_cases(draw, *, max_rows: int = 12, max_dim: int = 6, max_rank: int
         kwargs["padding_idx"] = None
         values = draw(st.permutations(range(rows)))
         count = draw(st.integers(1, rows))
-        return LayerCase("Embedding", kwargs, ((count,),),
-                         literal_inputs={0: tuple(values[:count])}, training=draw(st.booleans()))
+        return LayerCase(
+            "Embedding",
+            kwargs,
+            ((count,),),
+            literal_inputs={0: tuple(values[:count])},
+            training=draw(st.booleans()),
+        )
     shape = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_rank)))
-    return LayerCase("Embedding", kwargs, (shape,), integer_inputs={0: rows},
-                     training=draw(st.booleans()))
+    return LayerCase(
+        "Embedding", kwargs, (shape,), integer_inputs={0: rows}, training=draw(st.booleans())
+    )
 
 
 @st.composite
-def embedding_bag_cases(draw, *, modes: tuple[str, ...] = ("sum", "mean", "max"),
-                        max_rows: int = 10, max_dim: int = 5, max_indices: int = 12,
-                        max_norm: bool | str = False, clean: bool = True,
-                        per_sample_weights: bool | None = False) -> LayerCase:
+def embedding_bag_cases(
+    draw,
+    *,
+    modes: tuple[str, ...] = ("sum", "mean", "max"),
+    max_rows: int = 10,
+    max_dim: int = 5,
+    max_indices: int = 12,
+    max_norm: bool | str = False,
+    clean: bool = True,
+    per_sample_weights: bool | None = False,
+) -> LayerCase:
     """``torch.nn.EmbeddingBag`` called as ``bag(indices, offsets)`` (1-d indices, sorted
     offsets from 0) with mode, include_last_offset, padding_idx, scale_grad_by_freq, sparse,
     norm_type and max_norm (None unless ``max_norm``).
@@ -89,13 +114,27 @@ def embedding_bag_cases(draw, *, modes: tuple[str, ...] = ("sum", "mean", "max")
     n = len(values)
     if clean:  # strictly increasing starts: every bag holds at least one index
         bags = draw(st.integers(1, n))
-        starts = [0, *sorted(draw(st.sets(st.integers(1, n - 1), min_size=bags - 1,
-                                          max_size=bags - 1)) if n > 1 else [])]
+        starts = [
+            0,
+            *sorted(
+                draw(st.sets(st.integers(1, n - 1), min_size=bags - 1, max_size=bags - 1))
+                if n > 1
+                else []
+            ),
+        ]
     else:
         starts = [0, *sorted(draw(st.lists(st.integers(0, n), min_size=0, max_size=n)))]
     offsets = (*starts, n) if kwargs["include_last_offset"] else tuple(starts)
-    weighted = (mode == "sum" and draw(st.booleans())) if per_sample_weights is None else (
-        per_sample_weights and mode == "sum")
-    return LayerCase("EmbeddingBag", kwargs, ((n,), (len(offsets),)),
-                     literal_inputs={0: tuple(values), 1: offsets},
-                     notes={"per_sample_weights": weighted}, training=draw(st.booleans()))
+    weighted = (
+        (mode == "sum" and draw(st.booleans()))
+        if per_sample_weights is None
+        else (per_sample_weights and mode == "sum")
+    )
+    return LayerCase(
+        "EmbeddingBag",
+        kwargs,
+        ((n,), (len(offsets),)),
+        literal_inputs={0: tuple(values), 1: offsets},
+        notes={"per_sample_weights": weighted},
+        training=draw(st.booleans()),
+    )

@@ -42,8 +42,9 @@ def _form(draw, sides: tuple[int, ...]) -> Any:
     return sides
 
 
-def _shape(draw, channels: int, sizes: list[int], max_batch: int, unbatched: bool
-           ) -> tuple[int, ...]:
+def _shape(
+    draw, channels: int, sizes: list[int], max_batch: int, unbatched: bool
+) -> tuple[int, ...]:
     shape = (channels, *sizes)
     if not (unbatched and draw(st.booleans())):
         shape = (draw(st.integers(1, max_batch)), *shape)
@@ -57,8 +58,16 @@ def _smallest(span: int, pad: int, stride: int, ceil_mode: bool) -> int:
 
 
 @st.composite
-def max_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int = 3,
-                   max_kernel: int = 3, max_extra: int = 4, unbatched: bool = True) -> LayerCase:
+def max_pool_cases(
+    draw,
+    *,
+    dims: int = 2,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_kernel: int = 3,
+    max_extra: int = 4,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.MaxPool{dims}d`` with kernel, stride (incl. the default None = kernel),
     padding (up to half the kernel), dilation, ceil_mode and return_indices."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
@@ -67,18 +76,34 @@ def max_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int
     dilation = _sides(draw, dims, st.integers(1, 3))
     ceil_mode = draw(st.booleans())
     strides = kernel if stride is None else stride
-    sizes = [_smallest(dilation[a] * (kernel[a] - 1) + 1, padding[a], strides[a], ceil_mode)
-             + draw(st.integers(0, max_extra)) for a in range(dims)]
-    kwargs = dict(kernel_size=_form(draw, kernel), stride=stride and _form(draw, stride),
-                  padding=_form(draw, padding), dilation=_form(draw, dilation),
-                  ceil_mode=ceil_mode, return_indices=draw(st.booleans()))
+    sizes = [
+        _smallest(dilation[a] * (kernel[a] - 1) + 1, padding[a], strides[a], ceil_mode)
+        + draw(st.integers(0, max_extra))
+        for a in range(dims)
+    ]
+    kwargs = dict(
+        kernel_size=_form(draw, kernel),
+        stride=stride and _form(draw, stride),
+        padding=_form(draw, padding),
+        dilation=_form(draw, dilation),
+        ceil_mode=ceil_mode,
+        return_indices=draw(st.booleans()),
+    )
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
     return LayerCase(f"MaxPool{dims}d", kwargs, (shape,), training=draw(st.booleans()))
 
 
 @st.composite
-def avg_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int = 3,
-                   max_kernel: int = 4, max_extra: int = 4, unbatched: bool = True) -> LayerCase:
+def avg_pool_cases(
+    draw,
+    *,
+    dims: int = 2,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_kernel: int = 4,
+    max_extra: int = 4,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.AvgPool{dims}d`` with kernel, stride (incl. None), padding (up to half the
     kernel), ceil_mode, count_include_pad and divisor_override (``AvgPool1d`` has none)."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
@@ -87,12 +112,18 @@ def avg_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int
     ceil_mode = draw(st.booleans())
     strides = kernel if stride is None else stride
     # avg_pool3d also rejects an unpadded input smaller than the kernel
-    sizes = [max(_smallest(kernel[a], padding[a], strides[a], ceil_mode),
-                 kernel[a] if dims == 3 else 1) + draw(st.integers(0, max_extra))
-             for a in range(dims)]
-    kwargs = dict(kernel_size=_form(draw, kernel), stride=stride and _form(draw, stride),
-                  padding=_form(draw, padding), ceil_mode=ceil_mode,
-                  count_include_pad=draw(st.booleans()))
+    sizes = [
+        max(_smallest(kernel[a], padding[a], strides[a], ceil_mode), kernel[a] if dims == 3 else 1)
+        + draw(st.integers(0, max_extra))
+        for a in range(dims)
+    ]
+    kwargs = dict(
+        kernel_size=_form(draw, kernel),
+        stride=stride and _form(draw, stride),
+        padding=_form(draw, padding),
+        ceil_mode=ceil_mode,
+        count_include_pad=draw(st.booleans()),
+    )
     if dims > 1:
         kwargs["divisor_override"] = draw(st.sampled_from([None, 1, 2, 5]))
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
@@ -100,27 +131,49 @@ def avg_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int
 
 
 @st.composite
-def lp_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int = 3,
-                  max_kernel: int = 3, max_extra: int = 4, unbatched: bool = True) -> LayerCase:
+def lp_pool_cases(
+    draw,
+    *,
+    dims: int = 2,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_kernel: int = 3,
+    max_extra: int = 4,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.LPPool{dims}d`` with norm_type, kernel (an int for 1-d: torch's lp_pool1d
     multiplies by it), an explicit stride (the rule cannot bind stride=None) and ceil_mode."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
     stride = _sides(draw, dims, st.integers(1, 3))
     ceil_mode = draw(st.booleans())
-    sizes = [max(_smallest(kernel[a], 0, stride[a], ceil_mode), kernel[a] if dims == 3 else 1)
-             + draw(st.integers(0, max_extra)) for a in range(dims)]  # avg_pool3d: size >= kernel
+    sizes = [
+        max(_smallest(kernel[a], 0, stride[a], ceil_mode), kernel[a] if dims == 3 else 1)
+        + draw(st.integers(0, max_extra))
+        for a in range(dims)
+    ]  # avg_pool3d: size >= kernel
     # LPPool1d multiplies by kernel_size itself: torch accepts only an int there
-    kwargs = dict(norm_type=draw(st.sampled_from([1, 2, 3, 1.5])),
-                  kernel_size=kernel[0] if dims == 1 else _form(draw, kernel),
-                  stride=_form(draw, stride), ceil_mode=ceil_mode)
+    kwargs = dict(
+        norm_type=draw(st.sampled_from([1, 2, 3, 1.5])),
+        kernel_size=kernel[0] if dims == 1 else _form(draw, kernel),
+        stride=_form(draw, stride),
+        ceil_mode=ceil_mode,
+    )
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
     return LayerCase(f"LPPool{dims}d", kwargs, (shape,), training=draw(st.booleans()))
 
 
 @st.composite
-def adaptive_pool_cases(draw, *, dims: int = 2, kind: str = "Avg", max_batch: int = 2,
-                        max_channels: int = 3, max_size: int = 9, max_output: int = 6,
-                        unbatched: bool = True) -> LayerCase:
+def adaptive_pool_cases(
+    draw,
+    *,
+    dims: int = 2,
+    kind: str = "Avg",
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_size: int = 9,
+    max_output: int = 6,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.Adaptive{kind}Pool{dims}d`` (``kind`` "Avg" or "Max") with an output size
     smaller, equal to or larger than the input, uneven and overlapping windows, 1x1 outputs,
     and return_indices for Max."""
@@ -130,32 +183,49 @@ def adaptive_pool_cases(draw, *, dims: int = 2, kind: str = "Avg", max_batch: in
     if kind == "Max":
         kwargs["return_indices"] = draw(st.booleans())
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
-    return LayerCase(f"Adaptive{kind}Pool{dims}d", kwargs, (shape,),
-                     training=draw(st.booleans()))
+    return LayerCase(f"Adaptive{kind}Pool{dims}d", kwargs, (shape,), training=draw(st.booleans()))
 
 
 @st.composite
-def fractional_max_pool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int = 3,
-                              max_kernel: int = 3, max_output: int = 4, max_extra: int = 3,
-                              unbatched: bool = True) -> LayerCase:
+def fractional_max_pool_cases(
+    draw,
+    *,
+    dims: int = 2,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_kernel: int = 3,
+    max_output: int = 4,
+    max_extra: int = 3,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.FractionalMaxPool{dims}d`` (2-d, 3-d) with kernel, output_size (the rule
     cannot bind a float output_ratio) and return_indices."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
     outputs = _sides(draw, dims, st.integers(1, max_output))
     strict = 1 if dims == 3 else 0  # torch: output + kernel - 1 <= size (2-d), < size (3-d)
-    sizes = [outputs[a] + kernel[a] - 1 + strict + draw(st.integers(0, max_extra))
-             for a in range(dims)]
-    kwargs = dict(kernel_size=_form(draw, kernel), output_size=_form(draw, outputs),
-                  return_indices=draw(st.booleans()))
+    sizes = [
+        outputs[a] + kernel[a] - 1 + strict + draw(st.integers(0, max_extra)) for a in range(dims)
+    ]
+    kwargs = dict(
+        kernel_size=_form(draw, kernel),
+        output_size=_form(draw, outputs),
+        return_indices=draw(st.booleans()),
+    )
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
-    return LayerCase(f"FractionalMaxPool{dims}d", kwargs, (shape,),
-                     training=draw(st.booleans()))
+    return LayerCase(f"FractionalMaxPool{dims}d", kwargs, (shape,), training=draw(st.booleans()))
 
 
 @st.composite
-def max_unpool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: int = 3,
-                     max_kernel: int = 3, max_size: int = 4, unbatched: bool = True
-                     ) -> LayerCase:
+def max_unpool_cases(
+    draw,
+    *,
+    dims: int = 2,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_kernel: int = 3,
+    max_size: int = 4,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.MaxUnpool{dims}d`` with kernel, stride (incl. None) and padding, on an input
     and random indices into each output plane (the second input)."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
@@ -169,11 +239,19 @@ def max_unpool_cases(draw, *, dims: int = 2, max_batch: int = 2, max_channels: i
         sizes.append(size)
         padding.append(pad)
         outputs.append(full - 2 * pad)
-    kwargs = dict(kernel_size=_form(draw, kernel), stride=stride and _form(draw, stride),
-                  padding=_form(draw, tuple(padding)))
+    kwargs = dict(
+        kernel_size=_form(draw, kernel),
+        stride=stride and _form(draw, stride),
+        padding=_form(draw, tuple(padding)),
+    )
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
     plane = 1
     for o in outputs:
         plane *= o
-    return LayerCase(f"MaxUnpool{dims}d", kwargs, (shape, shape), integer_inputs={1: plane},
-                     training=draw(st.booleans()))
+    return LayerCase(
+        f"MaxUnpool{dims}d",
+        kwargs,
+        (shape, shape),
+        integer_inputs={1: plane},
+        training=draw(st.booleans()),
+    )

@@ -30,9 +30,19 @@ __all__ = [
 ]
 
 
-def _sequence_case(draw, name: str, extra: dict[str, Any], *, hidden: int, max_len: int,
-                   max_batch: int, max_input: int, max_layers: int, training: bool | None,
-                   unbatched: bool) -> LayerCase:
+def _sequence_case(
+    draw,
+    name: str,
+    extra: dict[str, Any],
+    *,
+    hidden: int,
+    max_len: int,
+    max_batch: int,
+    max_input: int,
+    max_layers: int,
+    training: bool | None,
+    unbatched: bool,
+) -> LayerCase:
     train = draw(st.booleans()) if training is None else training
     layers = draw(st.integers(1, max_layers))
     dropout = draw(st.sampled_from([0.0, 0.25, 1.0]))  # applied between layers in training
@@ -43,82 +53,199 @@ def _sequence_case(draw, name: str, extra: dict[str, Any], *, hidden: int, max_l
     else:
         batch = draw(st.integers(1, max_batch))
         shape = (batch, length, features) if batch_first else (length, batch, features)
-    kwargs = dict(input_size=features, hidden_size=hidden, num_layers=layers,
-                  bias=draw(st.booleans()), batch_first=batch_first, dropout=dropout,
-                  bidirectional=draw(st.booleans()), **extra)
+    kwargs = dict(
+        input_size=features,
+        hidden_size=hidden,
+        num_layers=layers,
+        bias=draw(st.booleans()),
+        batch_first=batch_first,
+        dropout=dropout,
+        bidirectional=draw(st.booleans()),
+        **extra,
+    )
     return LayerCase(name, kwargs, (shape,), training=train)
 
 
 @st.composite
-def rnn_cases(draw, *, max_len: int = 4, max_batch: int = 3, max_input: int = 5,
-              max_hidden: int = 6, max_layers: int = 2, training: bool | None = None,
-              unbatched: bool = True) -> LayerCase:
+def rnn_cases(
+    draw,
+    *,
+    max_len: int = 4,
+    max_batch: int = 3,
+    max_input: int = 5,
+    max_hidden: int = 6,
+    max_layers: int = 2,
+    training: bool | None = None,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.RNN`` with nonlinearity tanh or relu, bias, num_layers, bidirectional,
     batch_first, dropout, on (L, N, I), (N, L, I) or unbatched (L, I) input."""
     extra = {"nonlinearity": draw(st.sampled_from(["tanh", "relu"]))}
-    return _sequence_case(draw, "RNN", extra, hidden=draw(st.integers(1, max_hidden)),
-                          max_len=max_len, max_batch=max_batch, max_input=max_input,
-                          max_layers=max_layers, training=training, unbatched=unbatched)
+    return _sequence_case(
+        draw,
+        "RNN",
+        extra,
+        hidden=draw(st.integers(1, max_hidden)),
+        max_len=max_len,
+        max_batch=max_batch,
+        max_input=max_input,
+        max_layers=max_layers,
+        training=training,
+        unbatched=unbatched,
+    )
 
 
 @st.composite
-def lstm_cases(draw, *, max_len: int = 4, max_batch: int = 3, max_input: int = 5,
-               max_hidden: int = 6, max_layers: int = 2, training: bool | None = None,
-               unbatched: bool = True, proj: bool | None = None) -> LayerCase:
+def lstm_cases(
+    draw,
+    *,
+    max_len: int = 4,
+    max_batch: int = 3,
+    max_input: int = 5,
+    max_hidden: int = 6,
+    max_layers: int = 2,
+    training: bool | None = None,
+    unbatched: bool = True,
+    proj: bool | None = None,
+) -> LayerCase:
     """``torch.nn.LSTM`` with proj_size (0, or 1 to hidden_size - 1; ``proj`` forces one or the
     other), bias, num_layers, bidirectional, batch_first, dropout, on (L, N, I), (N, L, I) or
     unbatched (L, I) input."""
     with_proj = draw(st.booleans()) if proj is None else proj
     hidden = draw(st.integers(2 if with_proj else 1, max(2, max_hidden)))
     extra = {"proj_size": draw(st.integers(1, hidden - 1)) if with_proj else 0}
-    return _sequence_case(draw, "LSTM", extra, hidden=hidden, max_len=max_len,
-                          max_batch=max_batch, max_input=max_input, max_layers=max_layers,
-                          training=training, unbatched=unbatched)
+    return _sequence_case(
+        draw,
+        "LSTM",
+        extra,
+        hidden=hidden,
+        max_len=max_len,
+        max_batch=max_batch,
+        max_input=max_input,
+        max_layers=max_layers,
+        training=training,
+        unbatched=unbatched,
+    )
 
 
 @st.composite
-def gru_cases(draw, *, max_len: int = 4, max_batch: int = 3, max_input: int = 5,
-              max_hidden: int = 6, max_layers: int = 2, training: bool | None = None,
-              unbatched: bool = True) -> LayerCase:
+def gru_cases(
+    draw,
+    *,
+    max_len: int = 4,
+    max_batch: int = 3,
+    max_input: int = 5,
+    max_hidden: int = 6,
+    max_layers: int = 2,
+    training: bool | None = None,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.GRU`` with bias, num_layers, bidirectional, batch_first, dropout, on
     (L, N, I), (N, L, I) or unbatched (L, I) input."""
-    return _sequence_case(draw, "GRU", {}, hidden=draw(st.integers(1, max_hidden)),
-                          max_len=max_len, max_batch=max_batch, max_input=max_input,
-                          max_layers=max_layers, training=training, unbatched=unbatched)
+    return _sequence_case(
+        draw,
+        "GRU",
+        {},
+        hidden=draw(st.integers(1, max_hidden)),
+        max_len=max_len,
+        max_batch=max_batch,
+        max_input=max_input,
+        max_layers=max_layers,
+        training=training,
+        unbatched=unbatched,
+    )
 
 
-def _cell_case(draw, name: str, extra: dict[str, Any], *, max_batch: int, max_input: int,
-               max_hidden: int, training: bool | None, unbatched: bool) -> LayerCase:
+def _cell_case(
+    draw,
+    name: str,
+    extra: dict[str, Any],
+    *,
+    max_batch: int,
+    max_input: int,
+    max_hidden: int,
+    training: bool | None,
+    unbatched: bool,
+) -> LayerCase:
     features = draw(st.integers(1, max_input))
     shape: tuple[int, ...] = (features,)
     if not (unbatched and draw(st.booleans())):
         shape = (draw(st.integers(1, max_batch)), features)
-    kwargs = dict(input_size=features, hidden_size=draw(st.integers(1, max_hidden)),
-                  bias=draw(st.booleans()), **extra)
+    kwargs = dict(
+        input_size=features,
+        hidden_size=draw(st.integers(1, max_hidden)),
+        bias=draw(st.booleans()),
+        **extra,
+    )
     train = draw(st.booleans()) if training is None else training
     return LayerCase(name, kwargs, (shape,), training=train)
 
 
 @st.composite
-def rnn_cell_cases(draw, *, max_batch: int = 4, max_input: int = 6, max_hidden: int = 6,
-                   training: bool | None = None, unbatched: bool = True) -> LayerCase:
+def rnn_cell_cases(
+    draw,
+    *,
+    max_batch: int = 4,
+    max_input: int = 6,
+    max_hidden: int = 6,
+    training: bool | None = None,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.RNNCell`` with nonlinearity tanh or relu and bias, on (N, I) or (I,) input."""
     extra = {"nonlinearity": draw(st.sampled_from(["tanh", "relu"]))}
-    return _cell_case(draw, "RNNCell", extra, max_batch=max_batch, max_input=max_input,
-                      max_hidden=max_hidden, training=training, unbatched=unbatched)
+    return _cell_case(
+        draw,
+        "RNNCell",
+        extra,
+        max_batch=max_batch,
+        max_input=max_input,
+        max_hidden=max_hidden,
+        training=training,
+        unbatched=unbatched,
+    )
 
 
 @st.composite
-def lstm_cell_cases(draw, *, max_batch: int = 4, max_input: int = 6, max_hidden: int = 6,
-                    training: bool | None = None, unbatched: bool = True) -> LayerCase:
+def lstm_cell_cases(
+    draw,
+    *,
+    max_batch: int = 4,
+    max_input: int = 6,
+    max_hidden: int = 6,
+    training: bool | None = None,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.LSTMCell`` with bias, on (N, I) or (I,) input."""
-    return _cell_case(draw, "LSTMCell", {}, max_batch=max_batch, max_input=max_input,
-                      max_hidden=max_hidden, training=training, unbatched=unbatched)
+    return _cell_case(
+        draw,
+        "LSTMCell",
+        {},
+        max_batch=max_batch,
+        max_input=max_input,
+        max_hidden=max_hidden,
+        training=training,
+        unbatched=unbatched,
+    )
 
 
 @st.composite
-def gru_cell_cases(draw, *, max_batch: int = 4, max_input: int = 6, max_hidden: int = 6,
-                   training: bool | None = None, unbatched: bool = True) -> LayerCase:
+def gru_cell_cases(
+    draw,
+    *,
+    max_batch: int = 4,
+    max_input: int = 6,
+    max_hidden: int = 6,
+    training: bool | None = None,
+    unbatched: bool = True,
+) -> LayerCase:
     """``torch.nn.GRUCell`` with bias, on (N, I) or (I,) input."""
-    return _cell_case(draw, "GRUCell", {}, max_batch=max_batch, max_input=max_input,
-                      max_hidden=max_hidden, training=training, unbatched=unbatched)
+    return _cell_case(
+        draw,
+        "GRUCell",
+        {},
+        max_batch=max_batch,
+        max_input=max_input,
+        max_hidden=max_hidden,
+        training=training,
+        unbatched=unbatched,
+    )

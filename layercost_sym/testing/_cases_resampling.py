@@ -29,12 +29,19 @@ __all__ = [
 ]
 
 UPSAMPLE_MODES = {  # mode -> number of resized (spatial) axes the rule covers
-    "nearest": 2, "nearest-exact": 2, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3,
+    "nearest": 2,
+    "nearest-exact": 2,
+    "linear": 1,
+    "bilinear": 2,
+    "bicubic": 2,
+    "trilinear": 3,
 }
 SCALE_FACTORS = (2, 3, 4)  # the integer scale factors the rules cover
-PADDING_LAYERS = tuple(f"{kind}Pad{nd}d" for kind in
-                       ("Zero", "Constant", "Reflection", "Replication", "Circular")
-                       for nd in (1, 2, 3))
+PADDING_LAYERS = tuple(
+    f"{kind}Pad{nd}d"
+    for kind in ("Zero", "Constant", "Reflection", "Replication", "Circular")
+    for nd in (1, 2, 3)
+)
 
 
 def _resize(draw, axes: int, max_size: int, max_out: int) -> tuple[tuple[int, ...], dict]:
@@ -52,8 +59,15 @@ def _resize(draw, axes: int, max_size: int, max_out: int) -> tuple[tuple[int, ..
 
 
 @st.composite
-def upsample_cases(draw, *, mode: str | None = None, max_batch: int = 2, max_channels: int = 3,
-                   max_size: int = 4, max_out: int = 7) -> LayerCase:
+def upsample_cases(
+    draw,
+    *,
+    mode: str | None = None,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_size: int = 4,
+    max_out: int = 7,
+) -> LayerCase:
     """``torch.nn.Upsample`` in every mode (``mode`` fixes one), with size (int or tuple) or an
     integer scale factor (int or float, recompute_scale_factor None/False/True), align_corners
     None/False/True for the interpolating modes; input of the rank the mode needs (nearest: 4-d)."""
@@ -66,8 +80,9 @@ def upsample_cases(draw, *, mode: str | None = None, max_batch: int = 2, max_cha
 
 
 @st.composite
-def upsampling_nearest2d_cases(draw, *, max_batch: int = 2, max_channels: int = 3,
-                               max_size: int = 4, max_out: int = 7) -> LayerCase:
+def upsampling_nearest2d_cases(
+    draw, *, max_batch: int = 2, max_channels: int = 3, max_size: int = 4, max_out: int = 7
+) -> LayerCase:
     """``torch.nn.UpsamplingNearest2d`` with size (int or tuple) or scale factor 2, 3, 4."""
     spatial, kwargs = _resize(draw, 2, max_size, max_out)
     kwargs.pop("recompute_scale_factor", None)  # not an argument of this class
@@ -76,8 +91,9 @@ def upsampling_nearest2d_cases(draw, *, max_batch: int = 2, max_channels: int = 
 
 
 @st.composite
-def upsampling_bilinear2d_cases(draw, *, max_batch: int = 2, max_channels: int = 3,
-                                max_size: int = 4, max_out: int = 7) -> LayerCase:
+def upsampling_bilinear2d_cases(
+    draw, *, max_batch: int = 2, max_channels: int = 3, max_size: int = 4, max_out: int = 7
+) -> LayerCase:
     """``torch.nn.UpsamplingBilinear2d`` (align_corners=True) with size or scale factor 2, 3, 4."""
     spatial, kwargs = _resize(draw, 2, max_size, max_out)
     kwargs.pop("recompute_scale_factor", None)
@@ -90,8 +106,15 @@ def _leading(draw, max_leading: int, max_batch: int) -> tuple[int, ...]:
 
 
 @st.composite
-def pixel_shuffle_cases(draw, *, max_leading: int = 2, max_batch: int = 2, max_factor: int = 3,
-                        max_channels: int = 2, max_size: int = 4) -> LayerCase:
+def pixel_shuffle_cases(
+    draw,
+    *,
+    max_leading: int = 2,
+    max_batch: int = 2,
+    max_factor: int = 3,
+    max_channels: int = 2,
+    max_size: int = 4,
+) -> LayerCase:
     """``torch.nn.PixelShuffle`` on (*, C*r^2, H, W) with 0 to ``max_leading`` leading dims."""
     r = draw(st.integers(1, max_factor))
     c = r * r * draw(st.integers(1, max_channels))
@@ -101,8 +124,15 @@ def pixel_shuffle_cases(draw, *, max_leading: int = 2, max_batch: int = 2, max_f
 
 
 @st.composite
-def pixel_unshuffle_cases(draw, *, max_leading: int = 2, max_batch: int = 2, max_factor: int = 3,
-                          max_channels: int = 3, max_blocks: int = 3) -> LayerCase:
+def pixel_unshuffle_cases(
+    draw,
+    *,
+    max_leading: int = 2,
+    max_batch: int = 2,
+    max_factor: int = 3,
+    max_channels: int = 3,
+    max_blocks: int = 3,
+) -> LayerCase:
     """``torch.nn.PixelUnshuffle`` on (*, C, H*r, W*r) with 0 to ``max_leading`` leading dims."""
     r = draw(st.integers(1, max_factor))
     h, w = (r * draw(st.integers(1, max_blocks)) for _ in range(2))
@@ -111,19 +141,31 @@ def pixel_unshuffle_cases(draw, *, max_leading: int = 2, max_batch: int = 2, max
 
 
 @st.composite
-def channel_shuffle_cases(draw, *, max_batch: int = 2, max_groups: int = 4,
-                          max_per_group: int = 3, max_size: int = 4) -> LayerCase:
+def channel_shuffle_cases(
+    draw, *, max_batch: int = 2, max_groups: int = 4, max_per_group: int = 3, max_size: int = 4
+) -> LayerCase:
     """``torch.nn.ChannelShuffle`` on 4-d input; channels a multiple of ``groups``."""
     g = draw(st.integers(1, max_groups))
     c = g * draw(st.integers(1, max_per_group))
-    shape = (draw(st.integers(1, max_batch)), c,
-             draw(st.integers(1, max_size)), draw(st.integers(1, max_size)))
+    shape = (
+        draw(st.integers(1, max_batch)),
+        c,
+        draw(st.integers(1, max_size)),
+        draw(st.integers(1, max_size)),
+    )
     return LayerCase("ChannelShuffle", {"groups": g}, (shape,))
 
 
 @st.composite
-def padding_cases(draw, *, name: str | None = None, max_leading: int = 2, max_batch: int = 2,
-                  max_size: int = 4, max_pad: int = 4) -> LayerCase:
+def padding_cases(
+    draw,
+    *,
+    name: str | None = None,
+    max_leading: int = 2,
+    max_batch: int = 2,
+    max_size: int = 4,
+    max_pad: int = 4,
+) -> LayerCase:
     """A padding layer (``name`` fixes one of :data:`PADDING_LAYERS`) with an int or a per-side
     tuple padding.  Constant and zero pads take any number of leading dimensions; reflection,
     replication and circular pads take (C, *) or (N, C, *).  Reflection padding is drawn below
@@ -158,8 +200,12 @@ def _blocks(draw, max_kernel: int, max_extra: int) -> tuple[dict, tuple[int, int
     sliding blocks along each axis."""
     options: dict[str, Any] = {}
     per_axis: dict[str, tuple[int, int]] = {}
-    for key, low, high in (("kernel_size", 1, max_kernel), ("dilation", 1, 2),
-                           ("padding", 0, 2), ("stride", 1, 3)):
+    for key, low, high in (
+        ("kernel_size", 1, max_kernel),
+        ("dilation", 1, 2),
+        ("padding", 0, 2),
+        ("stride", 1, 3),
+    ):
         if draw(st.booleans()):
             value = draw(st.integers(low, high))
             options[key], per_axis[key] = value, (value, value)
@@ -168,8 +214,9 @@ def _blocks(draw, max_kernel: int, max_extra: int) -> tuple[dict, tuple[int, int
             options[key], per_axis[key] = pair, pair
     size, blocks = [], []
     for axis in range(2):
-        k, d, p, s = (per_axis[key][axis]
-                      for key in ("kernel_size", "dilation", "padding", "stride"))
+        k, d, p, s = (
+            per_axis[key][axis] for key in ("kernel_size", "dilation", "padding", "stride")
+        )
         span = d * (k - 1) + 1
         side = max(1, span - 2 * p) + draw(st.integers(0, max_extra))  # at least one block
         size.append(side)
@@ -178,8 +225,9 @@ def _blocks(draw, max_kernel: int, max_extra: int) -> tuple[dict, tuple[int, int
 
 
 @st.composite
-def unfold_cases(draw, *, max_batch: int = 2, max_channels: int = 3, max_kernel: int = 3,
-                 max_extra: int = 4) -> LayerCase:
+def unfold_cases(
+    draw, *, max_batch: int = 2, max_channels: int = 3, max_kernel: int = 3, max_extra: int = 4
+) -> LayerCase:
     """``torch.nn.Unfold`` with kernel_size, dilation, padding, stride (ints or pairs), on a
     batched or unbatched image at least one block large."""
     options, (h, w), _ = _blocks(draw, max_kernel, max_extra)
@@ -190,8 +238,9 @@ def unfold_cases(draw, *, max_batch: int = 2, max_channels: int = 3, max_kernel:
 
 
 @st.composite
-def fold_cases(draw, *, max_batch: int = 2, max_channels: int = 3, max_kernel: int = 3,
-               max_extra: int = 4) -> LayerCase:
+def fold_cases(
+    draw, *, max_batch: int = 2, max_channels: int = 3, max_kernel: int = 3, max_extra: int = 4
+) -> LayerCase:
     """``torch.nn.Fold`` with output_size (int or pair), kernel_size, dilation, padding, stride
     (ints or pairs), on batched or unbatched (C*k_h*k_w, L) blocks, L the number of blocks."""
     options, (h, w), (b_h, b_w) = _blocks(draw, max_kernel, max_extra)

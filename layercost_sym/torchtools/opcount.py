@@ -171,8 +171,17 @@ def _conv_cost(args: tuple, out: torch.Tensor) -> int:
     if transposed:  # a scatter from the input: its own derivation (ops/conv.py)
         from .ops.conv import transposed_conv_exact
 
-        return transposed_conv_exact(x.shape, weight.shape, bias is not None, args[3], args[4],
-                                     args[5], args[7], args[8], out.shape)
+        return transposed_conv_exact(
+            x.shape,
+            weight.shape,
+            bias is not None,
+            args[3],
+            args[4],
+            args[5],
+            args[7],
+            args[8],
+            out.shape,
+        )
     per_output = (
         2 * weight.shape[1] * math.prod(weight.shape[2:]) - 1
     )  # weight: C_out, C_in/g, k...

@@ -32,9 +32,25 @@ def configs(count: int, seed: int = 0) -> list[dict[str, int]]:
         k, d, p, s = rng.randint(1, 7), rng.randint(1, 2), rng.randint(0, 3), rng.randint(1, 3)
         g = rng.choice([1, 2, 4])
         size = d * (k - 1) + 1 + rng.randint(0, 300)
-        out.append(dict(N=rng.randint(1, 256), C_in=g * rng.randint(1, 64),
-                        C_out=g * rng.randint(1, 64), k_h=k, k_w=k, s_h=s, s_w=s, p_h=p,
-                        p_w=p, d_h=d, d_w=d, g=g, b=rng.randint(0, 1), H=size, W=size))
+        out.append(
+            dict(
+                N=rng.randint(1, 256),
+                C_in=g * rng.randint(1, 64),
+                C_out=g * rng.randint(1, 64),
+                k_h=k,
+                k_w=k,
+                s_h=s,
+                s_w=s,
+                p_h=p,
+                p_w=p,
+                d_h=d,
+                d_w=d,
+                g=g,
+                b=rng.randint(0, 1),
+                H=size,
+                W=size,
+            )
+        )
     return out
 
 
@@ -48,8 +64,10 @@ def median_time(fn, repeats: int) -> float:
 
 
 def row(name: str, ours: float, baseline: float, target: str, ratio: float) -> None:
-    print(f"| {name:<46} | {ours * 1e6:>12.2f} | {baseline * 1e6:>12.2f} | {ratio:>8.2f} | "
-          f"{target:<8} |")
+    print(
+        f"| {name:<46} | {ours * 1e6:>12.2f} | {baseline * 1e6:>12.2f} | {ratio:>8.2f} | "
+        f"{target:<8} |"
+    )
 
 
 def bench_scalar(n: int, repeats: int) -> None:
@@ -94,14 +112,16 @@ def bench_vector(n: int, repeats: int) -> None:
         assert ours[i] == lc.evaluate(expr, points[picks[i]])
     t_ours = median_time(lambda: lc.evaluate(expr, arrays), repeats)
     t_numpy = median_time(lambda: fn(*[arrays[s.name] for s in symbols]), repeats)
-    row(f"vectorised evaluate / numpy lambdify ({n:.0e})", t_ours, t_numpy, "<= 2",
-        t_ours / t_numpy)
+    row(
+        f"vectorised evaluate / numpy lambdify ({n:.0e})", t_ours, t_numpy, "<= 2", t_ours / t_numpy
+    )
 
 
 def bench_import(repeats: int) -> None:
     def run(code: str) -> float:
-        return median_time(lambda: subprocess.run([sys.executable, "-c", code], check=True),
-                           repeats)
+        return median_time(
+            lambda: subprocess.run([sys.executable, "-c", code], check=True), repeats
+        )
 
     base = run("pass")
     t_lc = run("import layercost_sym") - base
@@ -114,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
     args = parser.parse_args(argv)
     scalar_n, vector_n, repeats = (200, 10_000, 3) if args.quick else (5_000, 1_000_000, 7)
-    print(f"| {'measurement':<46} | {'ours (us)':>12} | {'base (us)':>12} | {'ratio':>8} | "
-          f"{'target':<8} |")
+    print(
+        f"| {'measurement':<46} | {'ours (us)':>12} | {'base (us)':>12} | {'ratio':>8} | "
+        f"{'target':<8} |"
+    )
     print(f"|{'-' * 48}|{'-' * 14}:|{'-' * 14}:|{'-' * 10}:|{'-' * 10}|")
     bench_scalar(scalar_n, repeats)
     bench_vector(vector_n, repeats)

@@ -11,7 +11,11 @@ def test_benchmark_prints_every_row(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    for row in ("scalar evaluate / lambdify", "xreplace / scalar evaluate",
-                "vectorised evaluate / numpy lambdify", "import layercost_sym / import sympy",
-                "FlopCounterMode ResNet-50"):
+    for row in (
+        "scalar evaluate / lambdify",
+        "xreplace / scalar evaluate",
+        "vectorised evaluate / numpy lambdify",
+        "import layercost_sym / import sympy",
+        "FlopCounterMode ResNet-50",
+    ):
         assert row in out

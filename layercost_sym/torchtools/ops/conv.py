@@ -18,8 +18,9 @@ from collections.abc import Sequence
 __all__ = ["transposed_axis_counts", "transposed_conv_exact"]
 
 
-def transposed_axis_counts(size: int, kernel: int, stride: int, padding: int, dilation: int,
-                           out_size: int) -> tuple[int, int]:
+def transposed_axis_counts(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, out_size: int
+) -> tuple[int, int]:
     """Along one spatial axis of a transposed convolution: ``(kept, reached)``.
 
     Input position ``i`` (``0 <= i < size``) and kernel tap ``j`` (``0 <= j < kernel``) scatter
@@ -44,10 +45,17 @@ def transposed_axis_counts(size: int, kernel: int, stride: int, padding: int, di
     return kept, sum(reached)
 
 
-def transposed_conv_exact(x_shape: Sequence[int], weight_shape: Sequence[int],
-                          bias_present: bool, stride: Sequence[int], padding: Sequence[int],
-                          dilation: Sequence[int], output_padding: Sequence[int], groups: int,
-                          out_shape: Sequence[int]) -> int:
+def transposed_conv_exact(
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_present: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    output_padding: Sequence[int],
+    groups: int,
+    out_shape: Sequence[int],
+) -> int:
     """``exact`` count of a transposed convolution, the scatter as it runs from the input.
 
     Shapes are those of ``aten.convolution(x, weight, bias, stride, padding, dilation,
@@ -83,8 +91,13 @@ def transposed_conv_exact(x_shape: Sequence[int], weight_shape: Sequence[int],
     kept_product = reached_product = 1
     for axis in range(spatial):
         kept, reached = transposed_axis_counts(
-            sizes[axis], weight_shape[2 + axis], stride[axis], padding[axis], dilation[axis],
-            out_sizes[axis])
+            sizes[axis],
+            weight_shape[2 + axis],
+            stride[axis],
+            padding[axis],
+            dilation[axis],
+            out_sizes[axis],
+        )
         kept_product *= kept
         reached_product *= reached
     products = n * c_in * c_out_per_group * kept_product

@@ -28,8 +28,17 @@ from ..opcount import register_op
 
 _SUM, _MEAN, _MAX = 0, 1, 2
 _DEFAULTS = (None, None, None, False, _SUM, False, None, False, -1)
-_NAMES = ("weight", "indices", "offsets", "scale_grad_by_freq", "mode", "sparse",
-          "per_sample_weights", "include_last_offset", "padding_idx")
+_NAMES = (
+    "weight",
+    "indices",
+    "offsets",
+    "scale_grad_by_freq",
+    "mode",
+    "sparse",
+    "per_sample_weights",
+    "include_last_offset",
+    "padding_idx",
+)
 
 
 def _arguments(args: tuple, kwargs: dict) -> dict:

@@ -83,6 +83,7 @@ def _full_window_max(n: int):
     def count(args: tuple, kwargs: dict, out: Any) -> int:
         kernel = _per_axis(_arg(args, kwargs, 1, "kernel_size", None), n)
         return _values(out).numel() * (math.prod(kernel) - 1)
+
     return count
 
 
@@ -98,9 +99,12 @@ def _avg_pool(n: int):
         kernel = _per_axis(_arg(args, kwargs, 1, "kernel_size", None), n)
         stride = _per_axis(_arg(args, kwargs, 2, "stride", []), n, kernel)
         pad = _per_axis(_arg(args, kwargs, 3, "padding", 0), n)
-        sums = [_clipped_window_sum(x.shape[-n + a], out.shape[-n + a], kernel[a], stride[a],
-                                    pad[a]) for a in range(n)]
+        sums = [
+            _clipped_window_sum(x.shape[-n + a], out.shape[-n + a], kernel[a], stride[a], pad[a])
+            for a in range(n)
+        ]
         return _lead(out, n) * math.prod(sums)  # m - 1 adds + 1 divide per window
+
     return count
 
 
@@ -117,6 +121,7 @@ def _adaptive(n: int, is_max: bool):
         if is_max:  # m - 1 comparisons per window
             per_position -= math.prod(outputs)
         return _lead(out, n) * per_position  # avg: m - 1 adds + 1 divide per window
+
     return count
 
 
