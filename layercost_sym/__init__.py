@@ -6,7 +6,7 @@
 ...                       "g": 1, "b": 0, "H": 224, "W": 224})
 235225088
 
-Torch is imported only by :func:`count` (and only when it is called).
+Torch is imported only by :func:`count` and :func:`analyze` (and only when called).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .printing import latex, simplify
 from .rule import Rule
 
 if TYPE_CHECKING:
+    from .torchtools.analysis import Analysis
     from .torchtools.count import CountResult
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ShapeError",
     "UncountedOpError",
     "UnknownRuleError",
+    "analyze",
     "bind",
     "count",
     "evaluate",
@@ -96,3 +98,26 @@ def count(
     from .torchtools.count import count as _count
 
     return _count(module, *inputs, convention=convention, training=training, **call_kwargs)
+
+
+def analyze(
+    model: Any,
+    *input_shapes: Any,
+    dtype: Any = None,
+    convention: str = "exact",
+    training: bool = False,
+    **kwargs: Any,
+) -> Analysis:
+    """A whole torch model's parameters and costs as closed forms in its input size.
+
+    Shape entries are ints or symbol names: ``lc.analyze(model, ("N", 3, "H", "W"))``;
+    ``("N", "L")`` with ``dtype=torch.long`` for token ids.  The result has ``.params``,
+    ``.flops``, ``.cost(convention)``, ``.layers`` (one row per module or operator call),
+    ``.unsupported`` (calls with no rule, never a silent 0), ``.guards`` (where the closed form
+    holds) and ``.evaluate(shapes, convention)``.  Imports torch on first call.
+    """
+    from .torchtools.analysis import analyze as _analyze
+
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    return _analyze(model, *input_shapes, convention=convention, training=training, **kwargs)

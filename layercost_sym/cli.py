@@ -40,6 +40,14 @@ _EPILOG_EVAL = (
     "dilation 1, groups 1, bias on); k=3 stands for k_h=3 and k_w=3."
 )
 
+_EPILOG_MODEL = (
+    "example:\n  layercost model torchvision.models:resnet18 --input N,3,H,W --depth 1\n"
+    "  layercost model torchvision.models:resnet18 --input N,3,H,W --at N=1,H=224,W=224 "
+    "--convention macs\n"
+    "  layercost model mypackage.models:build --input N,L --dtype long --json\n\n"
+    "The model is built by calling the factory with no arguments (torchvision: weights=None)."
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -72,6 +80,35 @@ def _parser() -> argparse.ArgumentParser:
         if name == "show":
             p.add_argument("--latex", action="store_true", help="print LaTeX")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "model",
+        help="analyse a whole torch model symbolically",
+        epilog=_EPILOG_MODEL,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "factory", help="module:callable returning the model, e.g. torchvision.models:resnet18"
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="DIMS",
+        help="one input's dimensions, ints or symbol names: N,3,H,W (repeatable)",
+    )
+    p.add_argument("--dtype", default="float32", help="input dtype (long for token ids)")
+    p.add_argument(
+        "--convention",
+        default=DEFAULT_CONVENTION,
+        choices=sorted(CONVENTIONS),
+        help=f"cost convention (default {DEFAULT_CONVENTION})",
+    )
+    p.add_argument("--at", metavar="SYMBOL=INT,...", help="evaluate there, e.g. N=1,H=224,W=224")
+    p.add_argument("--depth", type=int, help="sum rows per module prefix of this many parts")
+    p.add_argument("--training", action="store_true", help="the model in training mode")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--latex", action="store_true", help="print a LaTeX table")
+    group.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -173,10 +210,61 @@ def _eval(args) -> int:
     return 0
 
 
+def _model(args) -> int:
+    import importlib
+
+    import torch
+
+    from . import analyze
+
+    module_name, sep, attr = args.factory.partition(":")
+    if not sep or not attr:
+        raise LayercostError(f"expected module:callable, got {args.factory!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise LayercostError(f"cannot load {args.factory!r}: {exc}") from None
+    model = factory(weights=None) if module_name.startswith("torchvision") else factory()
+    shapes = [
+        tuple(int(d) if d.strip().isdigit() else d.strip() for d in text.split(","))
+        for text in args.input
+    ]
+    dtype = getattr(torch, args.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise LayercostError(f"unknown dtype {args.dtype!r}")
+    result = analyze(
+        model, *shapes, dtype=dtype, convention=args.convention, training=args.training
+    )
+    at = None
+    if args.at:
+        at = {}
+        for item in args.at.split(","):
+            name, eq, text = item.partition("=")
+            if not eq or not text.strip().isdigit():
+                raise LayercostError(f"expected SYMBOL=INT, got {item!r}")
+            at[name.strip()] = int(text)
+    if args.json:
+        data = result.to_json(args.depth)
+        if at is not None:
+            data["at"] = at
+            data["values"] = {
+                "params": result.evaluate(at, what="params"),
+                **{c: result.evaluate(at, c) for c in result.conventions},
+            }
+        print(json.dumps(data, indent=2))
+    elif args.latex:
+        print(result.to_latex(args.depth, args.convention))
+    else:
+        print(result.table(args.depth, args.convention, at))
+        for u in result.unsupported:
+            print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"list": _list, "show": _show, "eval": _eval}[args.command](args)
+        return {"list": _list, "show": _show, "eval": _eval, "model": _model}[args.command](args)
     except LayercostError as exc:
         print(f"layercost: error: {exc}", file=sys.stderr)
         return 2
