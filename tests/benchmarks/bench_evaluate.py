@@ -129,6 +129,36 @@ def bench_import(repeats: int) -> None:
     row("import layercost_sym / import sympy", t_lc, t_sympy, "<= 1.3", t_lc / t_sympy)
 
 
+def bench_model(quick: bool, repeats: int) -> None:
+    """FlopCounterMode counting a model again vs its closed form evaluated at a new shape."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    name, size = ("resnet18", 64) if quick else ("resnet50", 224)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    closed_form = lc.analyze(model, ("N", 3, "H", "W")).cost("torch")
+    shape = {"N": 1, "H": size + 1, "W": size + 3}  # a shape the analysis never saw
+    x = torch.randn(1, 3, size + 1, size + 3)
+
+    def count_again():
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+        return counter.get_total_flops()
+
+    assert count_again() == lc.evaluate(closed_form, shape)
+    n = 2000
+    t_eval = median_time(lambda: [lc.evaluate(closed_form, shape) for _ in range(n)], repeats) / n
+    t_count = median_time(count_again, repeats)
+    row(
+        f"FlopCounterMode {name} / closed form at a new shape",
+        t_count,
+        t_eval,
+        ">= 1000",
+        t_count / t_eval,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
@@ -142,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_scalar(scalar_n, repeats)
     bench_vector(vector_n, repeats)
     bench_import(repeats if args.quick else 15)
-    print("| FlopCounterMode ResNet-50 / closed form at a new shape | needs lc.analyze (issue 4) |")
+    bench_model(args.quick, repeats)
     return 0
 
 

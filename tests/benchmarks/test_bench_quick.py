@@ -16,6 +16,6 @@ def test_benchmark_prints_every_row(capsys):
         "xreplace / scalar evaluate",
         "vectorised evaluate / numpy lambdify",
         "import layercost_sym / import sympy",
-        "FlopCounterMode ResNet-50",
+        "FlopCounterMode resnet18 / closed form",
     ):
         assert row in out
