@@ -21,7 +21,7 @@ import sympy
 from .catalogue import attribute, catalogue
 from .errors import ShapeError
 from .evaluation import check_condition, evaluate
-from .rule import BindSpec, Rule
+from .rule import BindSpec, InputPattern, Rule
 
 __all__ = ["Binding", "bind"]
 
@@ -123,6 +123,27 @@ def _dims(shape: Any) -> tuple[int, ...]:
     return dims
 
 
+def split_input(
+    pattern: InputPattern, dims: Sequence[Any], product: Any = math.prod
+) -> tuple[tuple[Any, ...], list[tuple[str, Any]]] | None:
+    """How one input's dimensions fill its pattern: ``(leading dims, [(symbol, size), ...])``,
+    or None when the rank does not fit.  ``N?``/``N...`` take the product of the leading
+    dimensions (1 when there are none); ``product`` multiplies them (ints, or SymPy sizes)."""
+    fixed = len(pattern.names) - (1 if pattern.leading else 0)
+    if pattern.leading == "...":
+        ok = len(dims) >= fixed
+    elif pattern.leading == "?":
+        ok = len(dims) in (fixed, fixed + 1)
+    else:
+        ok = len(dims) == fixed
+    if not ok:
+        return None
+    if not pattern.leading:
+        return (), list(zip(pattern.names, dims, strict=True))
+    lead, rest = tuple(dims[: len(dims) - fixed]), dims[len(dims) - fixed :]
+    return lead, [(pattern.names[0], product(lead)), *zip(pattern.names[1:], rest, strict=True)]
+
+
 def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     """Values of the symbols of ``module``'s rule for inputs of the given shape(s).
 
@@ -144,33 +165,20 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     leading: tuple[int, ...] | None = None
     all_dims = [_dims(raw) for raw in input_shapes]
     for index, (pattern, dims) in enumerate(zip(rule.inputs, all_dims, strict=True)):
-        fixed = len(pattern.names) - (1 if pattern.leading else 0)
-        if pattern.leading == "...":
-            ok = len(dims) >= fixed
-        elif pattern.leading == "?":
-            ok = len(dims) in (fixed, fixed + 1)
-        else:
-            ok = len(dims) == fixed
-        if not ok:
+        split = split_input(pattern, dims)
+        if split is None:
             expected = pattern.describe()
             if pattern.leading == "?":
                 expected += f" or ({', '.join(pattern.names[1:])})"
             elif pattern.leading == "...":
-                expected = f"(*, {', '.join(pattern.names[1:])})" if fixed else "(*)"
+                expected = "(" + ", ".join(["*", *pattern.names[1:]]) + ")"
             raise ShapeError(
                 f"{rule.name} expects input {index} of shape {expected}, "
                 f"got rank {len(dims)} shape {dims}"
             )
-        if pattern.leading:
-            lead, rest = dims[: len(dims) - fixed], dims[len(dims) - fixed :]
-            if index == 0:
-                leading = lead
-            pairs = [
-                (pattern.names[0], math.prod(lead)),
-                *zip(pattern.names[1:], rest, strict=True),
-            ]
-        else:
-            pairs = list(zip(pattern.names, dims, strict=True))
+        lead, pairs = split
+        if index == 0 and pattern.leading:
+            leading = lead
         for name, size in pairs:
             if size < 1:
                 raise ShapeError(

@@ -32,7 +32,7 @@ from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ..binding import _read
+from ..binding import _read, split_input
 from ..catalogue import _attr_equals, catalogue
 from ..conventions import DEFAULT_CONVENTION
 from ..errors import ConventionError, EvaluationError, ShapeError, UnknownRuleError
@@ -292,8 +292,13 @@ def _condition_text(cond: sympy.Basic) -> str:
 # -- symbolic binding ----------------------------------------------------------------------------
 
 
+def _as_expr(value: Any) -> sympy.Expr:
+    """A size as SymPy: ints become Integers; SymPy expressions pass (never text)."""
+    return sympy.Integer(value) if isinstance(value, int) else value
+
+
 def _differ(a: Any, b: Any) -> bool:
-    return a != b and sympy.expand(sympy.sympify(a) - b) != 0
+    return a != b and sympy.expand(_as_expr(a) - _as_expr(b)) != 0
 
 
 def bind_symbolic(
@@ -308,41 +313,22 @@ def bind_symbolic(
     dims_list = [tuple(d) for d in shapes]
     for index, pattern in enumerate(rule.inputs):
         dims = dims_list[index]
-        fixed = len(pattern.names) - (1 if pattern.leading else 0)
-        if pattern.leading == "...":
-            ok = len(dims) >= fixed
-        elif pattern.leading == "?":
-            ok = len(dims) in (fixed, fixed + 1)
-        else:
-            ok = len(dims) == fixed
-        if not ok:
+        split = split_input(pattern, dims, product=lambda lead: sympy.Mul(*lead))
+        if split is None:
             raise ShapeError(
                 f"{rule.name}: input {index} of shape {dims} does not match {pattern.text!r}"
             )
-        if pattern.leading == "...":
-            lead, rest = dims[: len(dims) - fixed], dims[len(dims) - fixed :]
-            pairs = [
-                (pattern.names[0], sympy.Mul(*lead)),
-                *zip(pattern.names[1:], rest, strict=True),
-            ]
-        elif pattern.leading == "?" and len(dims) == fixed:  # absent: the symbol is 1
-            pairs = [
-                (pattern.names[0], sympy.Integer(1)),
-                *zip(pattern.names[1:], dims, strict=True),
-            ]
-        else:
-            pairs = list(zip(pattern.names, dims, strict=True))
-        for name, size in pairs:
+        for name, size in split[1]:
             if name in values and _differ(values[name], size):
                 raise ShapeError(f"{rule.name}: {name} is {values[name]} and {size}")
-            values.setdefault(name, sympy.sympify(size))
+            values.setdefault(name, _as_expr(size))
     for name, spec in rule.binds.items():
         value = _read(obj, spec, name, rule, dict(call), list(dims_list))
         if name in values and _differ(values[name], value):
             raise ShapeError(
                 f"{rule.name}: input has {name} = {values[name]}, but {spec.text} = {value}"
             )
-        values[name] = sympy.sympify(value)
+        values[name] = _as_expr(value)
     return values
 
 
