@@ -34,12 +34,18 @@ class Binding(dict):
     """
 
     def __init__(
-        self, rule: Rule, values: dict[str, int], leading: tuple[int, ...] | None, training: bool
+        self,
+        rule: Rule,
+        values: dict[str, int],
+        leading: tuple[int, ...] | None,
+        training: bool,
+        trailing_absent: bool = False,
     ) -> None:
         super().__init__(values)
         self.rule = rule
         self.leading = leading
         self.training = training
+        self.trailing_absent = trailing_absent
 
     def evaluate(self, expr: sympy.Basic) -> int:
         return evaluate(self.rule.expand(expr), self)
@@ -57,6 +63,8 @@ class Binding(dict):
         dims = [evaluate(e, self) for e in self.rule.output_shape]
         if self.rule.output_leading and self.leading is not None:
             dims = [*self.leading, *dims[1:]]
+        if self.rule.output_trailing and self.trailing_absent:
+            dims = dims[:-1]
         return tuple(dims)
 
 
@@ -125,10 +133,18 @@ def _dims(shape: Any) -> tuple[int, ...]:
 
 def split_input(
     pattern: InputPattern, dims: Sequence[Any], product: Any = math.prod
-) -> tuple[tuple[Any, ...], list[tuple[str, Any]]] | None:
-    """How one input's dimensions fill its pattern: ``(leading dims, [(symbol, size), ...])``,
-    or None when the rank does not fit.  ``N?``/``N...`` take the product of the leading
-    dimensions (1 when there are none); ``product`` multiplies them (ints, or SymPy sizes)."""
+) -> tuple[tuple[Any, ...], list[tuple[str, Any]], bool] | None:
+    """How one input's dimensions fill its pattern: ``(leading dims, [(symbol, size), ...],
+    trailing dimension absent)``, or None when the rank does not fit.  ``N?``/``N...`` take the
+    product of the leading dimensions (1 when there are none); ``product`` multiplies them
+    (ints, or SymPy sizes); an absent trailing ``L?`` is 1."""
+    if pattern.trailing:
+        if len(dims) == len(pattern.names):
+            return (), list(zip(pattern.names, dims, strict=True)), False
+        if len(dims) == len(pattern.names) - 1:
+            present = zip(pattern.names[:-1], dims, strict=True)
+            return (), [*present, (pattern.names[-1], 1)], True
+        return None
     fixed = len(pattern.names) - (1 if pattern.leading else 0)
     if pattern.leading == "...":
         ok = len(dims) >= fixed
@@ -139,9 +155,10 @@ def split_input(
     if not ok:
         return None
     if not pattern.leading:
-        return (), list(zip(pattern.names, dims, strict=True))
+        return (), list(zip(pattern.names, dims, strict=True)), False
     lead, rest = tuple(dims[: len(dims) - fixed]), dims[len(dims) - fixed :]
-    return lead, [(pattern.names[0], product(lead)), *zip(pattern.names[1:], rest, strict=True)]
+    pairs = [(pattern.names[0], product(lead)), *zip(pattern.names[1:], rest, strict=True)]
+    return lead, pairs, False
 
 
 def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
@@ -163,6 +180,7 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     values: dict[str, int] = {}
     origin: dict[str, str] = {}
     leading: tuple[int, ...] | None = None
+    trailing_absent = False
     all_dims = [_dims(raw) for raw in input_shapes]
     for index, (pattern, dims) in enumerate(zip(rule.inputs, all_dims, strict=True)):
         split = split_input(pattern, dims)
@@ -172,13 +190,16 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
                 expected += f" or ({', '.join(pattern.names[1:])})"
             elif pattern.leading == "...":
                 expected = "(" + ", ".join(["*", *pattern.names[1:]]) + ")"
+            elif pattern.trailing:
+                expected += f" or ({', '.join(pattern.names[:-1])})"
             raise ShapeError(
                 f"{rule.name} expects input {index} of shape {expected}, "
                 f"got rank {len(dims)} shape {dims}"
             )
-        lead, pairs = split
-        if index == 0 and pattern.leading:
-            leading = lead
+        lead, pairs, absent = split
+        if index == 0:
+            leading = lead if pattern.leading else leading
+            trailing_absent = absent
         for name, size in pairs:
             if size < 1:
                 raise ShapeError(
@@ -218,7 +239,7 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
                 f"{rule.name}: constraint {constraint.text!r} fails "
                 f"({constraint.reason}) at {detail}"
             )
-    return Binding(rule, values, leading, training)
+    return Binding(rule, values, leading, training, trailing_absent)
 
 
 def _safe(expr: sympy.Expr, values: dict[str, int]) -> Any:

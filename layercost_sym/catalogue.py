@@ -197,6 +197,15 @@ class _RuleReader:
                     f"output_shape starts with {output_leading!r}"
                     " but inputs[0] has no optional or variadic first dimension",
                 )
+        output_trailing = ""
+        if len(raw_shape) > 1 and isinstance(raw_shape[-1], str) and raw_shape[-1].endswith("?"):
+            output_trailing = "?"
+            raw_shape = [*raw_shape[:-1], raw_shape[-1].removesuffix("?")]
+            if not inputs[0].trailing:
+                raise self.error(
+                    ("output_shape",),
+                    "output_shape ends with '?' but inputs[0] has no optional last dimension",
+                )
         shape = tuple(self.expr(("output_shape",), t, symbols) for t in raw_shape)
         costs = self.costs(table["cost"])
         # Conditions are parsed with the defined quantities already substituted: SymPy would
@@ -243,6 +252,7 @@ class _RuleReader:
             compact_costs=costs,
             constraints=constraints,
             output_leading=output_leading,
+            output_trailing=output_trailing,
         )
 
     def _list(self, key: str, table: Mapping[str, Any]) -> list:
@@ -254,22 +264,28 @@ class _RuleReader:
     def input_pattern(self, index: int, text: Any) -> InputPattern:
         if not isinstance(text, str) or not text.split():
             raise self.error(("inputs",), f"inputs[{index}] must be a string of symbol names")
-        names, leading = [], ""
-        for position, token in enumerate(text.split()):
+        names, leading, trailing = [], "", ""
+        tokens = text.split()
+        for position, token in enumerate(tokens):
             name = token
             for suffix in ("...", "?"):
                 if token.endswith(suffix):
-                    if position:
+                    last = position == len(tokens) - 1 and position > 0
+                    if position and not (suffix == "?" and last and not leading):
                         raise self.error(
                             ("inputs",),
-                            f"inputs[{index}]: only the first "
-                            f"dimension may end in {suffix!r} ({token!r})",
+                            f"inputs[{index}]: only the first dimension may end in {suffix!r}, "
+                            f"or the last in '?' when the first does not ({token!r})",
                         )
-                    leading, name = suffix, token.removesuffix(suffix)
+                    name = token.removesuffix(suffix)
+                    if position:
+                        trailing = suffix
+                    else:
+                        leading = suffix
             if name not in self.gloss.info:
                 raise self.error(("inputs",), f"inputs[{index}]: unknown symbol {name!r}")
             names.append(name)
-        return InputPattern(tuple(names), leading, text)
+        return InputPattern(tuple(names), leading, text, trailing)
 
     def bind_spec(self, sym: str, spec: Any) -> BindSpec:
         if isinstance(spec, bool | int):

@@ -36,6 +36,7 @@ class InputPattern:
     names: tuple[str, ...]
     leading: str = ""
     text: str = ""
+    trailing: str = ""  # "?": the last dimension may be absent (its symbol is then 1)
 
     def describe(self) -> str:
         return "(" + ", ".join(self.names) + ")"
@@ -90,6 +91,7 @@ class Rule:
     compact_costs: Mapping[tuple[str, bool], sympy.Expr]
     constraints: tuple[Constraint, ...] = ()
     output_leading: str = ""  # "?" or "...": the first output dimension follows inputs[0]'s
+    output_trailing: str = ""  # "?": the last output dimension is absent when inputs[0]'s is
     when: Mapping[str, Any] = field(default_factory=dict)
     convention_notes: Mapping[str, str] = field(default_factory=dict)  # from convention files
     variants: tuple[Rule, ...] = ()

@@ -148,3 +148,12 @@ def test_size_of_the_dimension_an_attribute_names(tmp_path):
     assert _read(torch.nn.Softmax(dim=-1), spec, "L", rule, {}, [(2, 7, 3)]) == 3
     with pytest.raises(ShapeError, match=r"module\.dim = 3 is not a dimension of input 0"):
         _read(torch.nn.Softmax(dim=3), spec, "L", rule, {}, [(2, 7, 3)])
+
+
+def test_batchnorm1d_takes_rank_two_and_three_like_torch():
+    bn = torch.nn.BatchNorm1d(3).eval()
+    flat = lc.bind(bn, (4, 3))
+    assert flat["L"] == 1 and flat.output_shape() == (4, 3) == tuple(bn(torch.zeros(4, 3)).shape)
+    assert lc.bind(bn, (4, 3, 5)).output_shape() == (4, 3, 5)
+    with pytest.raises(ShapeError, match=r"\(N, C, L\) or \(N, C\)"):
+        lc.bind(bn, (4,))

@@ -203,3 +203,15 @@ def test_convention_entry_for_a_missing_variant_is_an_error(tmp_path):
     (tmp_path / "conventions" / "thop.toml").write_text(OVERLAY)  # names variant "odd"
     with pytest.raises(CatalogueError, match=r"thop.toml:6: rule Scale has no variant 'odd'"):
         load_catalogue(tmp_path)
+
+
+def test_optional_trailing_dimension_pattern(tmp_path):
+    text = GOOD.replace('inputs = ["N... C"]', 'inputs = ["N C L?"]').replace(
+        'output_shape = ["N...", "C"]', 'output_shape = ["N", "C", "L?"]'
+    )
+    write(tmp_path, text.replace('exact = "N*C"', 'exact = "N*C*L"'))
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    assert rule.inputs[0].trailing == "?" and rule.output_trailing == "?"
+    write(tmp_path, GOOD.replace('inputs = ["N... C"]', 'inputs = ["N... C?"]'))
+    with pytest.raises(CatalogueError, match="or the last in '\\?' when the first does not"):
+        load_catalogue(tmp_path)

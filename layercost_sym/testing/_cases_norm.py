@@ -62,6 +62,8 @@ def _batchnorm_case(
     kwargs = _batchnorm_kwargs(draw, c)
     n = draw(st.integers(1, max_batch))
     spatial = _sizes(draw, spatial_dims, max_size)
+    if name == "BatchNorm1d" and draw(st.booleans()):
+        spatial = ()  # BatchNorm1d also takes (N, C)
     if (train or not kwargs["track_running_stats"]) and n * math.prod(spatial) < 2:
         n += 1  # batch statistics need more than one value per channel
     return LayerCase(name, kwargs, ((n, c, *spatial),), training=train)
@@ -76,8 +78,9 @@ def batchnorm1d_cases(
     max_size: int = 5,
     training: bool | None = None,
 ) -> LayerCase:
-    """``torch.nn.BatchNorm1d`` on (N, C, L) with affine, track_running_stats, momentum (incl.
-    None), eps, in training or inference mode (drawn unless ``training`` is given)."""
+    """``torch.nn.BatchNorm1d`` on (N, C, L) or (N, C) with affine, track_running_stats,
+    momentum (incl. None), eps, in training or inference mode (drawn unless ``training`` is
+    given)."""
     return _batchnorm_case(draw, "BatchNorm1d", 1, max_batch, max_channels, max_size, training)
 
 
