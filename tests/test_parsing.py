@@ -92,7 +92,8 @@ def test_exponent_and_size_bounds_refuse_explosions_quickly():
     ]:
         with pytest.raises(ExpressionError):
             parse(text)
-    assert time.perf_counter() - start < 2  # refused before any big arithmetic
+    # a hang detector, not a benchmark: refusal happens before any big arithmetic (microseconds)
+    assert time.perf_counter() - start < 10
 
 
 def test_deep_nesting_and_long_text_are_refused():
