@@ -229,7 +229,7 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
             shown = {
                 **values,
                 **{
-                    s.name: _safe(e, values)
+                    s.name: _value(e, values)
                     for s, e in defines.items()
                     if s.name in constraint.text
                 },
@@ -242,8 +242,9 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     return Binding(rule, values, leading, training, trailing_absent)
 
 
-def _safe(expr: sympy.Expr, values: dict[str, int]) -> Any:
-    try:
-        return evaluate(expr, values)
-    except Exception:
-        return expr.xreplace({sympy.Symbol(k, integer=True): v for k, v in values.items()})
+def _value(expr: sympy.Expr, values: dict[str, int]) -> sympy.Expr:
+    """A defined quantity's exact value for an error message, even where it is 0 or negative
+    (which ``evaluate`` would refuse): the expression's own symbols, substituted."""
+    return expr.xreplace(
+        {s: sympy.Integer(values[s.name]) for s in expr.free_symbols if s.name in values}
+    )

@@ -391,7 +391,6 @@ class _Overlay:
     source: SourceFile
     path: tuple[str, ...]
     entry: dict[str, Any]
-    used: bool = False
 
 
 def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]]:
@@ -450,7 +449,6 @@ def _apply_overlays(
         cost[overlay.convention] = entry["cost"]
         if "training" in entry:
             training[overlay.convention] = entry["training"]
-        overlay.used = True
     if training:
         cost["training"] = training
     return {**table, "cost": cost}

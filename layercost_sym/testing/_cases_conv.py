@@ -19,6 +19,7 @@ from .case import LayerCase
 
 __all__ = [
     "conv1d_cases",
+    "conv2d_cases",
     "conv3d_cases",
     "conv_transpose1d_cases",
     "conv_transpose2d_cases",
@@ -96,6 +97,29 @@ def _conv_cases(
         padding_mode=padding_mode,
     )
     return LayerCase(f"Conv{dims}d", kwargs, (shape,))
+
+
+def conv2d_cases(
+    *,
+    max_batch: int = 3,
+    max_channels: int = 6,
+    max_kernel: int = 4,
+    max_extra: int = 6,
+    unbatched: bool = True,
+) -> st.SearchStrategy[LayerCase]:
+    """``torch.nn.Conv2d`` with stride, padding (int, 'same', 'valid'), dilation, groups, bias,
+    padding_mode, square or rectangular kernels, batched or unbatched input."""
+    return _conv_cases(
+        2,
+        max_batch=max_batch,
+        max_channels=max_channels,
+        max_kernel=max_kernel,
+        max_dilation=3,
+        max_stride=3,
+        max_padding=3,
+        max_extra=max_extra,
+        unbatched=unbatched,
+    )
 
 
 def conv1d_cases(

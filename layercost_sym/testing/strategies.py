@@ -13,10 +13,79 @@ case into a module with :meth:`LayerCase.build`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import strategies as st
 
+from ._cases_activation import (
+    activation_cases,
+    bilinear_cases,
+    flatten_cases,
+    glu_cases,
+    identity_cases,
+    prelu_cases,
+    softmax2d_cases,
+    softmax_cases,
+    unflatten_cases,
+)
+from ._cases_attention import (
+    mha_cases,
+    sdpa_cases,
+    transformer_decoder_layer_cases,
+    transformer_encoder_layer_cases,
+)
+from ._cases_conv import (
+    conv1d_cases,
+    conv2d_cases,
+    conv3d_cases,
+    conv_transpose1d_cases,
+    conv_transpose2d_cases,
+    conv_transpose3d_cases,
+)
+from ._cases_dropout import (
+    channel_dropout_cases,
+    dropout_cases,
+)
+from ._cases_embedding import (
+    embedding_bag_cases,
+    embedding_cases,
+)
+from ._cases_norm import (
+    batchnorm1d_cases,
+    batchnorm3d_cases,
+    cross_map_lrn2d_cases,
+    group_norm_cases,
+    instance_norm_cases,
+    layer_norm_cases,
+    local_response_norm_cases,
+    rms_norm_cases,
+    sync_batchnorm_cases,
+)
+from ._cases_pooling import (
+    adaptive_pool_cases,
+    avg_pool_cases,
+    fractional_max_pool_cases,
+    lp_pool_cases,
+    max_pool_cases,
+    max_unpool_cases,
+)
+from ._cases_recurrent import (
+    gru_cases,
+    gru_cell_cases,
+    lstm_cases,
+    lstm_cell_cases,
+    rnn_cases,
+    rnn_cell_cases,
+)
+from ._cases_resampling import (
+    channel_shuffle_cases,
+    fold_cases,
+    padding_cases,
+    pixel_shuffle_cases,
+    pixel_unshuffle_cases,
+    unfold_cases,
+    upsample_cases,
+    upsampling_bilinear2d_cases,
+    upsampling_nearest2d_cases,
+)
 from .case import LayerCase
 
 __all__ = [
@@ -80,62 +149,6 @@ __all__ = [
 ]
 
 
-def _pair(draw, values: st.SearchStrategy[int], square: bool) -> tuple[int, int]:
-    first = draw(values)
-    return (first, first) if square else (first, draw(values))
-
-
-@st.composite
-def conv2d_cases(
-    draw,
-    *,
-    max_batch: int = 3,
-    max_channels: int = 6,
-    max_kernel: int = 4,
-    max_extra: int = 6,
-    unbatched: bool = True,
-) -> LayerCase:
-    """``torch.nn.Conv2d`` with stride, padding (int, 'same', 'valid'), dilation, groups, bias,
-    padding_mode, square or rectangular kernels, batched or unbatched input."""
-    groups = draw(st.integers(1, 3))
-    c_in = groups * draw(st.integers(1, max(1, max_channels // groups)))
-    c_out = groups * draw(st.integers(1, max(1, max_channels // groups)))
-    square = draw(st.booleans())
-    kernel = _pair(draw, st.integers(1, max_kernel), square)
-    dilation = _pair(draw, st.integers(1, 3), square)
-    mode = draw(st.sampled_from(["int", "int", "same", "valid"]))
-    stride = (1, 1) if mode == "same" else _pair(draw, st.integers(1, 3), square)
-    padding: Any = mode if mode in ("same", "valid") else _pair(draw, st.integers(0, 3), square)
-    padding_mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
-    sizes = []
-    for axis in range(2):
-        span = dilation[axis] * (kernel[axis] - 1) + 1
-        pad = (
-            padding[axis]
-            if isinstance(padding, tuple)
-            else ((span - 1) - (span - 1) // 2 if mode == "same" else 0)
-        )
-        smallest = max(1, span - 2 * pad)
-        if padding_mode != "zeros":  # reflect needs pad < size; circular pad <= size
-            smallest = max(smallest, pad + 1)
-        sizes.append(smallest + draw(st.integers(0, max_extra)))
-    shape = (c_in, *sizes)
-    if not (unbatched and draw(st.booleans())):
-        shape = (draw(st.integers(1, max_batch)), *shape)
-    kwargs = dict(
-        in_channels=c_in,
-        out_channels=c_out,
-        kernel_size=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        bias=draw(st.booleans()),
-        padding_mode=padding_mode,
-    )
-    return LayerCase("Conv2d", kwargs, (shape,))
-
-
 @st.composite
 def batchnorm2d_cases(
     draw,
@@ -180,77 +193,3 @@ def linear_cases(
     leading = tuple(draw(st.lists(st.integers(1, max_size), min_size=0, max_size=max_leading)))
     kwargs = dict(in_features=c_in, out_features=c_out, bias=draw(st.booleans()))
     return LayerCase("Linear", kwargs, ((*leading, c_in),), training=draw(st.booleans()))
-
-
-# The families' strategies, re-exported so that this is the one public module of them.
-# (They import LayerCase from here, so they are imported last.)
-from ._cases_activation import (  # noqa: E402
-    activation_cases,
-    bilinear_cases,
-    flatten_cases,
-    glu_cases,
-    identity_cases,
-    prelu_cases,
-    softmax2d_cases,
-    softmax_cases,
-    unflatten_cases,
-)
-from ._cases_attention import (  # noqa: E402
-    mha_cases,
-    sdpa_cases,
-    transformer_decoder_layer_cases,
-    transformer_encoder_layer_cases,
-)
-from ._cases_conv import (  # noqa: E402
-    conv1d_cases,
-    conv3d_cases,
-    conv_transpose1d_cases,
-    conv_transpose2d_cases,
-    conv_transpose3d_cases,
-)
-from ._cases_dropout import (  # noqa: E402
-    channel_dropout_cases,
-    dropout_cases,
-)
-from ._cases_embedding import (  # noqa: E402
-    embedding_bag_cases,
-    embedding_cases,
-)
-from ._cases_norm import (  # noqa: E402
-    batchnorm1d_cases,
-    batchnorm3d_cases,
-    cross_map_lrn2d_cases,
-    group_norm_cases,
-    instance_norm_cases,
-    layer_norm_cases,
-    local_response_norm_cases,
-    rms_norm_cases,
-    sync_batchnorm_cases,
-)
-from ._cases_pooling import (  # noqa: E402
-    adaptive_pool_cases,
-    avg_pool_cases,
-    fractional_max_pool_cases,
-    lp_pool_cases,
-    max_pool_cases,
-    max_unpool_cases,
-)
-from ._cases_recurrent import (  # noqa: E402
-    gru_cases,
-    gru_cell_cases,
-    lstm_cases,
-    lstm_cell_cases,
-    rnn_cases,
-    rnn_cell_cases,
-)
-from ._cases_resampling import (  # noqa: E402
-    channel_shuffle_cases,
-    fold_cases,
-    padding_cases,
-    pixel_shuffle_cases,
-    pixel_unshuffle_cases,
-    unfold_cases,
-    upsample_cases,
-    upsampling_bilinear2d_cases,
-    upsampling_nearest2d_cases,
-)
