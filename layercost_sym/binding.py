@@ -13,7 +13,7 @@ Reading a module needs no torch import: the binding reads attributes named in th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sympy
@@ -40,12 +40,16 @@ class Binding(dict):
         leading: tuple[int, ...] | None,
         training: bool,
         trailing_absent: bool = False,
+        assumed: tuple[str, ...] = (),
+        trailing: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(values)
         self.rule = rule
         self.leading = leading
         self.training = training
         self.trailing_absent = trailing_absent
+        self.assumed = assumed  # data-dependent symbols that took the rule's default
+        self.trailing = trailing  # for an "L..." input: its trailing dimensions as given
 
     def evaluate(self, expr: sympy.Basic) -> int:
         return evaluate(self.rule.expand(expr), self)
@@ -63,8 +67,12 @@ class Binding(dict):
         dims = [evaluate(e, self) for e in self.rule.output_shape]
         if self.rule.output_leading and self.leading is not None:
             dims = [*self.leading, *dims[1:]]
-        if self.rule.output_trailing and self.trailing_absent:
+        if self.rule.output_trailing == "?" and self.trailing_absent:
             dims = dims[:-1]
+        if self.rule.output_middle >= 0 and self.trailing_absent:
+            del dims[self.rule.output_middle]
+        if self.rule.output_trailing == "..." and self.trailing is not None:
+            dims = [*dims[:-1], *self.trailing]
         return tuple(dims)
 
 
@@ -78,6 +86,8 @@ def _read(
 ) -> int:
     if spec.kind == "const":
         return spec.value
+    if spec.kind == "arg_given":
+        return int(call.get(spec.attr) is not None)
     if spec.kind == "arg":
         value = call.get(spec.attr, spec.value)
         if isinstance(value, bool | int):
@@ -115,6 +125,13 @@ def _read(
         return int(value)
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # an integer-valued float (scale_factor=2.0) is that integer
+    if isinstance(value, float):
+        raise ShapeError(
+            f"{rule.name}: module.{spec.text} is {value!r}, not a whole number (symbol "
+            f"{symbol}): the rule's symbols are integers, so this option is not covered"
+        )
     raise ShapeError(
         f"{rule.name}: module.{spec.text} is {value!r}, not an integer "
         f"(symbol {symbol}); no variant of the rule covers this option"
@@ -132,18 +149,48 @@ def _dims(shape: Any) -> tuple[int, ...]:
 
 
 def split_input(
-    pattern: InputPattern, dims: Sequence[Any], product: Any = math.prod
-) -> tuple[tuple[Any, ...], list[tuple[str, Any]], bool] | None:
+    pattern: InputPattern, dims: Sequence[Any], product: Any = math.prod, anchor: Any = None
+) -> tuple[tuple[Any, ...], list[tuple[str, Any]], bool, tuple[Any, ...]] | None:
     """How one input's dimensions fill its pattern: ``(leading dims, [(symbol, size), ...],
-    trailing dimension absent)``, or None when the rank does not fit.  ``N?``/``N...`` take the
-    product of the leading dimensions (1 when there are none); ``product`` multiplies them
-    (ints, or SymPy sizes); an absent trailing ``L?`` is 1."""
+    trailing dimension absent, trailing dims)``, or None when the rank does not fit.
+    ``N?``/``N...`` take the product of the leading dimensions (1 when there are none), a last
+    ``L...`` the product of the trailing ones; ``product`` multiplies them (ints, or SymPy
+    sizes); an absent trailing ``L?`` is 1.  ``anchor`` is the dimension an anchored pattern's
+    attribute names (``"N... L@dim P..."``), None when unknown (the pattern does not fit)."""
+    if pattern.anchor:  # anchor: one dimension, or (first, last) of a range (inclusive)
+        rank = len(dims)
+        ends = anchor if isinstance(anchor, tuple) else (anchor, anchor)
+        if not all(isinstance(e, int) and not isinstance(e, bool) for e in ends):
+            return None
+        if not all(-rank <= e < rank for e in ends) or ends[0] % rank > ends[1] % rank:
+            return None
+        first, last = ends[0] % rank, ends[1] % rank
+        lead, trail = tuple(dims[:first]), tuple(dims[last + 1 :])
+        middle = dims[first] if first == last else product(tuple(dims[first : last + 1]))
+        pairs = [(pattern.names[0], product(lead)), (pattern.names[1], middle)]
+        return lead, [*pairs, (pattern.names[2], product(trail))], False, trail
+    if pattern.middle >= 0:  # one inner dimension may be absent: its symbol is then 1
+        if len(dims) == len(pattern.names):
+            return (), list(zip(pattern.names, dims, strict=True)), False, ()
+        if len(dims) == len(pattern.names) - 1:
+            at = pattern.middle
+            pairs = [*zip(pattern.names[:at], dims[:at], strict=True), (pattern.names[at], 1)]
+            pairs += zip(pattern.names[at + 1 :], dims[at:], strict=True)
+            return (), pairs, True, ()
+        return None
+    if pattern.trailing == "...":
+        fixed = len(pattern.names) - 1
+        if len(dims) < fixed:
+            return None
+        trail = tuple(dims[fixed:])
+        pairs = [*zip(pattern.names[:-1], dims[:fixed], strict=True)]
+        return (), [*pairs, (pattern.names[-1], product(trail))], False, trail
     if pattern.trailing:
         if len(dims) == len(pattern.names):
-            return (), list(zip(pattern.names, dims, strict=True)), False
+            return (), list(zip(pattern.names, dims, strict=True)), False, ()
         if len(dims) == len(pattern.names) - 1:
             present = zip(pattern.names[:-1], dims, strict=True)
-            return (), [*present, (pattern.names[-1], 1)], True
+            return (), [*present, (pattern.names[-1], 1)], True, ()
         return None
     fixed = len(pattern.names) - (1 if pattern.leading else 0)
     if pattern.leading == "...":
@@ -155,23 +202,42 @@ def split_input(
     if not ok:
         return None
     if not pattern.leading:
-        return (), list(zip(pattern.names, dims, strict=True)), False
+        return (), list(zip(pattern.names, dims, strict=True)), False, ()
     lead, rest = tuple(dims[: len(dims) - fixed]), dims[len(dims) - fixed :]
     pairs = [(pattern.names[0], product(lead)), *zip(pattern.names[1:], rest, strict=True)]
-    return lead, pairs, False
+    return lead, pairs, False, ()
 
 
-def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
+def bind(
+    module: Any,
+    *input_shapes: Any,
+    data: Mapping[str, int] | None = None,
+    **call_kwargs: Any,
+) -> Binding:
     """Values of the symbols of ``module``'s rule for inputs of the given shape(s).
 
     ``call_kwargs`` are the keyword arguments of the forward call, for rules whose cost
     depends on one (``need_weights=False``); left out, they take the forward's defaults.
 
+    ``data`` gives the rule's data-dependent symbols (its ``[Rule.data]`` table: how many
+    distinct rows an Embedding looks up, ...); those left out take the rule's default (an upper
+    bound, as its note says) and are listed in ``binding.assumed``:
+
+    >>> import layercost_sym as lc
+    >>> class Embedding:               # torch.nn.Embedding(10, 4, max_norm=1.0)'s attributes
+    ...     num_embeddings, embedding_dim, max_norm, norm_type = 10, 4, 1.0, 2.0
+    >>> b = lc.bind(Embedding(), (6,))                          # 6*(2*4 + 1) + 6*(4 + 2)
+    >>> b["V_d"], b["V_r"], b.assumed, b.cost()
+    (6, 6, ('V_d', 'V_r'), 90)
+    >>> lc.bind(Embedding(), (6,), data={"V_d": 3, "V_r": 1}).cost()  # 3*(2*4 + 1) + 1*(4 + 2)
+    33
+
     Raises :class:`~layercost_sym.errors.ShapeError` (a ``ValueError``) where torch itself would
     reject the shapes: wrong rank, a dimension that disagrees with the module, or a failed
     constraint of the rule (named, with the reason).
     """
-    rule = catalogue().for_module(module)
+    all_dims = [_dims(raw) for raw in input_shapes]
+    rule = catalogue().for_module(module, all_dims)
     if len(input_shapes) != len(rule.inputs):
         raise ShapeError(
             f"{rule.name} takes {len(rule.inputs)} input(s) "
@@ -181,25 +247,61 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
     origin: dict[str, str] = {}
     leading: tuple[int, ...] | None = None
     trailing_absent = False
-    all_dims = [_dims(raw) for raw in input_shapes]
+    trailing: tuple[int, ...] | None = None
+    variadic: dict[str, tuple[int, ...]] = {}  # "N..." / "P..." symbol -> its dimensions
     for index, (pattern, dims) in enumerate(zip(rule.inputs, all_dims, strict=True)):
-        split = split_input(pattern, dims)
+        anchor = (
+            tuple(attribute(module, a, None) for a in pattern.anchor.split(":"))
+            if ":" in pattern.anchor
+            else attribute(module, pattern.anchor, None)
+            if pattern.anchor
+            else None
+        )
+        split = split_input(pattern, dims, anchor=anchor)
+        if split is None and pattern.anchor:
+            what = (
+                "a range of dimensions (first <= last)" if ":" in pattern.anchor else "a dimension"
+            )
+            raise ShapeError(
+                f"{rule.name}: module.{pattern.anchor} = {anchor!r} is not {what} of "
+                f"input {index} of shape {dims}"
+            )
         if split is None:
             expected = pattern.describe()
             if pattern.leading == "?":
                 expected += f" or ({', '.join(pattern.names[1:])})"
             elif pattern.leading == "...":
                 expected = "(" + ", ".join(["*", *pattern.names[1:]]) + ")"
-            elif pattern.trailing:
+            elif pattern.trailing == "?":
                 expected += f" or ({', '.join(pattern.names[:-1])})"
+            elif pattern.middle >= 0:
+                rest = [n for i, n in enumerate(pattern.names) if i != pattern.middle]
+                expected += f" or ({', '.join(rest)})"
             raise ShapeError(
                 f"{rule.name} expects input {index} of shape {expected}, "
                 f"got rank {len(dims)} shape {dims}"
             )
-        lead, pairs, absent = split
+        lead, pairs, absent, trail = split
         if index == 0:
             leading = lead if pattern.leading else leading
             trailing_absent = absent
+            trailing = trail if pattern.trailing == "..." else None
+        # a product symbol ("N...", "P...") shared by inputs: equal products are not enough, the
+        # dimensions must match ((2, 3) vs (3, 2) is refused); leading dimensions may differ by
+        # leading 1s, as torch broadcasts them, and the output takes the longest
+        ends = [(pattern.names[0], lead, "lead")] if pattern.leading == "..." else []
+        ends += [(pattern.names[-1], trail, "trail")] if pattern.trailing == "..." else []
+        for name, part, end in ends:
+            first = next((i for i, d in enumerate(part) if d != 1), len(part))
+            shown = tuple(part[first:]) if end == "lead" else tuple(part)
+            if name in variadic and variadic[name] != shown:
+                raise ShapeError(
+                    f"{rule.name}: the dimensions of {name} are {variadic[name]} from an "
+                    f"earlier input but {shown} from input {index}"
+                )
+            variadic[name] = shown
+            if end == "lead" and index and leading is not None and len(part) > len(leading):
+                leading = tuple(part)
         for name, size in pairs:
             if size < 1:
                 raise ShapeError(
@@ -220,6 +322,7 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
                 f"but module.{spec.text} = {value}"
             )
         values[name], origin[name] = value, f"module.{spec.text}"
+    assumed = _bind_data(rule, values, origin, dict(data or {}))
     training = bool(getattr(module, "training", False))
     defines = rule._expanded_defines()
     for constraint in rule.constraints:
@@ -239,7 +342,37 @@ def bind(module: Any, *input_shapes: Any, **call_kwargs: Any) -> Binding:
                 f"{rule.name}: constraint {constraint.text!r} fails "
                 f"({constraint.reason}) at {detail}"
             )
-    return Binding(rule, values, leading, training, trailing_absent)
+    return Binding(rule, values, leading, training, trailing_absent, assumed, trailing)
+
+
+def _bind_data(
+    rule: Rule, values: dict[str, int], origin: dict[str, str], given: dict[str, Any]
+) -> tuple[str, ...]:
+    """Fill the rule's data-dependent symbols from ``given`` or their defaults; the names that
+    took a default."""
+    names = [s.name for s in rule.data]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        known = ", ".join(names) if names else "none"
+        raise ShapeError(
+            f"{rule.name}: data {', '.join(unknown)} is not a data-dependent symbol of the rule "
+            f"(it has: {known})"
+        )
+    assumed = []
+    for symbol, default in rule.data_defaults().items():
+        name = symbol.name
+        if name in given:
+            value = given[name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ShapeError(f"{rule.name}: data {name}={value!r} is not an integer")
+            lowest = 1 if symbol.is_positive else 0
+            if value < lowest:
+                raise ShapeError(f"{rule.name}: data {name}={value} is below {lowest}")
+            values[name], origin[name] = value, "data"
+        else:
+            values[name], origin[name] = evaluate(default, values), "the rule's default"
+            assumed.append(name)
+    return tuple(assumed)
 
 
 def _value(expr: sympy.Expr, values: dict[str, int]) -> sympy.Expr:

@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -38,20 +38,29 @@ _RULE_FIELDS = {
     "constraints",
     "bind",
     "define",
+    "data",
     "cost",
     "variants",
 }
 _REQUIRED = ("module", "note", "inputs", "params", "output_shape", "cost")
 _VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
-_MERGED = ("bind", "define", "cost")  # variant tables merged key by key; other fields replace
+# variant tables merged key by key into the rule's; other fields replace
+_MERGED = ("bind", "define", "data", "cost")
 
 # An attribute path: names joined by dots (submodules: "self_attn.num_heads"), no dunders.
 _PATH = r"([A-Za-z][\w]*(?:\.[A-Za-z][\w]*)*)"
 _BIND_CALL = re.compile(rf"^(prod|len)\({_PATH}\)$")
 _BIND_SIZE = re.compile(rf"^size\({_PATH}(?:,\s*(\d+))?\)$")
 _BIND_ARG = re.compile(r"^arg\((\w+),\s*(-?\d+|True|False)\)$")
+_BIND_ARG_GIVEN = re.compile(r"^arg\((\w+)\)\?$")
 _BIND_PRESENT = re.compile(rf"^{_PATH}\?$")
 _BIND_ATTR = re.compile(rf"^{_PATH}(?:\[(\d+)\])?$")
+# `when` keys besides an attribute path: "attr?" / "attr[i]?" (the attribute, or its element i,
+# is not None) and "rank(i)" (the
+# rank of input i, known only when the inputs are: lc.bind, not lc.rule_for)
+_WHEN_PRESENT = re.compile(rf"^{_PATH}(?:\[(\d+)\])?\?$")
+_WHEN_RANK = re.compile(r"^rank\((\d+)\)$")
+_ANCHORED = re.compile(rf"^\s*(\w+)\.\.\.\s+(\w+)@{_PATH}(?::{_PATH})?\s+(\w+)\.\.\.\s*$")
 
 
 _MISSING = object()
@@ -99,8 +108,11 @@ class Catalogue:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownRuleError(f"no rule named {name!r}{hint} (see layercost_sym.rules())")
 
-    def for_module(self, module: Any) -> Rule:
-        """The rule (or variant) describing a module instance, looked up by class name."""
+    def for_module(self, module: Any, inputs: Sequence[Sequence[int]] | None = None) -> Rule:
+        """The rule (or variant) describing a module instance, looked up by class name.
+
+        ``inputs`` are the input shapes of the call, for variants chosen by an input's rank
+        (``when = { "rank(0)" = 2 }``); without them such variants never match."""
         name = type(module).__name__
         if name.startswith("Lazy") and name not in self.by_module:
             # materialising swaps in the eager class; before that, attributes are placeholders
@@ -120,12 +132,30 @@ class Catalogue:
                 )
             raise UnknownRuleError(f"no rule describes module class {name!r}")
         for variant in rule.variants:
-            if all(_attr_equals(module, k, v) for k, v in variant.when.items()):
+            if all(_when_matches(module, k, v, inputs) for k, v in variant.when.items()):
                 return variant
         return rule
 
 
+def _when_matches(
+    module: Any, key: str, expected: Any, inputs: Sequence[Sequence[int]] | None
+) -> bool:
+    if m := _WHEN_RANK.match(key):
+        index = int(m.group(1))
+        if inputs is None or index >= len(inputs):
+            return False  # undecidable without the inputs: the variant is not chosen
+        rank = len(inputs[index])
+        return rank in expected if isinstance(expected, list) else rank == expected
+    return _attr_equals(module, key, expected)
+
+
 def _attr_equals(module: Any, attr: str, expected: Any) -> bool:
+    if m := _WHEN_PRESENT.match(attr):  # "attr?" = true: the attribute is not None
+        value = attribute(module, m.group(1), None)
+        if m.group(2) is not None and isinstance(value, Sequence) and not isinstance(value, str):
+            index = int(m.group(2))  # "attr[i]?": element i, as bind's "attr[i]" reads it
+            value = value[0] if len(value) == 1 else value[index] if index < len(value) else None
+        return (value is not None) == expected
     value = attribute(module, attr, None)
     if isinstance(expected, list):
         value = _comparable(value, expected[0]) if expected else value
@@ -185,6 +215,17 @@ class _RuleReader:
                 raise self.error(("define", sym), f"define: {sym!r} is also bound")
             defines[symbols[sym]] = self.expr(("define", sym), text, symbols)
 
+        data: dict[sympy.Symbol, sympy.Expr] = {}
+        raw_data = table.get("data", {})
+        if not isinstance(raw_data, dict):
+            raise self.error(("data",), "data must be a table of symbol = default expression")
+        for sym, text in raw_data.items():
+            if sym not in symbols:
+                raise self.error(("data", sym), f"data: {sym!r} is not a glossary symbol")
+            if sym in binds or sym in input_names or symbols[sym] in defines:
+                raise self.error(("data", sym), f"data: {sym!r} is also bound or defined")
+            data[symbols[sym]] = self.expr(("data", sym), text, symbols)
+
         params = self.expr(("params",), table["params"], symbols)
         raw_shape = self._list("output_shape", table)
         output_leading = ""
@@ -198,14 +239,29 @@ class _RuleReader:
                     " but inputs[0] has no optional or variadic first dimension",
                 )
         output_trailing = ""
-        if len(raw_shape) > 1 and isinstance(raw_shape[-1], str) and raw_shape[-1].endswith("?"):
-            output_trailing = "?"
-            raw_shape = [*raw_shape[:-1], raw_shape[-1].removesuffix("?")]
-            if not inputs[0].trailing:
+        last = raw_shape[-1] if len(raw_shape) > 1 and isinstance(raw_shape[-1], str) else ""
+        if last.endswith(("...", "?")):
+            output_trailing = "..." if last.endswith("...") else "?"
+            raw_shape = [*raw_shape[:-1], last.removesuffix(output_trailing)]
+            if inputs[0].trailing != output_trailing:
+                kind = "variadic" if output_trailing == "..." else "optional"
                 raise self.error(
                     ("output_shape",),
-                    "output_shape ends with '?' but inputs[0] has no optional last dimension",
+                    f"output_shape ends with {output_trailing!r} but inputs[0] has no {kind} "
+                    "last dimension",
                 )
+        output_middle = -1
+        for position in range(1, len(raw_shape) - 1):
+            entry = raw_shape[position]
+            if isinstance(entry, str) and entry.endswith("?"):
+                if inputs[0].middle < 0 or output_middle >= 0:
+                    raise self.error(
+                        ("output_shape",),
+                        f"output_shape entry {entry!r} ends with '?' but inputs[0] has no "
+                        "optional inner dimension (or it is marked twice)",
+                    )
+                output_middle = position
+                raw_shape = [*raw_shape[:position], entry[:-1], *raw_shape[position + 1 :]]
         shape = tuple(self.expr(("output_shape",), t, symbols) for t in raw_shape)
         costs = self.costs(table["cost"])
         # Conditions are parsed with the defined quantities already substituted: SymPy would
@@ -222,6 +278,17 @@ class _RuleReader:
 
         # every symbol an expression uses must be bound, from an input or from the module
         bound = set(input_names) | set(binds) | {s.name for s in defines}
+        earlier: set[str] = set()
+        for s, e in data.items():  # a default may use bound symbols and earlier data symbols
+            unbound = sorted(x.name for x in e.free_symbols if x.name not in bound | earlier)
+            if unbound:
+                raise self.error(
+                    ("data", s.name),
+                    f"data.{s.name}: default uses {', '.join(unbound)}, which nothing binds "
+                    "before it",
+                )
+            earlier.add(s.name)
+        bound |= earlier
         used: dict[str, tuple[str, ...]] = {}
         for key, e in [
             (("params",), params),
@@ -253,6 +320,8 @@ class _RuleReader:
             constraints=constraints,
             output_leading=output_leading,
             output_trailing=output_trailing,
+            output_middle=output_middle,
+            data=data,
         )
 
     def _list(self, key: str, table: Mapping[str, Any]) -> list:
@@ -264,28 +333,45 @@ class _RuleReader:
     def input_pattern(self, index: int, text: Any) -> InputPattern:
         if not isinstance(text, str) or not text.split():
             raise self.error(("inputs",), f"inputs[{index}] must be a string of symbol names")
-        names, leading, trailing = [], "", ""
+        if "@" in text:  # "N... L@dim P...": the dimension module.dim names, and all around it
+            m = _ANCHORED.match(text)
+            if not m:
+                raise self.error(
+                    ("inputs",),
+                    f"inputs[{index}]: an anchored pattern is 'A... X@attr B...' or "
+                    f"'A... X@first:last B...', got {text!r}",
+                )
+            for name in m.group(1, 2, 5):
+                if name not in self.gloss.info:
+                    raise self.error(("inputs",), f"inputs[{index}]: unknown symbol {name!r}")
+            anchor = m.group(3) + (f":{m.group(4)}" if m.group(4) else "")
+            return InputPattern(m.group(1, 2, 5), "...", text, "...", anchor=anchor)
+        names, leading, trailing, middle = [], "", "", -1
         tokens = text.split()
         for position, token in enumerate(tokens):
             name = token
             for suffix in ("...", "?"):
                 if token.endswith(suffix):
                     last = position == len(tokens) - 1 and position > 0
-                    if position and not (suffix == "?" and last and not leading):
+                    inner = 0 < position < len(tokens) - 1 and suffix == "?"
+                    if position and not ((last or inner) and not leading and middle < 0):
                         raise self.error(
                             ("inputs",),
                             f"inputs[{index}]: only the first dimension may end in {suffix!r}, "
-                            f"or the last in '?' when the first does not ({token!r})",
+                            f"or the last in '?' or '...' when the first does not, or one other "
+                            f"in '?' ({token!r})",
                         )
                     name = token.removesuffix(suffix)
-                    if position:
+                    if inner:
+                        middle = position
+                    elif position:
                         trailing = suffix
                     else:
                         leading = suffix
             if name not in self.gloss.info:
                 raise self.error(("inputs",), f"inputs[{index}]: unknown symbol {name!r}")
             names.append(name)
-        return InputPattern(tuple(names), leading, text, trailing)
+        return InputPattern(tuple(names), leading, text, trailing, middle)
 
     def bind_spec(self, sym: str, spec: Any) -> BindSpec:
         if isinstance(spec, bool | int):
@@ -294,6 +380,8 @@ class _RuleReader:
             if m := _BIND_SIZE.match(spec):
                 index = int(m.group(2)) if m.group(2) is not None else 0
                 return BindSpec("size", attr=m.group(1), index=index, text=spec)
+            if m := _BIND_ARG_GIVEN.match(spec):
+                return BindSpec("arg_given", attr=m.group(1), text=spec)
             if m := _BIND_ARG.match(spec):
                 default = {"True": 1, "False": 0}.get(m.group(2))
                 value = default if default is not None else int(m.group(2))
@@ -308,7 +396,7 @@ class _RuleReader:
         raise self.error(
             ("bind", sym),
             f"bind.{sym}: cannot read {spec!r} (use 'attr', 'attr[i]', 'attr?', 'prod(attr)', "
-            "'len(attr)', 'size(attr)', 'arg(name, default)' or an integer)",
+            "'len(attr)', 'size(attr)', 'arg(name, default)', 'arg(name)?' or an integer)",
         )
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
@@ -362,6 +450,28 @@ class _RuleReader:
             entry.get("reason", entry["check"]),
             bool(entry.get("training", False)),
         )
+
+
+def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
+    """A ``when`` key is an attribute path (any TOML value), ``"attr?"`` (true / false) or
+    ``"rank(i)"`` (an integer or a list of integers)."""
+    for key, value in when.items():
+        if _WHEN_RANK.match(key):
+            ranks = value if isinstance(value, list) else [value]
+            if not ranks or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks):
+                raise reader.error(
+                    ("when",), f"when: {key!r} takes a rank or a list of ranks, got {value!r}"
+                )
+        elif _WHEN_PRESENT.match(key):
+            if not isinstance(value, bool):
+                raise reader.error(
+                    ("when",), f"when: {key!r} takes true (not None) or false (None), got {value!r}"
+                )
+        elif not re.fullmatch(_PATH, key):
+            raise reader.error(
+                ("when",),
+                f"when: cannot read key {key!r} (use an attribute path, 'attr?' or 'rank(i)')",
+            )
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -481,6 +591,7 @@ def _load_file(
             vreader = _RuleReader(source, gloss, vpath, f"{name}.{vname}")
             if not isinstance(vtable, dict) or not isinstance(vtable.get("when"), dict):
                 raise vreader.error((), "a variant needs a 'when' table of attribute = value")
+            _check_when(vreader, vtable["when"])
             unknown = set(vtable) - _VARIANT_FIELDS
             if unknown:
                 raise vreader.error((), f"unknown field(s) {sorted(unknown)}")
@@ -489,11 +600,25 @@ def _load_file(
                 {k: v for k, v in vtable.items() if k not in ("when", "unbind")},
             )
             merged = _apply_overlays(merged, overlays.get(name, []), vname)
-            for sym in vtable.get("unbind", []):
-                if sym not in merged.get("bind", {}):
-                    raise vreader.error(("unbind",), f"unbind: {sym!r} is not bound by the rule")
-                merged["bind"] = {k: v for k, v in merged["bind"].items() if k != sym}
+            for sym in vtable.get("unbind", []):  # a binding or a definition of the base rule
+                if sym in table.get("bind", {}):
+                    merged["bind"] = {k: v for k, v in merged["bind"].items() if k != sym}
+                elif sym in table.get("define", {}):
+                    if sym in vtable.get("define", {}):
+                        raise vreader.error(
+                            ("unbind",), f"unbind: {sym!r} is dropped and redefined by the variant"
+                        )
+                    merged["define"] = {k: v for k, v in merged["define"].items() if k != sym}
+                else:
+                    raise vreader.error(
+                        ("unbind",), f"unbind: {sym!r} is not bound or defined by the rule"
+                    )
             variant = vreader.build(merged, module, family)
+            for key in vtable["when"]:
+                if (m := _WHEN_RANK.match(key)) and int(m.group(1)) >= len(variant.inputs):
+                    raise vreader.error(
+                        ("when",), f"when: {key!r} names an input the variant does not take"
+                    )
             object.__setattr__(variant, "when", dict(vtable["when"]))
             variants.append(variant)
         object.__setattr__(base, "variants", tuple(variants))

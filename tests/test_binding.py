@@ -1,5 +1,7 @@
 """bind(): symbols read from real modules; ShapeError exactly where torch rejects the input."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -157,3 +159,92 @@ def test_batchnorm1d_takes_rank_two_and_three_like_torch():
     assert lc.bind(bn, (4, 3, 5)).output_shape() == (4, 3, 5)
     with pytest.raises(ShapeError, match=r"\(N, C, L\) or \(N, C\)"):
         lc.bind(bn, (4,))
+
+
+def test_integer_valued_float_attributes_bind_as_integers():
+    # Upsample stores scale_factor=2 as 2.0 (and a tuple as floats): both bind, 1.5 is refused
+    up = torch.nn.Upsample(scale_factor=(2, 3.0))
+    assert up.scale_factor == (2.0, 3.0)
+    binding = lc.bind(up, (1, 1, 4, 5))
+    assert (binding["u_h"], binding["u_w"]) == (2, 3)
+    assert binding.output_shape() == tuple(up(torch.zeros(1, 1, 4, 5)).shape)
+    with pytest.raises(ShapeError, match=r"scale_factor\[1\] is 1.5, not a whole number"):
+        lc.bind(torch.nn.Upsample(scale_factor=(2, 1.5)), (1, 1, 4, 5))
+
+
+def test_variant_chosen_by_an_attribute_being_none():
+    # "scale_factor?" = true: the scale variant; size given (scale_factor None): the size rule
+    assert lc.bind(torch.nn.Upsample(scale_factor=2), (1, 1, 2, 2)).rule.name.endswith("_scale")
+    assert lc.bind(torch.nn.Upsample(size=3), (1, 1, 2, 2)).rule.name == "Upsample"
+
+
+def test_variant_chosen_by_input_rank():
+    bag = torch.nn.EmbeddingBag(6, 2, mode="max")
+    assert lc.bind(bag, (3, 4)).rule.name == "EmbeddingBag.max_p2_2d"  # (B, L): B bags of L
+    assert lc.bind(bag, (5,), (2,)).rule.name == "EmbeddingBag.max_p2"  # indices and offsets
+    assert lc.bind(bag, (3, 4)).output_shape() == (3, 2)
+
+
+def test_data_dependent_symbols_default_and_are_checked():
+    emb = torch.nn.Embedding(4, 3, max_norm=1.0, norm_type=1.0)
+    default = lc.bind(emb, (2, 5))  # 10 indices into 4 rows: at most 4 distinct
+    assert (default["V_d"], default["V_r"], default.assumed) == (4, 4, ("V_d", "V_r"))
+    given = lc.bind(emb, (2, 5), data={"V_d": 3, "V_r": 0})
+    assert given.assumed == () and given.cost() == 3 * (2 * 3)  # a 1-norm (2E - 1) and a compare
+    with pytest.raises(ShapeError, match="data V_d=0 is below 1"):
+        lc.bind(emb, (2, 5), data={"V_d": 0})
+    with pytest.raises(ShapeError, match=r"not a data-dependent symbol of the rule \(it has: none"):
+        lc.bind(torch.nn.Linear(2, 3), (1, 2), data={"V_d": 1})
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (2, 4, 3), (1, 4, 3, 2), (2, 4, 1, 2, 3, 2)])
+def test_trailing_dimensions_of_any_number(shape):
+    # GroupNorm takes (N, C, *): P is the product of the dimensions after C (1 for (N, C))
+    gn = torch.nn.GroupNorm(2, 4)
+    binding = lc.bind(gn, shape)
+    assert binding["P"] == math.prod(shape[2:])
+    assert binding.output_shape() == tuple(gn(torch.zeros(shape)).shape) == shape
+    with pytest.raises(ShapeError, match=r"\(N, C, \*\)"):
+        lc.bind(gn, (4,))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unbatched_sequence_binds_the_sequence_length_to_l(batch_first):
+    # (L, I) without a batch: L is the sequence length and N = 1, whichever the layout
+    gru = torch.nn.GRU(5, 2, batch_first=batch_first)
+    binding = lc.bind(gru, (3, 5))
+    assert (binding["L"], binding["N"]) == (3, 1)
+    assert binding.output_shape() == tuple(gru(torch.zeros(3, 5))[0].shape) == (3, 2)
+    batched = lc.bind(gru, (3, 4, 5))
+    assert (batched["L"], batched["N"]) == ((4, 3) if batch_first else (3, 4))
+    with pytest.raises(ShapeError, match=r"\(L, I\)"):
+        lc.bind(gru, (5,))
+
+
+def test_anchored_dimension_and_range():
+    glu = torch.nn.GLU(dim=1)  # (2, 4, 3): N = 2 before, L = 4, P = 3 after
+    binding = lc.bind(glu, (2, 4, 3))
+    assert (binding["N"], binding["L"], binding["P"]) == (2, 4, 3)
+    assert binding.output_shape() == (2, 2, 3)
+    flat = torch.nn.Flatten(1, 2)  # dimensions 1..2 of (2, 3, 4, 5): L = 12
+    binding = lc.bind(flat, (2, 3, 4, 5))
+    assert (binding["N"], binding["L"], binding["P"]) == (2, 12, 5)
+    assert binding.output_shape() == tuple(flat(torch.zeros(2, 3, 4, 5)).shape) == (2, 12, 5)
+    with pytest.raises(ShapeError, match=r"not a range of dimensions \(first <= last\)"):
+        lc.bind(torch.nn.Flatten(2, 1), (2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "accepted"),
+    [((2, 3, 4), (3, 2, 4), False), ((1, 3, 4), (3, 4), True), ((3, 1, 2), (3, 2), False)],
+)
+def test_shared_leading_dimensions_match_not_only_their_product(a, b, accepted):
+    # PairwiseDistance "N... D" twice: equal products are not enough; leading 1s broadcast
+    module = torch.nn.PairwiseDistance()
+    if accepted:
+        expected = tuple(module(torch.zeros(a), torch.zeros(b)).shape)
+        assert lc.bind(module, a, b).output_shape() == lc.bind(module, b, a).output_shape()
+        assert lc.bind(module, a, b).output_shape() == expected
+    else:
+        with pytest.raises(ShapeError, match="the dimensions of N are"):
+            lc.bind(module, a, b)

@@ -59,7 +59,7 @@ def test_a_good_file_loads(tmp_path):
         ('note = "one multiply per element"\n', "", 1, "missing field(s) note"),
         ('C = "num_features"', 'Z = "num_features"', 9, "unknown symbol 'Z'"),
         ('C = "num_features"', 'C = "num_features()"', 9, "cannot read"),
-        ('inputs = ["N... C"]', 'inputs = ["N C..."]', 4, "only the first dimension"),
+        ('inputs = ["N... C"]', 'inputs = ["N H... C"]', 4, "only the first dimension"),
         ('macs = "0"', 'torch = "0"', 13, "derived"),
         ('macs = "0"', 'flopz = "0"', 13, "unknown convention 'flopz'"),
         ('module = "Scale"', 'module = "Scale"\ncolour = "red"', 3, "unknown field"),
@@ -213,5 +213,166 @@ def test_optional_trailing_dimension_pattern(tmp_path):
     rule = load_catalogue(tmp_path).rules["Scale"]
     assert rule.inputs[0].trailing == "?" and rule.output_trailing == "?"
     write(tmp_path, GOOD.replace('inputs = ["N... C"]', 'inputs = ["N... C?"]'))
-    with pytest.raises(CatalogueError, match="or the last in '\\?' when the first does not"):
+    with pytest.raises(
+        CatalogueError, match=r"or the last in '\?' or '\.\.\.' when the first does not"
+    ):
+        load_catalogue(tmp_path)
+
+
+# -- variants chosen by input rank or by an attribute being None; data-dependent symbols ----------
+
+RANKED = (
+    GOOD
+    + """
+[Scale.variants.flat]
+when = { "rank(0)" = [1, 2], "weight?" = false }
+inputs = ["C"]
+output_shape = ["C"]
+cost = { exact = "C" }
+
+[Scale.variants.weighted]
+when = { "weight?" = true }
+cost = { exact = "2*N*C" }
+"""
+)
+
+
+def test_when_by_input_rank_and_by_none(tmp_path):
+    cat = load_catalogue(write(tmp_path, RANKED))
+    plain, weighted = (type("Scale", (), {"num_features": 3, "weight": w})() for w in (None, 1))
+    assert cat.for_module(plain, [(3,)]).name == "Scale.flat"  # rank 1 is in [1, 2]
+    assert cat.for_module(plain, [(2, 5, 3)]).name == "Scale"  # rank 3 is not
+    assert cat.for_module(plain).name == "Scale"  # without the inputs the rank is unknown
+    assert cat.for_module(weighted, [(3,)]).name == "Scale.weighted"  # weight is not None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"rank(0)" = [1, 2]', '"rank(0)" = "two"', "takes a rank or a list of ranks"),
+        ('"weight?" = false', '"weight?" = 0', "takes true (not None) or false (None)"),
+        ('"rank(0)" = [1, 2]', '"rank(1)" = 2', "names an input the variant does not take"),
+        ('"rank(0)" = [1, 2]', '"rank 0" = 2', "cannot read key 'rank 0'"),
+    ],
+)
+def test_broken_when_keys_are_reported_at_file_and_line(tmp_path, old, new, message):
+    assert old in RANKED
+    write(tmp_path, RANKED.replace(old, new))
+    with pytest.raises(CatalogueError) as info:
+        load_catalogue(tmp_path)
+    text = str(info.value)
+    assert text.startswith(f"{tmp_path.name}/family.toml:16: rule Scale.flat: when"), text
+    assert message in text
+
+
+DATA = (
+    GOOD.replace('exact = "N*C"', 'exact = "N*C + V_d*(C + 1)"')
+    + """
+[Scale.data]
+V_d = "Min(N, C)"
+V_r = "V_d"
+"""
+)
+
+
+def test_data_symbols_load_with_defaults_in_order(tmp_path):
+    rule = load_catalogue(write(tmp_path, DATA)).rules["Scale"]
+    defaults = {s.name: str(e) for s, e in rule.data_defaults().items()}
+    assert defaults == {"V_d": "Min(C, N)", "V_r": "Min(C, N)"}
+    assert "V_d" in rule.symbols
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ('V_d = "Min(N, C)"', 'Z = "Min(N, C)"', 16, "data: 'Z' is not a glossary symbol"),
+        ('V_d = "Min(N, C)"', 'C = "Min(N, C)"', 16, "data: 'C' is also bound or defined"),
+        ('V_d = "Min(N, C)"', 'V_d = "Min(N, H)"', 16, "default uses H, which nothing binds"),
+        ('V_r = "V_d"', 'V_r = "V_d"\nV_x = 1', 18, "data: 'V_x' is not a glossary symbol"),
+        ('V_d = "Min(N, C)"\nV_r = "V_d"', 'V_r = "V_d"\nV_d = "N"', 16, "default uses V_d"),
+    ],
+)
+def test_broken_data_tables_are_reported_at_file_and_line(tmp_path, old, new, line, message):
+    assert old in DATA
+    write(tmp_path, DATA.replace(old, new))
+    with pytest.raises(CatalogueError) as info:
+        load_catalogue(tmp_path)
+    text = str(info.value)
+    assert text.startswith(f"{tmp_path.name}/family.toml:{line}: rule Scale"), text
+    assert message in text
+
+
+def test_unbind_drops_a_definition_too(tmp_path):
+    base = GOOD.replace('exact = "N*C"', 'exact = "N*C*H_out"')
+    base += '\n[Scale.define]\nH_out = "2*C"\n'
+    variant = '\n[Scale.variants.v]\nwhen = { x = 1 }\ninputs = ["N... C H_out"]\n'
+    variant += 'unbind = ["H_out"]\n'
+    rule = load_catalogue(write(tmp_path, base + variant)).rules["Scale"].variants[0]
+    assert str(rule.flops) == "C*H_out*N" and rule.defines == {}
+    redefined = variant + 'define = { H_out = "C" }\n'
+    write(tmp_path, base + redefined)
+    with pytest.raises(CatalogueError, match="unbind: 'H_out' is dropped and redefined"):
+        load_catalogue(tmp_path)
+
+
+def test_arg_given_bind_spec(tmp_path):
+    text = GOOD.replace('C = "num_features"', 'C = "num_features"\nb = "arg(weights)?"')
+    rule = load_catalogue(write(tmp_path, text.replace('"N*C"', '"N*C*(1 + b)"'))).rules["Scale"]
+    spec = rule.binds["b"]
+    assert (spec.kind, spec.attr) == ("arg_given", "weights")
+    from layercost_sym.binding import _read
+
+    assert _read(None, spec, "b", rule, {"weights": object()}, []) == 1
+    assert _read(None, spec, "b", rule, {"weights": None}, []) == 0
+    assert _read(None, spec, "b", rule, {}, []) == 0
+
+
+def test_trailing_variadic_pattern(tmp_path):
+    text = GOOD.replace('inputs = ["N... C"]', 'inputs = ["N C P..."]').replace(
+        'output_shape = ["N...", "C"]', 'output_shape = ["N", "C", "P..."]'
+    )
+    write(tmp_path, text.replace('exact = "N*C"', 'exact = "N*C*P"'))
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    assert rule.inputs[0].trailing == "..." and rule.output_trailing == "..."
+    assert rule.inputs[0].describe() == "(N, C, *)"
+    write(tmp_path, text.replace('"P..."]', '"P?"]').replace('"N*C"', '"N*C*P"'))
+    with pytest.raises(CatalogueError, match="ends with '\\?' but inputs\\[0\\] has no optional"):
+        load_catalogue(tmp_path)
+    write(tmp_path, GOOD.replace('inputs = ["N... C"]', 'inputs = ["N... C P..."]'))
+    with pytest.raises(
+        CatalogueError, match=r"family.toml:4: .*only the first dimension may end in '\.\.\.'"
+    ):
+        load_catalogue(tmp_path)
+
+
+def test_optional_inner_dimension_pattern(tmp_path):
+    text = GOOD.replace('inputs = ["N... C"]', 'inputs = ["L N? C"]').replace(
+        'output_shape = ["N...", "C"]', 'output_shape = ["L", "N?", "C"]'
+    )
+    write(tmp_path, text.replace('exact = "N*C"', 'exact = "L*N*C"'))
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    assert rule.inputs[0].middle == 1 and rule.output_middle == 1
+    write(tmp_path, text.replace('"L N? C"', '"L? N? C"'))
+    with pytest.raises(CatalogueError, match=r"family.toml:4: .*or one other in '\?' \('N\?'\)"):
+        load_catalogue(tmp_path)
+    write(tmp_path, text.replace('"L N? C"', '"L N C"'))
+    with pytest.raises(CatalogueError, match="has no optional inner dimension"):
+        load_catalogue(tmp_path)
+
+
+def test_anchored_patterns(tmp_path):
+    text = GOOD.replace('inputs = ["N... C"]', 'inputs = ["N... C@dim P..."]').replace(
+        'output_shape = ["N...", "C"]', 'output_shape = ["N...", "P..."]'
+    )
+    write(tmp_path, text.replace('"N*C"', '"N*C*P"').replace('C = "num_features"', "C = 1"))
+    (pattern,) = load_catalogue(tmp_path).rules["Scale"].inputs
+    assert (pattern.names, pattern.anchor) == (("N", "C", "P"), "dim")
+    write(tmp_path, text.replace('"N... C@dim P..."', '"N... C@start:end P..."'))
+    (pattern,) = load_catalogue(tmp_path).rules["Scale"].inputs
+    assert pattern.anchor == "start:end" and "dimensions start:end" in pattern.describe()
+    write(tmp_path, text.replace('"N... C@dim P..."', '"N C@dim P..."'))
+    with pytest.raises(CatalogueError, match=r"family.toml:4: .*an anchored pattern is"):
+        load_catalogue(tmp_path)
+    write(tmp_path, text.replace('"N... C@dim P..."', '"N... Zz@dim P..."'))
+    with pytest.raises(CatalogueError, match="unknown symbol 'Zz'"):
         load_catalogue(tmp_path)

@@ -21,7 +21,6 @@ EXCLUDED = {
     "TransformerDecoder": "container of TransformerDecoderLayer (+ optional norm)",
     "RNNBase": "abstract base of RNN, LSTM, GRU",
     "RNNCellBase": "abstract base of RNNCell, LSTMCell, GRUCell",
-    "CosineSimilarity": "reduces the dim an attribute names; output shapes cannot drop it yet",
     "AdaptiveLogSoftmaxWithLoss": "a training objective (returns the loss); not a forward layer",
 }
 LOSS_SUFFIX = "Loss"  # every *Loss class (and NLLLoss2d): an objective, not a layer

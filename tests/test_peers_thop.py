@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import layercost_sym as lc
 from layercost_sym.testing import strategies as S
 from layercost_sym.testing._cases_activation import ELEMENTWISE, SOFTMAX_LIKE
+from layercost_sym.testing._cases_distance import cosine_similarity_cases
 from layercost_sym.testing._cases_resampling import PADDING_LAYERS, UPSAMPLE_MODES
 from layercost_sym.testing._peers_thop import build, tensors, thop_macs
 from layercost_sym.testing.strategies import LayerCase
@@ -247,6 +248,7 @@ test_other_families = _property(
         "Embedding-max_norm": S.embedding_cases(max_norm=True),
         "EmbeddingBag": S.embedding_bag_cases(),
         "PairwiseDistance": pairwise_distance_cases(),
+        "CosineSimilarity": cosine_similarity_cases(),
         **{f"Upsample-{mode}": S.upsample_cases(mode=mode) for mode in UPSAMPLE_MODES},
         "UpsamplingNearest2d": S.upsampling_nearest2d_cases(),
         "UpsamplingBilinear2d": S.upsampling_bilinear2d_cases(),

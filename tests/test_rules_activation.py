@@ -6,6 +6,8 @@ package's op counter, FlopCounterMode).  Bilinear's MACs are invisible to FlopCo
 counts 0 for ``_trilinear``) and are checked against the same bilinear form run as one matmul.
 """
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -85,8 +87,6 @@ def test_celu_default_alpha_skips_divide_and_multiply():
     ("module", "shape"),
     [
         (torch.nn.Softmax(), (2, 3, 4)),  # implicit dim (deprecated)
-        (torch.nn.GLU(dim=0), (4, 3)),
-        (torch.nn.Flatten(2), (2, 3, 4, 5)),
         (torch.nn.Unflatten(-1, (2, 3, 1)), (4, 6)),
     ],
 )
@@ -101,3 +101,19 @@ def test_softmax_formula():
     # has 6 rows of 4: 6 * 18 = 108
     assert lc.count(torch.nn.Softmax(-1), (2, 3, 4)).flops == 108
     assert lc.evaluate(lc.rule("Softmax").flops, {"N": 24, "L": 4}) == 108  # N: elements
+
+
+@pytest.mark.parametrize(("dim", "shape"), [(0, (4, 3)), (2, (2, 3, 4, 5)), (-4, (4, 3, 2, 2))])
+def test_glu_over_any_dim_splits_that_dimension(dim, shape):
+    # the anchored pattern "N... L@dim P...": N and P are the products around dimension dim
+    module = torch.nn.GLU(dim)
+    binding = lc.bind(module, shape)
+    at = dim % len(shape)
+    assert (binding["N"], binding["L"], binding["P"]) == (
+        math.prod(shape[:at]),
+        shape[at],
+        math.prod(shape[at + 1 :]),
+    )
+    assert binding.output_shape() == tuple(module(torch.randn(shape)).shape)
+    with pytest.raises(ShapeError, match=r"module\.dim = 4 is not a dimension"):
+        lc.bind(torch.nn.GLU(4), shape)

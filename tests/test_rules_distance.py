@@ -1,8 +1,14 @@
-"""PairwiseDistance against torch over drawn norms, shapes and keepdim."""
+"""PairwiseDistance (drawn norms, shapes and keepdim) and CosineSimilarity (any dim) against
+torch."""
 
+import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import layercost_sym as lc
+from layercost_sym.errors import ShapeError
+from layercost_sym.testing._cases_distance import cosine_similarity_cases
 from layercost_sym.testing.strategies import LayerCase
 from layercost_sym.testing.torchcheck import check_against_torch
 
@@ -26,3 +32,18 @@ def test_pairwise_distance_matches_torch(case):
     keep = "keepdim" if case.kwargs["keepdim"] else ""
     expected = "_".join(part for part in (special, keep) if part) or "PairwiseDistance"
     assert binding.rule.name.split(".")[-1] == expected
+
+
+@given(cosine_similarity_cases())
+def test_cosine_similarity_matches_torch(case):
+    binding, _ = check_against_torch(case)
+    at = case.kwargs["dim"] % len(case.input_shapes[0])
+    assert binding["D"] == case.input_shapes[0][at]  # the reduced dimension, wherever it is
+
+
+def test_cosine_similarity_refuses_inputs_it_would_miscount():
+    module = torch.nn.CosineSimilarity(dim=1)
+    with pytest.raises(ShapeError, match="dimensions of P are"):
+        lc.bind(module, (2, 3, 4, 6), (2, 3, 6, 4))  # equal products, torch rejects
+    with pytest.raises(ShapeError, match="D is 3"):
+        lc.bind(module, (2, 3, 4), (2, 1, 4))  # a broadcast along dim: not the rule's count

@@ -168,11 +168,17 @@ def test_adaptive_avg_pool_to_one_runs_torch_mean():
 @pytest.mark.parametrize(
     "module",
     [
-        torch.nn.LPPool2d(2, 3),
-        torch.nn.AdaptiveAvgPool2d((None, 3)),
         torch.nn.FractionalMaxPool2d(2, output_ratio=0.5),
     ],
 )
 def test_unbindable_options_are_errors_not_silent_numbers(module):
     with pytest.raises(ShapeError, match="not an integer"):
         lc.bind(module, (1, 2, 8, 8))
+
+
+def test_lp_pool_default_stride_is_the_kernel():
+    pool = torch.nn.LPPool2d(2, (3, 2))  # stride=None
+    binding = lc.bind(pool, (1, 2, 8, 7))
+    assert binding.rule.name == "LPPool2d.default_stride"
+    assert (binding["s_h"], binding["s_w"]) == (3, 2)
+    assert binding.output_shape() == tuple(pool(torch.randn(1, 2, 8, 7)).shape) == (1, 2, 2, 3)

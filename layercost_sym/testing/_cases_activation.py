@@ -139,23 +139,6 @@ def prelu_cases(draw, *, max_rank: int = 4, max_size: int = 4, max_channels: int
     return LayerCase("PReLU", kwargs, (shape,), training=draw(st.booleans()))
 
 
-def _dim_and_shape(
-    draw, dims: tuple[int, ...], max_rank: int, max_size: int, even: bool
-) -> tuple[int, tuple[int, ...]]:
-    """A covered ``dim`` and an input of a rank that has it; ``even``: its length is even."""
-    dim = draw(st.sampled_from(dims))
-    if dim == 1:
-        rank = 2  # the rules cover dim = 1 on 2-d inputs only
-    elif dim == 0:
-        rank = 1
-    else:
-        rank = draw(st.integers(-dim, max_rank))
-    shape = list(_shape(draw, rank, rank, max_size))
-    if even:
-        shape[dim] = 2 * draw(st.integers(1, max_size))
-    return dim, tuple(shape)
-
-
 @st.composite
 def softmax_cases(
     draw, name: str | None = None, *, max_rank: int = 4, max_size: int = 5
@@ -178,10 +161,12 @@ def softmax2d_cases(draw, *, max_size: int = 4) -> LayerCase:
 
 @st.composite
 def glu_cases(draw, *, max_rank: int = 4, max_size: int = 4) -> LayerCase:
-    """``torch.nn.GLU`` over a covered ``dim`` (-1, -2, -3, or 1 of a 2-d input) of even
-    length."""
-    dim, shape = _dim_and_shape(draw, (-1, -1, -2, -3, 1), max_rank, max_size, even=True)
-    return LayerCase("GLU", {"dim": dim}, (shape,), training=draw(st.booleans()))
+    """``torch.nn.GLU`` over any ``dim`` (negative or not) of an input of rank 1 to
+    ``max_rank``, that dimension of even length."""
+    shape = list(draw(st.lists(st.integers(1, max_size), min_size=1, max_size=max_rank)))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    shape[dim] = 2 * draw(st.integers(1, max_size))
+    return LayerCase("GLU", {"dim": dim}, (tuple(shape),), training=draw(st.booleans()))
 
 
 @st.composite
@@ -207,16 +192,23 @@ def identity_cases(draw, *, max_rank: int = 4, max_size: int = 5) -> LayerCase:
 
 @st.composite
 def flatten_cases(draw, *, max_rank: int = 5, max_size: int = 4) -> LayerCase:
-    """``torch.nn.Flatten`` with a covered (start_dim, end_dim): (1, -1) on a 4-d input, (0, -1),
-    (-2, -1), (-3, -1), (-1, -1) on inputs of enough rank."""
-    start = draw(st.sampled_from([1, 0, -2, -3, -1]))
-    if start == 1:
-        rank = 4
-    else:
-        rank = draw(st.integers(max(-start, 1 if start == -1 else 0), max_rank))
+    """``torch.nn.Flatten`` with any (start_dim, end_dim) torch accepts (each negative or not,
+    start not after end) on an input of rank 1 to ``max_rank``, the default (1, -1) often, and
+    (0, -1) / (-1, -1) also on a 0-d input."""
+    if draw(st.integers(0, 5)) == 0:  # the default on a 4-d input (the CNN head)
+        shape = _shape(draw, 4, 4, max_size)
+        return LayerCase("Flatten", {}, (shape,), training=draw(st.booleans()))
+    rank = draw(st.integers(0, max_rank))
     shape = _shape(draw, rank, rank, max_size)
+    if rank == 0:  # torch flattens a 0-d input to 1-d; 0 and -1 are its dims
+        start, end = draw(st.sampled_from([(0, -1), (-1, -1), (0, 0), (-1, 0)]))
+    else:
+        first = draw(st.integers(0, rank - 1))
+        last = draw(st.integers(first, rank - 1))
+        start = first - rank if draw(st.booleans()) else first
+        end = last - rank if draw(st.booleans()) else last
     return LayerCase(
-        "Flatten", {"start_dim": start, "end_dim": -1}, (shape,), training=draw(st.booleans())
+        "Flatten", {"start_dim": start, "end_dim": end}, (shape,), training=draw(st.booleans())
     )
 
 

@@ -92,10 +92,14 @@ def embedding_bag_cases(
     max_norm: bool | str = False,
     clean: bool = True,
     per_sample_weights: bool | None = False,
+    two_d: bool | None = False,
+    max_bags: int = 4,
+    max_bag_size: int = 4,
 ) -> LayerCase:
     """``torch.nn.EmbeddingBag`` called as ``bag(indices, offsets)`` (1-d indices, sorted
-    offsets from 0) with mode, include_last_offset, padding_idx, scale_grad_by_freq, sparse,
-    norm_type and max_norm (None unless ``max_norm``).
+    offsets from 0) or, with ``two_d`` (None: drawn), as ``bag(indices)`` on 2-d indices (B bags
+    of L, no offsets; at most ``max_bags`` x ``max_bag_size``), with mode, include_last_offset,
+    padding_idx, scale_grad_by_freq, sparse, norm_type and max_norm (None unless ``max_norm``).
 
     ``clean``: every bag non-empty and no index equal to padding_idx (where the rules are exact);
     otherwise bags may be empty and indices may hit the padding row.  ``per_sample_weights``
@@ -110,6 +114,23 @@ def embedding_bag_cases(
     rows, padding = kwargs["num_embeddings"], kwargs["padding_idx"]
     pad_row = None if padding is None else padding % rows
     allowed = [i for i in range(rows) if not (clean and i == pad_row)]
+    weighted = (
+        (mode == "sum" and draw(st.booleans()))
+        if per_sample_weights is None
+        else (per_sample_weights and mode == "sum")
+    )
+    if draw(st.booleans()) if two_d is None else two_d:  # B bags of L indices, no offsets
+        shape = (draw(st.integers(1, max_bags)), draw(st.integers(1, max_bag_size)))
+        size = shape[0] * shape[1]
+        values = draw(st.lists(st.sampled_from(allowed), min_size=size, max_size=size))
+        return LayerCase(
+            "EmbeddingBag",
+            kwargs,
+            (shape,),
+            literal_inputs={0: tuple(values)},
+            notes={"per_sample_weights": weighted},
+            training=draw(st.booleans()),
+        )
     values = draw(st.lists(st.sampled_from(allowed), min_size=1, max_size=max_indices))
     n = len(values)
     if clean:  # strictly increasing starts: every bag holds at least one index
@@ -125,11 +146,6 @@ def embedding_bag_cases(
     else:
         starts = [0, *sorted(draw(st.lists(st.integers(0, n), min_size=0, max_size=n)))]
     offsets = (*starts, n) if kwargs["include_last_offset"] else tuple(starts)
-    weighted = (
-        (mode == "sum" and draw(st.booleans()))
-        if per_sample_weights is None
-        else (per_sample_weights and mode == "sum")
-    )
     return LayerCase(
         "EmbeddingBag",
         kwargs,

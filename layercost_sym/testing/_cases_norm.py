@@ -162,23 +162,30 @@ def rms_norm_cases(
 
 @st.composite
 def group_norm_cases(
-    draw, *, max_batch: int = 3, max_groups: int = 3, max_per_group: int = 3, max_size: int = 4
+    draw,
+    *,
+    max_batch: int = 3,
+    max_groups: int = 3,
+    max_per_group: int = 3,
+    max_size: int = 4,
+    max_trailing: int = 3,
 ) -> LayerCase:
-    """``torch.nn.GroupNorm`` on (N, C, H, W) with num_groups dividing num_channels, affine and
-    eps; without affine the input's channels may differ from num_channels (any multiple of
-    num_groups), as torch allows."""
+    """``torch.nn.GroupNorm`` on (N, C, *) with 0 to ``max_trailing`` dimensions after the
+    channels, num_groups dividing num_channels, affine and eps; without affine the input's
+    channels may differ from num_channels (any multiple of num_groups), as torch allows."""
     g = draw(st.integers(1, max_groups))
     c = g * draw(st.integers(1, max_per_group))
     affine = draw(st.booleans())
     c_input = c if affine else g * draw(st.integers(1, max_per_group))
     n = draw(st.integers(1, max_batch))
-    h, w = _sizes(draw, 2, max_size)
-    if n * (c_input // g) * h * w < 2:  # a group needs more than one value
-        w += 1
+    trailing = _sizes(draw, draw(st.integers(0, max_trailing)), max_size)
+    if n * (c_input // g) * math.prod(trailing) < 2:  # a group needs more than one value
+        trailing = [*trailing[:-1], trailing[-1] + 1] if trailing else [2]
     kwargs = dict(
         num_groups=g, num_channels=c, affine=affine, eps=draw(st.sampled_from([1e-5, 1e-3]))
     )
-    return LayerCase("GroupNorm", kwargs, ((n, c_input, h, w),), training=draw(st.booleans()))
+    shape = (n, c_input, *trailing)
+    return LayerCase("GroupNorm", kwargs, (shape,), training=draw(st.booleans()))
 
 
 @st.composite

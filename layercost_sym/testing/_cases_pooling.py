@@ -142,9 +142,10 @@ def lp_pool_cases(
     unbatched: bool = True,
 ) -> LayerCase:
     """``torch.nn.LPPool{dims}d`` with norm_type, kernel (an int for 1-d: torch's lp_pool1d
-    multiplies by it), an explicit stride (the rule cannot bind stride=None) and ceil_mode."""
+    multiplies by it), a stride (None, the default, means the kernel size) and ceil_mode."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
-    stride = _sides(draw, dims, st.integers(1, 3))
+    default_stride = draw(st.booleans())
+    stride = kernel if default_stride else _sides(draw, dims, st.integers(1, 3))
     ceil_mode = draw(st.booleans())
     sizes = [
         max(_smallest(kernel[a], 0, stride[a], ceil_mode), kernel[a] if dims == 3 else 1)
@@ -155,7 +156,7 @@ def lp_pool_cases(
     kwargs = dict(
         norm_type=draw(st.sampled_from([1, 2, 3, 1.5])),
         kernel_size=kernel[0] if dims == 1 else _form(draw, kernel),
-        stride=_form(draw, stride),
+        stride=None if default_stride else _form(draw, stride),
         ceil_mode=ceil_mode,
     )
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)
@@ -176,10 +177,14 @@ def adaptive_pool_cases(
 ) -> LayerCase:
     """``torch.nn.Adaptive{kind}Pool{dims}d`` (``kind`` "Avg" or "Max") with an output size
     smaller, equal to or larger than the input, uneven and overlapping windows, 1x1 outputs,
-    and return_indices for Max."""
+    and return_indices for Max; for 2-d and 3-d, entries of None (keep that axis's size)."""
     sizes = [draw(st.integers(1, max_size)) for _ in range(dims)]
     outputs = _sides(draw, dims, st.integers(1, max_output))
-    kwargs: dict[str, Any] = dict(output_size=_form(draw, outputs))
+    if dims > 1 and draw(st.booleans()):  # None keeps the input's size (a tuple only)
+        keep = draw(st.lists(st.booleans(), min_size=dims, max_size=dims))
+        outputs = tuple(None if k else o for k, o in zip(keep, outputs, strict=True))
+    none = None in outputs
+    kwargs: dict[str, Any] = dict(output_size=outputs if none else _form(draw, outputs))
     if kind == "Max":
         kwargs["return_indices"] = draw(st.booleans())
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)

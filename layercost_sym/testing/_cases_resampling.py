@@ -1,6 +1,7 @@
 """Hypothesis strategies for the resampling and shape family, valid by construction.
 
-Upsample (every mode, size or an integer scale factor, align_corners, recompute_scale_factor),
+Upsample (every mode, size or an integer scale factor (one, or per axis), align_corners,
+recompute_scale_factor; nearest on 3-, 4- and 5-d input),
 UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle, ChannelShuffle, the
 fifteen padding layers, Unfold and Fold.  Sizes are drawn first, then options that fit them (a
 reflection pad smaller than the side, channels a multiple of the groups, ...).
@@ -28,15 +29,15 @@ __all__ = [
     "upsampling_nearest2d_cases",
 ]
 
-UPSAMPLE_MODES = {  # mode -> number of resized (spatial) axes the rule covers
-    "nearest": 2,
-    "nearest-exact": 2,
-    "linear": 1,
-    "bilinear": 2,
-    "bicubic": 2,
-    "trilinear": 3,
+UPSAMPLE_MODES = {  # mode -> the numbers of resized (spatial) axes torch accepts
+    "nearest": (1, 2, 3),
+    "nearest-exact": (1, 2, 3),
+    "linear": (1,),
+    "bilinear": (2,),
+    "bicubic": (2,),
+    "trilinear": (3,),
+    "area": (1, 2, 3),
 }
-SCALE_FACTORS = (2, 3, 4)  # the integer scale factors the rules cover
 PADDING_LAYERS = tuple(
     f"{kind}Pad{nd}d"
     for kind in ("Zero", "Constant", "Reflection", "Replication", "Circular")
@@ -44,16 +45,25 @@ PADDING_LAYERS = tuple(
 )
 
 
-def _resize(draw, axes: int, max_size: int, max_out: int) -> tuple[tuple[int, ...], dict]:
-    """Spatial input sizes and the size / scale_factor keyword arguments."""
+def _resize(
+    draw, axes: int, max_size: int, max_out: int, max_scale: int = 5
+) -> tuple[tuple[int, ...], dict]:
+    """Spatial input sizes and the size / scale_factor keyword arguments (an integer scale
+    factor up to ``max_scale``: one for every axis or one per axis, int or float as users write
+    them)."""
     spatial = tuple(draw(st.integers(1, max_size)) for _ in range(axes))
     if draw(st.booleans()):
         if draw(st.booleans()):  # one int for every axis
             return spatial, {"size": draw(st.integers(1, max_out))}
         return spatial, {"size": tuple(draw(st.integers(1, max_out)) for _ in range(axes))}
-    kwargs: dict[str, Any] = {"scale_factor": draw(st.sampled_from(SCALE_FACTORS))}
-    if draw(st.booleans()):  # float form as users write it: 2.0
-        kwargs["scale_factor"] = float(kwargs["scale_factor"])
+    factor = st.integers(1, max_scale)
+    as_float = draw(st.booleans())  # 2.0 as well as 2
+    if draw(st.booleans()):
+        scale: Any = draw(factor)
+        scale = float(scale) if as_float else scale
+    else:
+        scale = tuple(float(f) if as_float else f for f in (draw(factor) for _ in range(axes)))
+    kwargs: dict[str, Any] = {"scale_factor": scale}
     kwargs["recompute_scale_factor"] = draw(st.sampled_from([None, False, True]))
     return spatial, kwargs
 
@@ -69,11 +79,13 @@ def upsample_cases(
     max_out: int = 7,
 ) -> LayerCase:
     """``torch.nn.Upsample`` in every mode (``mode`` fixes one), with size (int or tuple) or an
-    integer scale factor (int or float, recompute_scale_factor None/False/True), align_corners
-    None/False/True for the interpolating modes; input of the rank the mode needs (nearest: 4-d)."""
+    integer scale factor (one or per axis, int or float, recompute_scale_factor None/False/True),
+    align_corners None/False/True for the interpolating modes; input of a rank the mode takes
+    (nearest and area: 3-, 4- or 5-d)."""
     mode = draw(st.sampled_from(sorted(UPSAMPLE_MODES))) if mode is None else mode
-    spatial, kwargs = _resize(draw, UPSAMPLE_MODES[mode], max_size, max_out)
-    if "nearest" not in mode:  # torch: align_corners only with the interpolating modes
+    axes = draw(st.sampled_from(UPSAMPLE_MODES[mode]))
+    spatial, kwargs = _resize(draw, axes, max_size, max_out)
+    if mode in ("linear", "bilinear", "bicubic", "trilinear"):  # torch: only these take it
         kwargs["align_corners"] = draw(st.sampled_from([None, False, True]))
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *spatial)
     return LayerCase("Upsample", {"mode": mode, **kwargs}, (shape,))
@@ -83,7 +95,7 @@ def upsample_cases(
 def upsampling_nearest2d_cases(
     draw, *, max_batch: int = 2, max_channels: int = 3, max_size: int = 4, max_out: int = 7
 ) -> LayerCase:
-    """``torch.nn.UpsamplingNearest2d`` with size (int or tuple) or scale factor 2, 3, 4."""
+    """``torch.nn.UpsamplingNearest2d`` with size (int or tuple) or an integer scale factor."""
     spatial, kwargs = _resize(draw, 2, max_size, max_out)
     kwargs.pop("recompute_scale_factor", None)  # not an argument of this class
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *spatial)
@@ -94,7 +106,8 @@ def upsampling_nearest2d_cases(
 def upsampling_bilinear2d_cases(
     draw, *, max_batch: int = 2, max_channels: int = 3, max_size: int = 4, max_out: int = 7
 ) -> LayerCase:
-    """``torch.nn.UpsamplingBilinear2d`` (align_corners=True) with size or scale factor 2, 3, 4."""
+    """``torch.nn.UpsamplingBilinear2d`` (align_corners=True) with size or an integer scale
+    factor."""
     spatial, kwargs = _resize(draw, 2, max_size, max_out)
     kwargs.pop("recompute_scale_factor", None)
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *spatial)
@@ -142,17 +155,20 @@ def pixel_unshuffle_cases(
 
 @st.composite
 def channel_shuffle_cases(
-    draw, *, max_batch: int = 2, max_groups: int = 4, max_per_group: int = 3, max_size: int = 4
+    draw,
+    *,
+    max_batch: int = 2,
+    max_groups: int = 4,
+    max_per_group: int = 3,
+    max_size: int = 4,
+    max_trailing: int = 3,
 ) -> LayerCase:
-    """``torch.nn.ChannelShuffle`` on 4-d input; channels a multiple of ``groups``."""
+    """``torch.nn.ChannelShuffle`` on (N, C, *) with 1 to ``max_trailing`` dimensions after the
+    channels; channels a multiple of ``groups``."""
     g = draw(st.integers(1, max_groups))
     c = g * draw(st.integers(1, max_per_group))
-    shape = (
-        draw(st.integers(1, max_batch)),
-        c,
-        draw(st.integers(1, max_size)),
-        draw(st.integers(1, max_size)),
-    )
+    trailing = draw(st.lists(st.integers(1, max_size), min_size=1, max_size=max_trailing))
+    shape = (draw(st.integers(1, max_batch)), c, *trailing)
     return LayerCase("ChannelShuffle", {"groups": g}, (shape,))
 
 

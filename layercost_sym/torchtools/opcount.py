@@ -23,9 +23,13 @@ kind            count
 
 Operators whose count needs more than a kind (pooling windows, ...) are counted by functions
 registered with :func:`register_op` in :mod:`layercost_sym.torchtools.ops`, one module per
-layer family.  An op not in the table is broken into primitives by torch's own decomposition table
-(``torch._decomp.decomposition_table``), re-entering the mode so the primitives are counted;
-an op with neither raises :class:`~layercost_sym.errors.UncountedOpError`: never a silent 0.
+layer family.  A function registered with ``before=True`` is called before the op runs (output
+``None``): for in-place ops whose work depends on the values they overwrite (``max_norm``'s
+``embedding_renorm_`` rescales the rows whose norm exceeds the bound; afterwards a rescaled row
+and one already at the bound look alike).  An op not in the table is broken into primitives by
+torch's own decomposition table (``torch._decomp.decomposition_table``), re-entering the mode so
+the primitives are counted; an op with neither raises
+:class:`~layercost_sym.errors.UncountedOpError`: never a silent 0.
 """
 
 from __future__ import annotations
@@ -79,15 +83,18 @@ OP_TABLE: dict[str, str] = {
 
 CountFn = Callable[[tuple, dict, Any], int]
 _CUSTOM: dict[str, CountFn] = {}
+_BEFORE: set[str] = set()  # custom ops counted from their arguments before they run
 """Operator name -> function(args, kwargs, output) -> count, for ops whose count needs more than
 a kind (pooling windows, transposed convolution, ...).  Filled by the modules of
 :mod:`layercost_sym.torchtools.ops`, one per layer family, through :func:`register_op`."""
 
 
-def register_op(*names: str, kind: str | None = None):
+def register_op(*names: str, kind: str | None = None, before: bool = False):
     """Register a counting rule for operator ``names`` (overload-packet names such as
     ``"max_pool2d_with_indices"``): either a ``kind`` of :data:`OP_TABLE` or, used as a
     decorator, a function ``(args, kwargs, output) -> int``.  A name registered twice is an error.
+    ``before=True``: the function is called before the op runs, with ``output=None`` (an in-place
+    op whose work depends on the values it overwrites).
 
     >>> register_op("mm", kind="movement")
     Traceback (most recent call last):
@@ -103,6 +110,8 @@ def register_op(*names: str, kind: str | None = None):
             )
 
     if kind is not None:
+        if before:
+            raise ValueError("before=True needs a counting function, not a kind")
         if kind not in set(OP_TABLE.values()):
             raise ValueError(f"unknown kind {kind!r}")
         for name in names:
@@ -114,6 +123,8 @@ def register_op(*names: str, kind: str | None = None):
         for name in names:
             check(name)
             _CUSTOM[name] = fn
+            if before:
+                _BEFORE.add(name)
         return fn
 
     return decorate
@@ -223,6 +234,11 @@ class ExactCounter(TorchDispatchMode):
                 f"no counting rule for operator {func} and no decomposition of it in "
                 "torch._decomp.decomposition_table; add it to OP_TABLE"
             )
+        if name in _BEFORE:  # counted from the arguments as they are before the op
+            amount = int(_CUSTOM[name](args, kwargs, None))
+            out = func(*args, **kwargs)
+            self._add(name, amount)
+            return out
         out = func(*args, **kwargs)
         if kind == "movement":
             return out

@@ -15,14 +15,21 @@
 
   An empty bag (``c = 0``) is filled with zeros: data movement.
 
-``embedding_renorm_`` (``max_norm``) is deliberately *not* registered: its work depends on which
-rows exceed ``max_norm`` *before* the in-place call, and a counting function only sees the
-arguments after the op has run (a renormalised row and a row already at ``max_norm`` look the
-same), so it cannot be counted exactly; the counter raises ``UncountedOpError`` for it rather than
-guess.
+``embedding_renorm_`` (``max_norm``; in place, no decomposition) is counted *before* it runs
+(``register_op(..., before=True)``), from the weights it is about to overwrite.  ATen's kernel
+sorts the indices and visits every DISTINCT row once: ``norm = row.norm(p)``, one comparison
+``norm > max_norm``, and only for a row above the bound ``scale = max_norm / (norm + 1e-7)`` (an
+add and a divide) and ``row *= scale`` (``E`` multiplies).  The norm of ``E`` entries (ATen's
+norm kernel): ``p = 2``: ``E`` squares, ``E - 1`` adds, a square root = ``2E``; ``p`` in
+``{1, 0, inf, -inf}``: ``E`` abs (or ``!= 0``) and ``E - 1`` adds (or max / min) = ``2E - 1``; any
+other ``p``: ``E`` abs, ``E`` powers, ``E - 1`` adds, a root = ``3E``.  Which rows exceed is
+decided here exactly as the kernel decides it: the row's norm in the weight's dtype, as a double,
+against ``max_norm``.
 """
 
 from __future__ import annotations
+
+import math
 
 from ..opcount import register_op
 
@@ -69,4 +76,27 @@ def embedding_bag(args: tuple, kwargs: dict, out) -> int:
             total += (c - 1) * dim
             if weighted:
                 total += c * dim
+    return total
+
+
+def norm_terms(p: float, dim: int) -> int:
+    """Operations of ATen's ``p``-norm of ``dim`` entries (see the module docstring)."""
+    if p == 2:
+        return 2 * dim
+    if p in (1, 0, math.inf, -math.inf):
+        return 2 * dim - 1
+    return 3 * dim
+
+
+@register_op("embedding_renorm_", before=True)
+def embedding_renorm(args: tuple, kwargs: dict, out) -> int:
+    names = ("weight", "indices", "max_norm", "norm_type")
+    a = {**dict(zip(names, args, strict=False)), **kwargs}
+    weight, max_norm, p = a["weight"], float(a["max_norm"]), float(a["norm_type"])
+    dim = weight.shape[1]
+    total = 0
+    for row in sorted(set(a["indices"].reshape(-1).tolist())):
+        total += norm_terms(p, dim) + 1  # the norm and the comparison with max_norm
+        if weight[row].norm(p).item() > max_norm:
+            total += 2 + dim  # scale = max_norm / (norm + 1e-7), then row *= scale
     return total
