@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy
 
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 from .errors import ConventionError
+
+if TYPE_CHECKING:
+    from .composition import Cost
 
 __all__ = ["BindSpec", "Constraint", "InputPattern", "Rule"]
 
@@ -36,10 +39,22 @@ class InputPattern:
     names: tuple[str, ...]
     leading: str = ""
     text: str = ""
-    trailing: str = ""  # "?": the last dimension may be absent (its symbol is then 1)
+    trailing: str = ""  # "?": the last dimension may be absent (its symbol is then 1); "...":
+    # any number (zero or more) of trailing dimensions, their product bound to the last symbol
 
     def describe(self) -> str:
-        return "(" + ", ".join(self.names) + ")"
+        if self.anchor:
+            where = "dimensions" if ":" in self.anchor else "dimension"
+            return f"(*, {self.names[1]} at {where} {self.anchor}, *)"
+        names = [*self.names[:-1], "*"] if self.trailing == "..." else self.names
+        return "(" + ", ".join(names) + ")"
+
+    # middle: the index of an inner dimension that may be absent ("L N? I": unbatched
+    # sequence-first input (L, I)), its symbol then 1; -1 for none
+    middle: int = -1
+    # anchor: for "N... L@dim P...", the attribute naming the input dimension bound to the middle
+    # symbol; the leading and trailing symbols take the products of the dimensions around it
+    anchor: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,11 @@ class Rule:
     compact_costs: Mapping[tuple[str, bool], sympy.Expr]
     constraints: tuple[Constraint, ...] = ()
     output_leading: str = ""  # "?" or "...": the first output dimension follows inputs[0]'s
-    output_trailing: str = ""  # "?": the last output dimension is absent when inputs[0]'s is
+    output_trailing: str = ""  # "?" / "...": the last output dimension(s) follow inputs[0]'s
+    output_middle: int = -1  # an output dimension dropped when inputs[0]'s inner "N?" is absent
+    # data-dependent symbols (which rows an Embedding renormalises, ...) -> their default, an
+    # expression in the bound symbols (documented as a bound); see formulas/README.md
+    data: Mapping[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
     when: Mapping[str, Any] = field(default_factory=dict)
     convention_notes: Mapping[str, str] = field(default_factory=dict)  # from convention files
     variants: tuple[Rule, ...] = ()
@@ -109,6 +128,19 @@ class Rule:
     def expand(self, expr: sympy.Basic) -> sympy.Basic:
         """Substitute the rule's defined quantities (``H_out`` ...) into ``expr``."""
         return expr.xreplace(self._expanded_defines())
+
+    def data_defaults(self) -> dict[sympy.Symbol, sympy.Expr]:
+        """The data-dependent symbols (``[Rule.data]``) with their defaults, expanded: the value
+        :func:`~layercost_sym.bind` assumes where the caller gives none.
+
+        >>> import layercost_sym as lc
+        >>> lc.rule("Embedding").data_defaults()
+        {V_d: Min(N, V), V_r: Min(N, V)}
+        """
+        out: dict[sympy.Symbol, sympy.Expr] = {}
+        for symbol, expr in self.data.items():  # in file order: later may use earlier
+            out[symbol] = self.expand(expr).xreplace(out)
+        return out
 
     # -- the public view -----------------------------------------------------------------------
     @property
@@ -159,6 +191,15 @@ class Rule:
         ]
         names = set().union(*(e.free_symbols for e in exprs))
         return tuple(sorted(s.name for s in names))
+
+    def at(self, *, training: bool = False, name: str | None = None, **values: Any) -> Cost:
+        """This rule with its symbols bound to values or expressions: a :class:`Cost`.
+
+        See :mod:`layercost_sym.composition`.
+        """
+        from .composition import rule_at
+
+        return rule_at(self, training=training, name=name, **values)
 
     def variant(self, name: str) -> Rule:
         for v in self.variants:

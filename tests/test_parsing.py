@@ -124,3 +124,12 @@ def test_conditions():
         parse_condition("H + 1")
     with pytest.raises(ExpressionError, match="not allowed"):
         parse_condition("H is None")
+
+
+def test_gcd_is_integer_gcd_and_simplifies_only_what_is_always_true():
+    # numbers: math.gcd; symbols: left alone, except gcd(x, 1) = 1 and gcd(x, x) = x (x > 0)
+    assert lc.parse("gcd(12, 18)") == 6 and lc.parse("gcd(7, 1)") == 1
+    assert lc.parse("gcd(H, 1)") == 1 and lc.parse("gcd(1, H)") == 1
+    assert lc.parse("gcd(H, H)") == lc.parse("H")
+    kept = lc.parse("gcd(H, W)")
+    assert kept != 1 and lc.evaluate(kept, {"H": 12, "W": 18}) == 6

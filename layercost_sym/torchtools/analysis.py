@@ -12,10 +12,21 @@ shape is torch's own symbolic expression of them, floors of strides and pooling 
   the functional rules of ``formulas/functional.toml``; an operator the op counter would break
   up is broken up by torch's decomposition table in the same way; data movement counts 0; an
   operator with no rule is listed in :attr:`Analysis.unsupported`, never counted as 0 silently.
+  ``F.conv*d`` and the ``F.*pool*d`` functions are costed by the rule of the torch.nn module
+  that runs the same operator (``exact``, ``macs``, ``torch``, ``fvcore``); thop and ptflops
+  count such a call otherwise than the module, as :data:`_AS_FUNCTION` states.
 * A module with parameters and no rule (and no submodules) is listed in ``unsupported`` too;
   its parameters are counted by ``numel``, its operators by the functional rules.
 * The guards torch records while tracing (``(H - 1)//32 + 1 != 1``, ...) are the range where
   the closed form holds; :meth:`Analysis.evaluate` refuses shapes outside it, naming the guard.
+  They are shown simplified where that is proven (``H >= 33``; :attr:`Analysis.range`).  An
+  ``nn.Embedding`` looked up at positions ``arange(L)`` adds ``L <= num_embeddings`` (GPT-2's
+  1024 positions), a bound torch does not record.
+* transformers' mask code takes, on fake tensors, the branch a real run takes (see
+  :func:`_real_run_branches`), so ``exact`` counts the operators a real run performs.
+* Sizes are traced as ``>= 2`` (torch specialises 0 and 1): a model that branches on a size
+  being 1 may run other operators there (GPT-2 at ``L = 1``: ``12*N + 4`` ``exact`` operations
+  per layer fewer, its causal mask; ``torch`` and ``macs`` agree).
 """
 
 from __future__ import annotations
@@ -33,14 +44,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..binding import _read, split_input
-from ..catalogue import _attr_equals, catalogue
+from ..catalogue import _attr_equals, attribute, catalogue
 from ..conventions import DEFAULT_CONVENTION
 from ..errors import ConventionError, EvaluationError, ShapeError, UnknownRuleError
 from ..evaluation import check_condition, evaluate
 from ..glossary import glossary
 from ..rule import Rule
 from .opcount import _op_name, op_kind
-from .symbolic import to_sympy
+from .symbolic import implied_by_bounds, simplify_guard, to_sympy
 
 __all__ = ["Analysis", "Layer", "Unsupported", "analyze"]
 
@@ -61,10 +72,20 @@ class Layer:
     # both operands need a gradient (input and weight), 1 when one does, None: not known
     grad_factor: int | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # conventions taken from the rule (None: all): an operator costed by a module's rule
+    # (F.conv2d, F.max_pool2d, ...) takes exact, macs, torch and fvcore from it (see _AS_FUNCTION)
+    only: tuple[str, ...] | None = None
+    # costs stated for this call itself, in the input symbols, beside the rule's: the peer tools
+    # that count a function call otherwise than its module (thop, ptflops; see _AS_FUNCTION)
+    stated: Mapping[str, sympy.Expr] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)  # convention -> why (stated costs)
 
     @property
     def conventions(self) -> tuple[str, ...]:
-        return self._rule.conventions if self._rule is not None else ()
+        found = self._rule.conventions if self._rule is not None else ()
+        if self.only is not None:
+            found = tuple(c for c in found if c in self.only)
+        return found + tuple(c for c in self.stated if c not in found)
 
     @property
     def costs(self) -> dict[str, sympy.Expr]:
@@ -77,6 +98,8 @@ class Layer:
             raise ConventionError(
                 f"{self.name} (rule {self.rule}) does not define convention {convention!r}"
             )
+        if convention in self.stated:
+            return self.stated[convention]
         if convention not in self._cache:
             symbols = glossary().symbols
             subs = {symbols[k]: v for k, v in self.binding.items()}
@@ -117,6 +140,15 @@ class Analysis:
     training: bool = False
     output_shapes: list[tuple[sympy.Expr, ...]] = field(default_factory=list)
     backward: bool = False
+    # guard -> where it comes from, for guards the analysis adds itself (torch's otherwise)
+    guard_sources: dict[sympy.Basic, str] = field(default_factory=dict)
+
+    @property
+    def conditions(self) -> list[sympy.Basic]:
+        """The guards in their simplest proven form (``H >= 33`` for torch's
+        ``floor(H/32 - 1/32) + 1 != 1``; see :func:`.symbolic.simplify_guard`), one per guard.
+        :attr:`guards` keep torch's own form, and :meth:`check` evaluates those."""
+        return [simplify_guard(g) for g in self.guards]
 
     @property
     def params(self) -> sympy.Expr:
@@ -165,13 +197,17 @@ class Analysis:
             raise EvaluationError(f"missing value for input symbol(s) {', '.join(missing)}")
         for guard in self.guards:
             if not check_condition(guard, values):
+                simple = simplify_guard(guard)
                 shown = ", ".join(
                     f"{s}={values[s.name]}" for s in sorted(guard.free_symbols, key=str)
                 )
+                text = _condition_text(simple)
+                if simple != guard:
+                    text += f" (recorded as {_condition_text(guard)})"
+                source = self.guard_sources.get(guard, "torch recorded it while tracing the model")
                 raise EvaluationError(
                     "input outside the range where the closed form holds: guard "
-                    f"{_condition_text(guard)} "
-                    f"fails at {shown} (torch recorded it while tracing the model)"
+                    f"{text} fails at {shown} ({source})"
                 )
 
     def evaluate(
@@ -185,8 +221,15 @@ class Analysis:
 
     @property
     def range(self) -> list[str]:
-        """The guards as condition text (``a != b``, readable by the package's parser): where
-        the closed form holds."""
+        """Where the closed form holds, as condition text readable by the package's parser
+        (ResNet-18: ``["H >= 33", "W >= 33"]``): the guards simplified (:attr:`conditions`),
+        each symbol's tightest bounds, then the guards those bounds do not imply.  Equivalent
+        to all of :attr:`guards` together."""
+        return [_condition_text(g) for g in _shown(self.conditions, self.symbols)]
+
+    @property
+    def raw_range(self) -> list[str]:
+        """The guards as torch recorded them (``floor(H/32 - 1/32) + 1 != 1``), as text."""
         return [_condition_text(g) for g in self.guards]
 
     # -- output ----------------------------------------------------------------------------
@@ -283,9 +326,51 @@ class Analysis:
         return "\n".join(lines)
 
 
+def _shown(conditions: Sequence[sympy.Basic], symbols: Sequence[sympy.Symbol]) -> list:
+    """The conjunction of ``conditions`` with each symbol's bounds merged to its tightest and
+    the conditions those lower bounds imply (:func:`.symbolic.implied_by_bounds`) left out."""
+    lower: dict[sympy.Symbol, int] = {}
+    upper: dict[sympy.Symbol, int] = {}
+    pending = list(conditions)
+    while True:  # bounds found so far may simplify the rest further (a smaller domain)
+        others: list[sympy.Basic] = []
+        found = False
+        for cond in pending:
+            for part in cond.args if isinstance(cond, sympy.And) else (cond,):
+                if part is sympy.true:
+                    continue
+                if len(part.free_symbols) == 1:
+                    (x,) = part.free_symbols
+                    part = simplify_guard(part, lower.get(x, 1))
+                bound = isinstance(part, sympy.Ge | sympy.Le) and part.lhs.is_Symbol
+                if bound and part.rhs.is_Integer:
+                    found = True
+                    value = int(part.rhs)
+                    if isinstance(part, sympy.Ge):
+                        lower[part.lhs] = max(lower.get(part.lhs, value), value)
+                    else:
+                        upper[part.lhs] = min(upper.get(part.lhs, value), value)
+                elif part is not sympy.true:
+                    others.append(part)
+        if not found or not others:
+            break
+        pending = others
+    order = list(dict.fromkeys([*symbols, *lower, *upper]))
+    shown: list[sympy.Basic] = []
+    for x in order:
+        if x in lower:
+            shown.append(sympy.Ge(x, lower[x]))
+        if x in upper:
+            shown.append(sympy.Le(x, upper[x]))
+    shown += [c for c in dict.fromkeys(others) if not implied_by_bounds(c, lower)]
+    return shown
+
+
 def _condition_text(cond: sympy.Basic) -> str:
     if isinstance(cond, sympy.core.relational.Relational):
         return f"{cond.lhs} {cond.rel_op} {cond.rhs}"
+    if isinstance(cond, sympy.And):
+        return " and ".join(f"({_condition_text(a)})" for a in cond.args)
     return str(cond)
 
 
@@ -313,7 +398,11 @@ def bind_symbolic(
     dims_list = [tuple(d) for d in shapes]
     for index, pattern in enumerate(rule.inputs):
         dims = dims_list[index]
-        split = split_input(pattern, dims, product=lambda lead: sympy.Mul(*lead))
+        anchor = None  # "N... L@start_dim:end_dim P...": the dimensions attributes name
+        if getattr(pattern, "anchor", None):
+            ends = [attribute(obj, a, None) for a in pattern.anchor.split(":")]
+            anchor = tuple(ends) if len(ends) > 1 else ends[0]
+        split = split_input(pattern, dims, product=lambda lead: sympy.Mul(*lead), anchor=anchor)
         if split is None:
             raise ShapeError(
                 f"{rule.name}: input {index} of shape {dims} does not match {pattern.text!r}"
@@ -337,16 +426,17 @@ def _params(rule: Rule, values: Mapping[str, sympy.Expr]) -> sympy.Expr:
     return rule.params.xreplace({symbols[k]: v for k, v in values.items()})
 
 
-def _module_rule(module: torch.nn.Module) -> Rule | None:
+def _module_rule(module: torch.nn.Module, inputs: list | None = None) -> Rule | None:
     """The rule of a module instance, or None; a subclass that overrides the ruled class's
-    ``forward`` (torchvision's LayerNorm2d) is not described by that class's rule."""
+    ``forward`` (torchvision's LayerNorm2d) is not described by that class's rule.  ``inputs``
+    (the call's input shapes; only their ranks are read) choose variants keyed on rank."""
     by_module = catalogue().by_module
     for cls in type(module).__mro__:
         if cls.__name__ in by_module:
             if type(module).forward is not cls.forward:
                 return None
             try:
-                return catalogue().for_module(module)
+                return catalogue().for_module(module, inputs)
             except UnknownRuleError:
                 return None
     return None
@@ -364,6 +454,24 @@ def _op_rule(name: str, arguments: Any) -> Rule | None:
 
 # -- tracing -------------------------------------------------------------------------------------
 
+
+# operators whose output holds exactly the values of their first input (index tracking)
+_VALUE_PRESERVING = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "clone",
+    "_to_copy",
+    "alias",
+    "detach",
+    "permute",
+    "transpose",
+    "t",
+    "lift_fresh",
+}
 
 _DEFAULT_HINTS = {"N": 3, "B": 3}
 _SPATIAL_HINTS = (227, 229, 233, 239, 241, 251, 257, 263)
@@ -388,6 +496,42 @@ def _math_sdpa():
     return sdpa_kernel(SDPBackend.MATH)
 
 
+@contextlib.contextmanager
+def _real_run_branches(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
+    """Make transformers take, on fake tensors, the branch a real run takes.
+
+    transformers' mask code looks for packed sequences in the position ids
+    (``masking_utils.find_packed_sequence_indices``: ``diff``, ``!= 1``, ``cumsum``) and, in a
+    real run, drops the result when ``(mask[:, -1] == 0).all()`` -- no packing, so SDPA gets
+    ``is_causal=True`` and no mask is built.  That test reads tensor values, so under fake
+    tensors (its ``is_tracing`` check) it keeps the result, and the model then builds an
+    explicit causal-and-packing mask a real run never computes.  Inside this scope the function
+    runs its operators and the real run's test (so they are costed as the op counter counts
+    them) and answers as the real run does for the position ids the model makes itself
+    (``arange(L)`` per row: one sequence per row, never packed).  Position ids passed by the
+    caller are not the model's own: the function is left alone then.
+    """
+    import sys
+
+    masking = sys.modules.get("transformers.masking_utils")
+    original = getattr(masking, "find_packed_sequence_indices", None)
+    if original is None or "position_ids" in call_kwargs:
+        yield
+        return
+
+    def unpacked(position_ids: torch.Tensor) -> None:
+        packed = original(position_ids)
+        if packed is not None:
+            _ = (packed[:, -1] == 0).all()  # the real run's test, costed; its answer: True
+        return None
+
+    masking.find_packed_sequence_indices = unpacked
+    try:
+        yield
+    finally:
+        masking.find_packed_sequence_indices = original
+
+
 class _Tracer:
     def __init__(self, model: torch.nn.Module, convert, training: bool) -> None:
         self.model = model
@@ -402,26 +546,79 @@ class _Tracer:
         self.covered_params: set[int] = set()
         self.unruled: dict[int, list[str]] = {}  # unruled leaf module -> its uncosted ops
         self.current_unruled: list[int] = []
+        # integer tensors made by arange (and views, casts, shifts of them): id -> (tensor, the
+        # largest value in it, which some element attains)
+        self.index_max: dict[int, tuple[torch.Tensor, sympy.Expr]] = {}
+        self.guards: list[tuple[sympy.Basic, str]] = []  # (condition, where it comes from)
+        # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
+        # on one; see _AS_FUNCTION)
+        self.row_unsqueezed: dict[int, torch.Tensor] = {}
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
+
+    # index ranges: an embedding looked up at arange(L) needs L rows
+    def _largest(self, t: Any) -> sympy.Expr | None:
+        entry = self.index_max.get(id(t)) if isinstance(t, torch.Tensor) else None
+        return entry[1] if entry is not None and entry[0] is t else None
+
+    def _track(self, name: str, args: tuple, kwargs: Mapping[str, Any], out: Any) -> None:
+        """Follow the largest value of integer index tensors made by ``arange``: exact through
+        ``arange`` itself, views, casts and shifts by a scalar (each keeps or moves every value, so
+        the largest is still attained)."""
+        if not isinstance(out, torch.Tensor) or out.is_floating_point() or out.is_complex():
+            return
+        largest = None
+        if name == "arange" and out.dim() == 1:
+            numbers = [a for a in args if isinstance(a, int | torch.SymInt)]
+            start = numbers[0] if len(numbers) >= 2 else 0
+            step = numbers[2] if len(numbers) >= 3 else 1
+            if isinstance(step, int) and step > 0 and not isinstance(args[0], float):
+                largest = self.convert(start) + step * (self.convert(out.shape[0]) - 1)
+        elif args and (source := self._largest(args[0])) is not None:
+            if name in _VALUE_PRESERVING:
+                largest = source
+            elif (
+                name in ("add", "sub")
+                and len(args) > 1
+                and isinstance(args[1], int | torch.SymInt)
+                and kwargs.get("alpha", 1) == 1
+            ):
+                shift = self.convert(args[1])
+                largest = source + shift if name == "add" else source - shift
+        if largest is not None:
+            self.index_max[id(out)] = (out, largest)
+
+    def _index_guard(self, where: str, indices: Any, rows: int) -> None:
+        largest = self._largest(indices)
+        if largest is None or not largest.free_symbols:
+            return
+        self.guards.append(
+            (
+                sympy.Le(largest, rows - 1),
+                f"{where} looks up rows arange() made, up to {largest}, in a table of {rows}: a "
+                "real run raises IndexError beyond it",
+            )
+        )
 
     # module hooks
     def pre(self, module, args, kwargs):
         name = self.names.get(id(module), type(module).__name__)
         self.stack.append(name)
+        if isinstance(module, torch.nn.Embedding) and args:
+            self._index_guard(name, args[0], module.num_embeddings)
         if self.ruled_depth:
             self.ruled_depth += 1
             return
-        rule = _module_rule(module)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        rule = _module_rule(module, [tuple(t.shape) for t in tensors])
         if rule is None:
             if not list(module.children()) and list(module.parameters(recurse=False)):
                 self.current_unruled.append(id(module))
                 self.unruled.setdefault(id(module), [])
             return
         self.ruled_depth = 1
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
         shapes = [self.shape(t) for t in tensors][: len(rule.inputs)]
         call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
         try:
@@ -478,11 +675,26 @@ class _Tracer:
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
         name = _op_name(func)
+        if name == "embedding" and len(args) > 1:  # F.embedding between modules
+            self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
+        out = self._cost(mode, func, name, args, kwargs)
+        self._track(name, args, kwargs, out)
+        if name == "unsqueeze" and isinstance(out, torch.Tensor) and out.dim() >= 3:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if isinstance(dim, int) and dim % out.dim() == out.dim() - 2:
+                self.row_unsqueezed[id(out)] = out
+        return out
+
+    def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
         schema = func._schema.arguments
         named = {a.name: v for a, v in zip(schema, args, strict=False)}
         named.update(kwargs)
-        rule = _op_rule(name, types.SimpleNamespace(**named))
         where = self.stack[-1] if self.stack else ""
+        if name in _MODULE_OPS:
+            view = _module_view(name, named, schema)
+            if view is not None:
+                return self._cost_as_module(func, name, where, view, args, kwargs)
+        rule = _op_rule(name, types.SimpleNamespace(**named))
         if rule is None and op_kind(func) is None and func in decomposition_table:
             with mode:  # as the op counter does: count the primitives torch decomposes it to
                 return decomposition_table[func](*args, **kwargs)
@@ -522,6 +734,151 @@ class _Tracer:
             )
         )
         return out
+
+    def _cost_as_module(self, func, name: str, where: str, view, args, kwargs):
+        rule, attrs = view
+        out = func(*args, **kwargs)
+        x = args[0]
+        values = bind_symbolic(rule, attrs, [self.shape(x)], {})
+        weight = getattr(attrs, "weight", None)
+        factor = int(x.requires_grad) + int(weight is not None and weight.requires_grad)
+        function = name
+        if name == "_adaptive_avg_pool2d" and self.row_unsqueezed.get(id(x)) is x:
+            function = "adaptive_avg_pool1d"  # ATen's adaptive_avg_pool1d: unsqueeze(-2), 2-d
+        only, stated, notes = _as_function(rule, function, self.shape(x))
+        self.layers.append(
+            Layer(
+                f"{where}:{name}",
+                rule.name,
+                "op",
+                _params(rule, values) if weight is None else sympy.Integer(0),
+                (self.shape(x),),
+                values,
+                self.training,
+                rule,
+                factor,
+                only=only,
+                stated=stated,
+                notes=notes,
+            )
+        )
+        return out
+
+
+# ATen operators of F.conv*d and the F.*pool*d functions, costed by the rule of the torch.nn
+# module that runs the same operator (the pools' schema arguments carry the module's attribute
+# names; a convolution's channels and kernel come from its weight).  The conventions below are
+# taken from the module's rule; each peer tool counts such a call as _AS_FUNCTION states.
+_MODULE_OPS = {
+    "convolution": "Conv",
+    "max_pool2d_with_indices": "MaxPool2d",
+    "max_pool3d_with_indices": "MaxPool3d",
+    "avg_pool2d": "AvgPool2d",
+    "avg_pool3d": "AvgPool3d",
+    "_adaptive_avg_pool2d": "AdaptiveAvgPool2d",
+    "_adaptive_avg_pool3d": "AdaptiveAvgPool3d",
+    "adaptive_max_pool2d": "AdaptiveMaxPool2d",
+    "adaptive_max_pool3d": "AdaptiveMaxPool3d",
+}
+_MODULE_CONVENTIONS = ("exact", "macs", "torch")
+
+# How each peer tool counts these operators called as functions between modules, per family
+# ("conv": F.conv*d, F.conv_transpose*d; "pool": F.{max,avg}_pool*d, F.adaptive_{max,avg}_pool*d)
+# or, where one function differs from its family, per function: (cost, note).  Cost "rule" is
+# the module rule's own entry (formulas/conventions/<tool>.toml), "numel" the number of elements
+# of the operator's input, otherwise an integer.  Checked against fvcore 0.1.5, ultralytics-thop
+# 2.x and ptflops 0.7.5 (pytorch backend) in tests/test_peers_functional.py.
+_AS_FUNCTION: dict[str, dict[str, tuple[str, str]]] = {
+    "fvcore": {
+        "conv": ("rule", "fvcore: its jit trace records aten::_convolution, as for the module"),
+        "pool": (
+            "rule",
+            "fvcore: counts the ATen operator its jit trace records, the module's own (only "
+            "adaptive_avg_pool2d has a handle)",
+        ),
+        "adaptive_avg_pool1d": (
+            "0",
+            "fvcore: F.adaptive_avg_pool1d runs ATen's 2-d pool on x.unsqueeze(-2), but its jit "
+            "trace records aten::adaptive_avg_pool1d, which has no handle: 0 (told apart by the "
+            "unsqueeze: F.adaptive_avg_pool2d(x.unsqueeze(-2), ...) is taken for it too)",
+        ),
+    },
+    "thop": {
+        "conv": ("0", "thop: hooks module classes (and matmul-family functions), not F.conv*d"),
+        "pool": ("0", "thop: hooks module classes, not the pooling functions"),
+    },
+    "ptflops": {
+        "conv": ("0", "ptflops: does not patch F.conv*d / F.conv_transpose*d"),
+        "pool": (
+            "numel",
+            "ptflops: its patched F.*pool*d counts numel(input) once (a pooling module counts "
+            "it twice: its hook and the patched function its forward calls)",
+        ),
+    },
+}
+
+
+def _as_function(
+    rule: Rule, function: str, input_shape: Sequence[sympy.Expr]
+) -> tuple[tuple[str, ...], dict[str, sympy.Expr], dict[str, str]]:
+    """``(conventions taken from the rule, costs stated instead, notes)`` for ``rule``'s
+    operator called as ``function`` (ATen's name, or the F.* function it is told apart as) on
+    an input of ``input_shape`` (:data:`_AS_FUNCTION`)."""
+    family = "conv" if rule.name.startswith("Conv") else "pool"  # ConvTranspose too
+    only = list(_MODULE_CONVENTIONS)
+    stated: dict[str, sympy.Expr] = {}
+    notes: dict[str, str] = {}
+    for tool, entries in _AS_FUNCTION.items():
+        cost, notes[tool] = entries.get(function, entries[family])
+        if cost == "rule":
+            only.append(tool)
+        elif cost == "numel":
+            stated[tool] = sympy.Mul(*input_shape)
+        else:
+            stated[tool] = sympy.Integer(int(cost))
+    return tuple(only), stated, notes
+
+
+def _module_view(name: str, named: dict[str, Any], schema) -> tuple[Rule, Any] | None:
+    """``(rule, attributes)`` describing an operator call as its torch.nn module, or None."""
+    attrs = dict(named)
+    for arg in schema:  # arguments left at their defaults (avg_pool2d's stride, ...)
+        if arg.name not in attrs and arg.has_default_value():
+            attrs[arg.name] = arg.default_value
+    if name == "convolution":
+        weight = attrs["weight"]
+        try:
+            shape = [int(d) for d in weight.shape]
+        except (TypeError, RuntimeError):  # a weight of symbolic shape: not a module's
+            return None
+        dims, groups = len(shape) - 2, int(attrs["groups"])
+        transposed = bool(attrs["transposed"])
+        cls = f"{'ConvTranspose' if transposed else 'Conv'}{dims}d"
+        channels = (shape[0], shape[1] * groups) if transposed else (shape[1] * groups, shape[0])
+        attrs.update(
+            in_channels=channels[0],
+            out_channels=channels[1],
+            kernel_size=tuple(shape[2:]),
+            padding_mode="zeros",
+        )
+        spatial = dims
+    else:
+        cls = _MODULE_OPS[name]
+        spatial = int(cls[-2])
+        if not attrs.get("stride", True):  # stride [] means the kernel size
+            attrs["stride"] = attrs["kernel_size"]
+    for key, value in attrs.items():  # int[2] arguments given as one value
+        if isinstance(value, list | tuple) and len(value) == 1 and spatial > 1:
+            attrs[key] = tuple(value) * spatial
+    try:
+        rule = catalogue().get(cls)
+    except UnknownRuleError:
+        return None
+    ns = types.SimpleNamespace(**attrs)
+    for variant in rule.variants:
+        if all(_attr_equals(ns, k, v) for k, v in variant.when.items()):
+            return variant, ns
+    return rule, ns
 
 
 class _OpMode(TorchDispatchMode):
@@ -623,7 +980,14 @@ def analyze(
     outputs: list[tuple[sympy.Expr, ...]] = []
     try:
         model.train(training)
-        with _generic_conv_backend(), torch.enable_grad(), _math_sdpa(), fake, _OpMode(tracer):
+        with (
+            _generic_conv_backend(),
+            _real_run_branches(call_kwargs),
+            torch.enable_grad(),
+            _math_sdpa(),
+            fake,
+            _OpMode(tracer),
+        ):
             out = model(*inputs, **call_kwargs)
             outputs = [tracer.shape(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
     finally:
@@ -654,13 +1018,23 @@ def analyze(
         cond = to_sympy(env.simplify(g.expr), symbol_map)
         if cond is not sympy.true:
             guards.append(cond)
+    sources: dict[sympy.Basic, str] = {}
+    for cond, source in tracer.guards:
+        if cond not in guards and cond is not sympy.true:
+            guards.append(cond)
+            sources[cond] = source
     for sym, user in symbol_map.items():
         vr = env.var_to_range.get(sym)
         if vr is not None and vr.upper.is_Integer:
             guards.append(sympy.Le(user, int(vr.upper)))
         # torch assumes sizes >= 2 while tracing (0 and 1 are specialised); the closed forms of
         # the rules hold from 1 (shown equal to the counters at N = 1 by the tests), so the
-        # range starts at 1 unless a guard says otherwise.
+        # range starts at 1 unless a guard says otherwise.  A model's own branch on a size
+        # being 1 is decided by that assumption without a guard (transformers' SDPA wrapper
+        # passes is_causal only when L > 1: at L = 1 GPT-2's real run lacks the causal mask's
+        # 12*N + 4 operations per layer that the trace saw; torch and macs agree).  Lowering
+        # the range to 1 would record that branch, but also the broadcasting checks (N != 1)
+        # of every operator, which do not change any cost.
         if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
             guards.append(sympy.Ge(user, int(vr.lower)))
     symbols = tuple(dict.fromkeys(symbol_map.values()))
@@ -674,4 +1048,5 @@ def analyze(
         training,
         outputs,
         backward,
+        sources,
     )

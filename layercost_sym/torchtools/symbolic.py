@@ -4,6 +4,8 @@ Torch's ``ShapeEnv`` names the dynamic sizes of a traced input ``s0, s1, ...`` a
 arithmetic with its own SymPy functions (``FloorDiv``, ``CleanDiv``, ``PythonMod``, ...).
 :func:`to_sympy` rewrites such an expression over the user's glossary symbols with plain SymPy
 (``floor``, ``Mod``, ``ceiling``, ``Max``, ``Min``), which :func:`layercost_sym.evaluate` reads.
+:func:`simplify_guard` rewrites a guard in one positive integer symbol as the equivalent bound
+(``floor(H/32 - 1/32) + 1 != 1`` is ``H >= 33``) where it can prove the equivalence.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sympy
 
 from ..errors import ShapeError
 
-__all__ = ["to_sympy"]
+__all__ = ["implied_by_bounds", "simplify_guard", "to_sympy"]
 
 
 def _floor_div(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
@@ -93,3 +95,155 @@ def to_sympy(expr: sympy.Basic, symbols: Mapping[sympy.Symbol, sympy.Expr]) -> s
     if isinstance(expr, _PLAIN):
         return expr.func(*args)
     raise ShapeError(f"cannot convert torch's symbolic expression {expr} ({name}) to SymPy")
+
+
+# -- guards as bounds ---------------------------------------------------------------------------
+
+_SEARCH_LIMIT = 2**62  # sizes beyond this are not searched: such a guard is kept as it is
+
+
+def _monotone(expr: sympy.Expr, x: sympy.Symbol) -> int | None:
+    """+1 if ``expr`` is non-decreasing in ``x`` (over the integers), -1 if non-increasing, 0 if
+    free of ``x``; None when its structure does not show it."""
+    if x not in expr.free_symbols:
+        return 0
+    if expr == x:
+        return 1
+    if isinstance(expr, sympy.Add | sympy.Max | sympy.Min):
+        signs = {_monotone(a, x) for a in expr.args} - {0}
+        return signs.pop() if len(signs) == 1 and None not in signs else None
+    if isinstance(expr, sympy.Mul):
+        coeff, rest = expr.as_independent(x, as_Add=False)
+        if not coeff.is_number or coeff == 0:
+            return None
+        inner = _monotone(rest, x)
+        return None if inner is None else inner * (1 if coeff > 0 else -1)
+    if isinstance(expr, sympy.floor | sympy.ceiling):
+        return _monotone(expr.args[0], x)
+    return None
+
+
+def _first(pred, lo: int) -> int | None:
+    """The least integer ``n >= lo`` with ``pred(n)``, for a ``pred`` false then true (None:
+    not true below the search limit)."""
+    if pred(lo):
+        return lo
+    step = 1
+    while not pred(lo + step):
+        if lo + step > _SEARCH_LIMIT:
+            return None
+        step *= 2
+    low, high = lo + step // 2, lo + step  # pred(low) false (or low == lo), pred(high) true
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if pred(mid) else (mid, high)
+    return high
+
+
+def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
+    """An equivalent, simpler form of a guard in one positive integer symbol, or ``cond``;
+    with ``lower``, equivalent where the symbol is at least ``lower``.
+
+    A relation ``lhs ~ rhs`` whose difference is monotone in its symbol ``x`` (sums, positive
+    or negative multiples, floors and ceilings of such) holds on a set of positive integers
+    that is a prefix, a suffix, an interval or the complement of one (of ``lower, lower + 1,
+    ...``); its ends are found by
+    exact bisection and the relation is rewritten as ``x >= a``, ``x <= b`` or both (``true``
+    when it holds for every ``x >= 1``).  ``And``/``Or`` are simplified argument by argument.
+    Guards in several symbols, or whose ends lie beyond 2**62, are returned unchanged.
+
+    >>> import sympy
+    >>> H = sympy.Symbol("H", integer=True, positive=True)
+    >>> simplify_guard(sympy.Ne(sympy.floor(H / 32 - sympy.Rational(1, 32)) + 1, 1))
+    H >= 33
+    >>> simplify_guard(sympy.Le(H - 1, 1023))
+    H <= 1024
+    >>> simplify_guard(sympy.Ge(sympy.floor(H / 2 - sympy.Rational(1, 2)) + 1, 1))
+    True
+    """
+    if isinstance(cond, sympy.And | sympy.Or):
+        return cond.func(*(simplify_guard(a, lower) for a in cond.args))
+    if not isinstance(cond, sympy.core.relational.Relational) or len(cond.free_symbols) != 1:
+        return cond
+    (x,) = cond.free_symbols
+    if not (x.is_integer and x.is_positive):
+        return cond
+    g = cond.lhs - cond.rhs
+    sign = _monotone(g, x)
+    if not sign:
+        return cond
+    rel = cond.rel_op
+
+    def holds(n: int) -> bool:
+        return bool(cond.xreplace({x: sympy.Integer(n)}))
+
+    def at(n: int) -> sympy.Expr:
+        return sign * g.xreplace({x: sympy.Integer(n)})  # non-decreasing in n
+
+    if rel in ("==", "!="):
+        # g == 0 on [start, end): from where sign*g reaches 0 to where it passes 0
+        start = _first(lambda n: at(n) >= 0, lower)
+        end = None if start is None else _first(lambda n: at(n) > 0, start)
+        if end is None:
+            return cond
+        if end == start:  # g never 0
+            return sympy.false if rel == "==" else sympy.true
+        if rel == "==":
+            above = [sympy.Ge(x, start)] if start > lower else []
+            return sympy.And(*above, sympy.Le(x, end - 1))
+        if start > lower:  # true below start and from end on: not one bound
+            return cond
+        return sympy.Ge(x, end)
+    # an inequality of a monotone difference: an up-set (true from some x on) when it asks for
+    # a large sign*g, a down-set otherwise
+    upward = (rel in (">", ">=")) == (sign > 0)
+    if upward:
+        first = _first(holds, lower)
+        if first is None:
+            return cond
+        return sympy.true if first == lower else sympy.Ge(x, first)
+    if not holds(lower):
+        return sympy.false
+    last = _first(lambda n: not holds(n), lower)
+    return cond if last is None else sympy.Le(x, last - 1)
+
+
+def _nondecreasing(expr: sympy.Expr, lower: dict[sympy.Symbol, int]) -> bool:
+    """Whether ``expr`` is non-decreasing in each of its symbols over ``x >= lower[x]``."""
+    if expr.is_Number or expr.is_Symbol:
+        return True
+    if isinstance(expr, sympy.Add | sympy.Max | sympy.Min | sympy.floor | sympy.ceiling):
+        return all(_nondecreasing(a, lower) for a in expr.args)
+    if isinstance(expr, sympy.Mul):
+        coeff, factors = expr.as_coeff_mul()
+        # a product of non-negative non-decreasing factors is non-decreasing; such a factor is
+        # smallest at the lower corner
+        return coeff > 0 and all(
+            _nondecreasing(f, lower) and f.xreplace(lower) >= 0 for f in factors
+        )
+    return False
+
+
+def implied_by_bounds(cond: sympy.Basic, lower: dict[sympy.Symbol, int]) -> bool:
+    """Whether ``cond`` holds wherever every symbol ``x`` is at least ``lower[x]`` (1 if not
+    given): proven when ``lhs - rhs`` is non-decreasing in every symbol and the relation, which
+    then holds on an up-set, holds at the lower corner.
+
+    >>> import sympy
+    >>> H, W = sympy.symbols("H W", integer=True, positive=True)
+    >>> f = lambda x: sympy.floor(x / 2 - sympy.Rational(1, 2))
+    >>> implied_by_bounds(sympy.Ne(f(H) * f(W) + f(H) + f(W) + 1, 1), {H: 3, W: 3})
+    True
+    >>> implied_by_bounds(sympy.Ne(f(H) * f(W) + f(H) + f(W) + 1, 1), {})  # H = W = 1: 1
+    False
+    """
+    if not isinstance(cond, sympy.core.relational.Relational) or cond.rel_op == "==":
+        return False
+    corner = {x: sympy.Integer(lower.get(x, 1)) for x in cond.free_symbols}
+    # as lhs - rhs > 0 (or >= 0, != 0) over an up-set
+    flip = cond.rel_op in ("<", "<=")
+    g = cond.rhs - cond.lhs if flip else cond.lhs - cond.rhs
+    if not _nondecreasing(g, corner):
+        return False
+    value = g.xreplace(corner)
+    return bool(value >= 0) if cond.rel_op in (">=", "<=") else bool(value > 0)

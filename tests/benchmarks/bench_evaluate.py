@@ -159,6 +159,37 @@ def bench_model(quick: bool, repeats: int) -> None:
     )
 
 
+def bench_analyze(quick: bool, repeats: int) -> None:
+    """One symbolic analysis of a model vs one FlopCounterMode count of it (issue 4: <= 10x)."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    name, size = ("resnet18", 64) if quick else ("resnet50", 224)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.randn(1, 3, size, size)
+
+    def count_once():
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+        return counter.get_total_flops()
+
+    def analyse():
+        return lc.analyze(model, ("N", 3, "H", "W"))
+
+    analyse()  # first call imports and warms torch's fake-tensor machinery: not what is timed
+    count_once()
+    t_analyse = median_time(analyse, repeats)
+    t_count = median_time(count_once, repeats)
+    row(
+        f"analyze {name} (symbolic) / one FlopCounterMode pass",
+        t_analyse,
+        t_count,
+        "<= 10",
+        t_analyse / t_count,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
@@ -173,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_vector(vector_n, repeats)
     bench_import(repeats if args.quick else 15)
     bench_model(args.quick, repeats)
+    bench_analyze(args.quick, repeats)
     return 0
 
 

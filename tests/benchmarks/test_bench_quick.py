@@ -17,5 +17,6 @@ def test_benchmark_prints_every_row(capsys):
         "vectorised evaluate / numpy lambdify",
         "import layercost_sym / import sympy",
         "FlopCounterMode resnet18 / closed form",
+        "analyze resnet18 (symbolic) / one FlopCounterMode pass",
     ):
         assert row in out
