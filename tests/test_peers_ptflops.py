@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import layercost_sym as lc
 from layercost_sym.testing import strategies as S
 from layercost_sym.testing._cases_activation import ELEMENTWISE
+from layercost_sym.testing._cases_distance import cosine_similarity_cases
 from layercost_sym.testing._peers_ptflops import ptflops_count, ptflops_direct
 from layercost_sym.testing.strategies import LayerCase
 
@@ -133,6 +134,7 @@ OTHER = {
     "embedding": S.embedding_cases(),
     "embedding_bag": S.embedding_bag_cases(),
     "pairwise_distance": pairwise_distance_cases(),
+    "cosine_similarity": cosine_similarity_cases(),
     "upsample": S.upsample_cases(),
     "upsampling_nearest2d": S.upsampling_nearest2d_cases(),
     "upsampling_bilinear2d": S.upsampling_bilinear2d_cases(),
@@ -388,6 +390,8 @@ FUNCTIONAL = {
             "square",
             "isnan",
             "logical_not",
+            "cos",
+            "sin",
         )
     },
     **{
@@ -433,6 +437,11 @@ FUNCTIONAL = {
     "stack": _binary(lambda m, x, y: torch.stack([x, x])),
     "sum": _unary(lambda m, x: torch.sum(x, 0)),
     "amax": _unary(lambda m, x: torch.amax(x, 0)),
+    "all": _unary(lambda m, x: torch.all(x > 0, 0)),
+    "any": _unary(lambda m, x: torch.any(x > 0, 0)),
+    "bitwise_and": _binary(lambda m, x, y: torch.bitwise_and(x > 0, y > 0)),
+    "bitwise_xor": _binary(lambda m, x, y: torch.bitwise_xor(x > 0, y > 0)),
+    "bitwise_not": _unary(lambda m, x: torch.bitwise_not(x > 0)),
     "mean": _unary(lambda m, x: torch.mean(x, 0)),
     "mm": lambda s: (
         (torch.randn(_matrices(s)[:2]), torch.randn(_matrices(s)[1:])),
