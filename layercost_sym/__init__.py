@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from .binding import Binding, bind
 from .catalogue import catalogue
+from .composition import Cost, symbols
 from .conventions import CONVENTIONS
 from .errors import (
+    ArchitectureError,
     CatalogueError,
+    CompositionError,
     ConventionError,
     EvaluationError,
     ExpressionError,
@@ -25,22 +28,29 @@ from .errors import (
     MissingSymbolError,
     ShapeError,
     UncountedOpError,
+    UnknownArchitectureError,
     UnknownRuleError,
 )
 from .evaluation import evaluate, sweep
 from .parsing import parse
 from .printing import latex, simplify
 from .rule import Rule
+from .zoo import Architecture, architecture, architectures
 
 if TYPE_CHECKING:
     from .torchtools.analysis import Analysis
+    from .torchtools.compare import Comparison
     from .torchtools.count import CountResult
 
 __all__ = [
     "CONVENTIONS",
+    "Architecture",
+    "ArchitectureError",
     "Binding",
     "CatalogueError",
+    "CompositionError",
     "ConventionError",
+    "Cost",
     "EvaluationError",
     "ExpressionError",
     "LayercostError",
@@ -48,9 +58,13 @@ __all__ = [
     "Rule",
     "ShapeError",
     "UncountedOpError",
+    "UnknownArchitectureError",
     "UnknownRuleError",
     "analyze",
+    "architecture",
+    "architectures",
     "bind",
+    "compare",
     "count",
     "evaluate",
     "latex",
@@ -60,6 +74,7 @@ __all__ = [
     "rules",
     "simplify",
     "sweep",
+    "symbols",
 ]
 
 __version__ = "0.1.0"
@@ -121,3 +136,24 @@ def analyze(
     if dtype is not None:
         kwargs["dtype"] = dtype
     return _analyze(model, *input_shapes, convention=convention, training=training, **kwargs)
+
+
+def compare(
+    model: Any,
+    *input_shapes: Any,
+    conventions: Any = ("exact", "macs", "torch", "fvcore", "thop", "ptflops"),
+    at: Any = None,
+    **kwargs: Any,
+) -> Comparison:
+    """One model's cost under several conventions, per family, and why two of them differ.
+
+    Traces the model once (as :func:`analyze`, which ``kwargs`` go to) and returns a
+    :class:`~layercost_sym.torchtools.compare.Comparison`: ``.totals`` per convention,
+    ``.breakdown(convention)`` over the families conv, linear, norm, activation, pooling,
+    attention and other, ``.diff(a, b)`` (the difference as a formula and the rows it comes
+    from, largest first) and ``.table()``; ``at`` gives sizes for exact values.  Imports torch
+    on first call.
+    """
+    from .torchtools.compare import compare as _compare
+
+    return _compare(model, *input_shapes, conventions=conventions, at=at, **kwargs)

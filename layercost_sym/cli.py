@@ -48,6 +48,55 @@ _EPILOG_MODEL = (
     "The model is built by calling the factory with no arguments (torchvision: weights=None)."
 )
 
+_EPILOG_ARCH = (
+    "example:\n  layercost arch\n  layercost arch gpt --convention torch\n"
+    "  layercost arch gpt d_model=768 n_layer=12 n_head=12 d_ff=3072 vocab=50257 n_ctx=1024 "
+    "--at N=1\n  layercost arch resnet depth=50 --latex\n\n"
+    "Hyperparameters left out stay symbols; the table lists each part's parameters and cost."
+)
+
+_COMPARE_DEFAULT = ("exact", "macs", "torch", "fvcore", "thop", "ptflops")
+_EPILOG_COMPARE = (
+    "example:\n  layercost compare torchvision.models:resnet50 --input 1,3,224,224\n"
+    "  layercost compare torchvision.models:resnet50 --input N,3,H,W --at N=1,H=224,W=224 "
+    "--diff fvcore thop\n"
+    "  layercost compare torchvision.models:vgg11 --input 1,3,224,224 "
+    "--conventions macs,fvcore,ptflops --json\n\n"
+    "Families: conv, linear, norm, activation, pooling, attention, other (see\n"
+    "layercost_sym/torchtools/compare.py). The model is traced once; fvcore, thop and ptflops\n"
+    "are the tools' own counting rules (formulas/conventions/), not the tools run."
+)
+
+
+def _add_convention(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--convention",
+        default=DEFAULT_CONVENTION,
+        choices=sorted(CONVENTIONS),
+        help=f"cost convention (default {DEFAULT_CONVENTION})",
+    )
+
+
+def _add_output_format(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--latex", action="store_true", help="print a LaTeX table")
+    group.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_model_inputs(p: argparse.ArgumentParser, example: str) -> None:
+    """The model factory, its input shapes and their dtype (``model`` and ``compare``)."""
+    p.add_argument(
+        "factory", help=f"module:callable returning the model, e.g. torchvision.models:{example}"
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="DIMS",
+        help="one input's dimensions, ints or symbol names: N,3,H,W (repeatable)",
+    )
+    p.add_argument("--dtype", default="float32", help="input dtype (long for token ids)")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -70,12 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("rule", help="rule name, e.g. Conv2d")
         if name == "eval":
             p.add_argument("values", nargs="*", metavar="SYMBOL=INT", help="e.g. N=2 H=8")
-        p.add_argument(
-            "--convention",
-            default=DEFAULT_CONVENTION,
-            choices=sorted(CONVENTIONS),
-            help=f"cost convention (default {DEFAULT_CONVENTION})",
-        )
+        _add_convention(p)
         p.add_argument("--training", action="store_true", help="the module in training mode")
         if name == "show":
             p.add_argument("--latex", action="store_true", help="print LaTeX")
@@ -86,29 +130,54 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG_MODEL,
         formatter_class=raw,
     )
-    p.add_argument(
-        "factory", help="module:callable returning the model, e.g. torchvision.models:resnet18"
-    )
-    p.add_argument(
-        "--input",
-        action="append",
-        required=True,
-        metavar="DIMS",
-        help="one input's dimensions, ints or symbol names: N,3,H,W (repeatable)",
-    )
-    p.add_argument("--dtype", default="float32", help="input dtype (long for token ids)")
-    p.add_argument(
-        "--convention",
-        default=DEFAULT_CONVENTION,
-        choices=sorted(CONVENTIONS),
-        help=f"cost convention (default {DEFAULT_CONVENTION})",
-    )
+    _add_model_inputs(p, "resnet18")
+    _add_convention(p)
     p.add_argument("--at", metavar="SYMBOL=INT,...", help="evaluate there, e.g. N=1,H=224,W=224")
     p.add_argument("--depth", type=int, help="sum rows per module prefix of this many parts")
     p.add_argument("--training", action="store_true", help="the model in training mode")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--latex", action="store_true", help="print a LaTeX table")
-    group.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_output_format(p)
+    p = sub.add_parser(
+        "arch",
+        help="a symbolic reference architecture (gpt, resnet, ...) as a table of parts",
+        epilog=_EPILOG_ARCH,
+        formatter_class=raw,
+    )
+    p.add_argument("name", nargs="?", help="architecture name; leave out to list them")
+    p.add_argument(
+        "hyperparameters",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="e.g. d_model=768 n_layer=12 (ints, fractions 3/4 or decimals 0.75); "
+        "left out: a symbol",
+    )
+    _add_convention(p)
+    p.add_argument("--at", metavar="SYMBOL=INT,...", help="evaluate there, e.g. N=1")
+    _add_output_format(p)
+    p = sub.add_parser(
+        "compare",
+        help="a model's cost under several conventions, per family, and why two differ",
+        epilog=_EPILOG_COMPARE,
+        formatter_class=raw,
+    )
+    _add_model_inputs(p, "resnet50")
+    p.add_argument(
+        "--conventions",
+        default=",".join(_COMPARE_DEFAULT),
+        metavar="NAME,...",
+        help=f"conventions to compare (default {','.join(_COMPARE_DEFAULT)})",
+    )
+    p.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("A", "B"),
+        help="print A - B as a formula and the layers it comes from, largest first",
+    )
+    p.add_argument("--at", metavar="SYMBOL=INT,...", help="evaluate there, e.g. N=1,H=224,W=224")
+    p.add_argument(
+        "--top", type=int, default=20, help="rows of --diff to print (0: all; --json: all)"
+    )
+    p.add_argument("--training", action="store_true", help="the model in training mode")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -138,6 +207,13 @@ def _with_defaults(rule, given: dict[str, int]) -> dict[str, int]:
             continue
         if info[name].default is not None:
             values[name] = info[name].default
+    # data-dependent symbols (rows an Embedding renormalises) take the rule's documented
+    # default, as bind() does, once the sizes it is written in are known
+    for symbol, default in rule.data_defaults().items():
+        if symbol.name not in values and default.free_symbols <= {
+            glossary().symbols.get(n) for n in values
+        }:
+            values[symbol.name] = evaluate(default, values)
     return values
 
 
@@ -210,39 +286,60 @@ def _eval(args) -> int:
     return 0
 
 
-def _model(args) -> int:
+def _load_model(spec: str):
+    """The model a ``module:callable`` spec builds (torchvision factories: weights=None)."""
     import importlib
 
-    import torch
-
-    from . import analyze
-
-    module_name, sep, attr = args.factory.partition(":")
+    module_name, sep, attr = spec.partition(":")
     if not sep or not attr:
-        raise LayercostError(f"expected module:callable, got {args.factory!r}")
+        raise LayercostError(f"expected module:callable, got {spec!r}")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise LayercostError(f"cannot load {args.factory!r}: {exc}") from None
-    model = factory(weights=None) if module_name.startswith("torchvision") else factory()
-    shapes = [
+        raise LayercostError(f"cannot load {spec!r}: {exc}") from None
+    return factory(weights=None) if module_name.startswith("torchvision") else factory()
+
+
+def _input_shapes(texts: Sequence[str]) -> list[tuple[int | str, ...]]:
+    """``--input N,3,H,W`` (repeatable): ints or symbol names per dimension."""
+    return [
         tuple(int(d) if d.strip().isdigit() else d.strip() for d in text.split(","))
-        for text in args.input
+        for text in texts
     ]
-    dtype = getattr(torch, args.dtype, None)
+
+
+def _dtype(name: str):
+    import torch
+
+    dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
-        raise LayercostError(f"unknown dtype {args.dtype!r}")
+        raise LayercostError(f"unknown dtype {name!r}")
+    return dtype
+
+
+def _at(text: str | None) -> dict[str, int] | None:
+    """``--at N=1,H=224,W=224``."""
+    if not text:
+        return None
+    at = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        if not eq or not value.strip().isdigit():
+            raise LayercostError(f"expected SYMBOL=INT, got {item!r}")
+        at[name.strip()] = int(value)
+    return at
+
+
+def _model(args) -> int:
+    from . import analyze
+
+    model = _load_model(args.factory)
+    shapes = _input_shapes(args.input)
+    dtype = _dtype(args.dtype)
     result = analyze(
         model, *shapes, dtype=dtype, convention=args.convention, training=args.training
     )
-    at = None
-    if args.at:
-        at = {}
-        for item in args.at.split(","):
-            name, eq, text = item.partition("=")
-            if not eq or not text.strip().isdigit():
-                raise LayercostError(f"expected SYMBOL=INT, got {item!r}")
-            at[name.strip()] = int(text)
+    at = _at(args.at)
     if args.json:
         data = result.to_json(args.depth)
         if at is not None:
@@ -261,10 +358,116 @@ def _model(args) -> int:
     return 0
 
 
+def _hyperparameter(name: str, text: str):
+    """An exact hyperparameter value from text: int, fraction ``3/4``, decimal ``0.75``,
+    or a word for a structural choice (``v1.5``)."""
+    from fractions import Fraction
+
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return Fraction(text)  # "3/4" and "0.75" both exactly
+    except (ValueError, ZeroDivisionError):
+        return text  # a structural choice; the architecture checks it
+
+
+def _arch(args) -> int:
+    from .zoo import architecture, architectures, describe
+
+    if args.name is None:
+        names = architectures()
+        if args.json:
+            print(json.dumps(names))
+        else:
+            for name in names:
+                print(describe(name))
+                print()
+        return 0
+    hp = {}
+    for item in args.hyperparameters:
+        name, sep, text = item.partition("=")
+        if not sep or not name or not text:
+            raise LayercostError(f"expected NAME=VALUE, got {item!r}")
+        hp[name] = _hyperparameter(name, text)
+    arch = architecture(args.name, **hp)
+    at = _at(args.at)
+    if at:
+        arch = arch.at(**at)
+    if args.json:
+        parts = arch.breakdown(args.convention)
+        print(
+            json.dumps(
+                {
+                    "architecture": arch.name,
+                    "hyperparameters": {k: str(v) for k, v in arch.hyperparameters.items()},
+                    "convention": args.convention,
+                    "parts": {n: {"params": str(p), "cost": str(c)} for n, (p, c) in parts.items()},
+                    "params": str(arch.params),
+                    "cost": str(arch.cost(args.convention)),
+                },
+                indent=2,
+            )
+        )
+    elif args.latex:
+        print(arch.to_latex(args.convention))
+    else:
+        print(arch.table(args.convention))
+    return 0
+
+
+def _compare(args) -> int:
+    from .torchtools.compare import compare
+
+    conventions = tuple(c.strip() for c in args.conventions.split(",") if c.strip())
+    unknown = [c for c in conventions + tuple(args.diff or ()) if c not in CONVENTIONS]
+    if unknown:
+        raise LayercostError(
+            f"unknown convention(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(CONVENTIONS))})"
+        )
+    if args.diff:  # the two compared conventions are part of the comparison
+        conventions += tuple(c for c in args.diff if c not in conventions)
+    result = compare(
+        _load_model(args.factory),
+        *_input_shapes(args.input),
+        conventions=conventions,
+        at=_at(args.at),
+        dtype=_dtype(args.dtype),
+        training=args.training,
+    )
+    diffs = [tuple(args.diff)] if args.diff else []
+    if args.json:
+        data = {"model": args.factory, "inputs": args.input, **result.to_json(diffs)}
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"model   {args.factory}")
+    print(f"input   {'; '.join(args.input)}" + (f" at {args.at}" if args.at else ""))
+    print(f"params  {result.params}")
+    print()
+    print(result.table())
+    for a, b in diffs:
+        print()
+        print(result.diff_table(a, b, top=args.top))
+    for u in result.analysis.unsupported:
+        print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {
+        "list": _list,
+        "show": _show,
+        "eval": _eval,
+        "model": _model,
+        "arch": _arch,
+        "compare": _compare,
+    }
     try:
-        return {"list": _list, "show": _show, "eval": _eval, "model": _model}[args.command](args)
+        return commands[args.command](args)
     except LayercostError as exc:
         print(f"layercost: error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ everything; each subclasses the builtin it behaves like (``ValueError`` for bad 
 from __future__ import annotations
 
 __all__ = [
+    "ArchitectureError",
     "CatalogueError",
+    "CompositionError",
     "ConventionError",
     "EvaluationError",
     "ExpressionError",
@@ -16,6 +18,7 @@ __all__ = [
     "MissingSymbolError",
     "ShapeError",
     "UncountedOpError",
+    "UnknownArchitectureError",
     "UnknownRuleError",
 ]
 
@@ -60,3 +63,18 @@ class ShapeError(LayercostError, ValueError):
 
 class UncountedOpError(LayercostError, RuntimeError):
     """The empirical counter met an operator it has no counting rule for (never counted as 0)."""
+
+
+class CompositionError(LayercostError, ValueError):
+    """A rule was bound (``Rule.at``) to a name it does not have or a value it cannot take."""
+
+
+class ArchitectureError(LayercostError, ValueError):
+    """A reference architecture was given a hyperparameter it does not take or cannot use."""
+
+
+class UnknownArchitectureError(LayercostError, KeyError):
+    """No reference architecture has the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

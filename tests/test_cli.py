@@ -106,3 +106,17 @@ def test_console_script_and_module_agree():
     ).stdout
     assert json.loads(via_module) == json.loads(via_script)
     assert json.loads(via_module)["cost"] == 2 * 4 * 6  # 8 outputs x (3 mul + 2 add + 1 bias)
+
+
+def test_eval_fills_data_dependent_symbols_with_their_default(capsys):
+    # Embedding with max_norm: the distinct and renormalised rows default to their bound
+    r = lc.rule("Embedding")
+    values = {"N": 10, "V": 100, "E": 8, "renorm": 1}
+    defaults = {s.name: lc.evaluate(e, values) for s, e in r.data_defaults().items()}
+    code, out, _ = run(capsys, "eval", "Embedding", "N=10", "V=100", "E=8", "renorm=1", "--json")
+    assert code == 0
+    assert json.loads(out)["cost"] == lc.evaluate(r.flops, {**values, **defaults})
+    code, out, _ = run(
+        capsys, "eval", "Embedding", "N=10", "V=100", "E=8", "renorm=1", "V_r=2", "--json"
+    )
+    assert json.loads(out)["cost"] == lc.evaluate(r.flops, {**values, **defaults, "V_r": 2})

@@ -1,0 +1,458 @@
+"""Composing rules by hand: cost objects over hyperparameters of your choosing.
+
+A rule's symbols are the shape symbols of one layer (``C_in``, ``N``, ...).  ``Rule.at`` binds
+them to numbers or to expressions in symbols you choose, and returns a :class:`Cost`: the
+parameters and every convention's cost of that layer, as one named *part*.  Costs add (``+``)
+and scale (``n_layer * block``), keeping a per-part breakdown, so a whole architecture can be
+written the way a paper states it and printed as a table.
+
+>>> import layercost_sym as lc
+>>> d, B, T = lc.symbols("d B T")
+>>> up = lc.rule("Linear").at(C_in=d, C_out=4 * d, N=B * T, b=1, name="up")
+>>> down = lc.rule("Linear").at(C_in=4 * d, C_out=d, N=B * T, b=1, name="down")
+>>> mlp = up + down
+>>> mlp.params
+8*d**2 + 5*d
+>>> mlp.cost("macs")
+8*B*T*d**2
+>>> (12 * mlp).breakdown("macs")["up"]
+(48*d**2 + 48*d, 48*B*T*d**2)
+>>> mlp.at(d=768, B=1, T=1024).cost("torch")
+9663676416
+
+Symbols from :func:`symbols` are positive integers unless told otherwise; glossary names
+(``N``, ``H``, ...) give the glossary's own symbols, so they meet the rules' symbols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from .conventions import DEFAULT_CONVENTION
+from .errors import CompositionError, ConventionError, ShapeError
+from .evaluation import evaluate
+from .glossary import glossary
+
+__all__ = ["Cost", "Part", "rule_at", "symbols"]
+
+
+def symbols(names: str | Iterable[str], *, integer: bool = True, positive: bool = True) -> Any:
+    """Symbols for hyperparameters: positive integers unless told otherwise.
+
+    ``names`` is separated by spaces or commas, as for :func:`sympy.symbols`; one name gives
+    one symbol, several give a tuple.  ``integer=False`` makes a real symbol (a width
+    multiplier), ``positive=False`` a non-negative one.  A glossary name (``N``, ``H``, ``b``)
+    with the default options is the glossary's own symbol, the one the rules are written in.
+
+    >>> import layercost_sym as lc
+    >>> d_model, n_layer = lc.symbols("d_model n_layer")
+    >>> d_model.is_integer and d_model.is_positive
+    True
+    >>> alpha = lc.symbols("alpha", integer=False)
+    >>> alpha.is_integer is None and alpha.is_positive
+    True
+    >>> lc.symbols("N") in lc.rule("Linear").output_shape[0].free_symbols
+    True
+    """
+    if isinstance(names, str):
+        split = [n for n in names.replace(",", " ").split() if n]
+    else:
+        split = list(names)
+    if not split:
+        raise CompositionError("symbols() needs at least one name")
+    known = glossary().symbols
+    made = []
+    for name in split:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise CompositionError(f"symbol name {name!r} is not a plain identifier")
+        if integer and positive and name in known:
+            made.append(known[name])
+            continue
+        assumptions = {"integer": True} if integer else {"real": True}
+        assumptions["positive" if positive else "nonnegative"] = True
+        made.append(sympy.Symbol(name, **assumptions))
+    return made[0] if len(made) == 1 else tuple(made)
+
+
+def _as_value(key: str, value: Any) -> sympy.Expr:
+    """An exact SymPy value: ints, bools, SymPy numbers and expressions; nothing else."""
+    if isinstance(value, bool):
+        return sympy.Integer(int(value))
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, sympy.Basic) and not isinstance(value, sympy.Float):
+        if value.has(sympy.Float):
+            raise CompositionError(f"{key}: {value} contains a float; use exact numbers")
+        return value
+    raise CompositionError(
+        f"{key}: {value!r} is not an int or a SymPy expression "
+        "(make symbols with lc.symbols(...); floats are not exact)"
+    )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One named part of a :class:`Cost`: its parameters and its cost per convention."""
+
+    name: str
+    params: sympy.Expr
+    costs: Mapping[str, sympy.Expr]
+    rule: str | None = None  # the catalogue rule, for a part made by Rule.at
+
+    def _map(self, fn) -> Part:
+        return Part(
+            self.name, fn(self.params), {c: fn(e) for c, e in self.costs.items()}, self.rule
+        )
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A constraint of a rule that the bound values do not decide, kept with its reason."""
+
+    condition: sympy.Basic
+    text: str
+    reason: str
+    part: str
+
+
+class Cost:
+    """Parameters and costs of a composition of rules, with a per-part breakdown.
+
+    Made by :meth:`Rule.at <layercost_sym.Rule.at>`; combined with ``+`` and with ``*`` by
+    an int or an expression (a repeated block: its parameters and its cost both scale).
+    Parts with the same name are summed.  ``output_shape`` is kept for a single rule's part,
+    so the next layer can be bound to it.
+    """
+
+    __slots__ = ("conditions", "output_shape", "parts")
+
+    def __init__(
+        self,
+        parts: Iterable[Part],
+        output_shape: tuple[sympy.Expr, ...] | None = None,
+        conditions: Iterable[Condition] = (),
+    ) -> None:
+        merged: dict[str, Part] = {}
+        for part in parts:
+            seen = merged.get(part.name)
+            if seen is None:
+                merged[part.name] = part
+                continue
+            common = seen.costs.keys() & part.costs.keys()
+            merged[part.name] = Part(
+                part.name,
+                seen.params + part.params,
+                {c: seen.costs[c] + part.costs[c] for c in sorted(common)},
+                seen.rule if seen.rule == part.rule else None,
+            )
+        self.parts: tuple[Part, ...] = tuple(merged.values())
+        self.output_shape = output_shape
+        unique: dict[tuple, Condition] = {}
+        for c in conditions:
+            unique.setdefault((c.condition, c.part), c)
+        self.conditions: tuple[Condition, ...] = tuple(unique.values())
+
+    # -- totals ------------------------------------------------------------------------------
+    @property
+    def params(self) -> sympy.Expr:
+        """Number of parameters of all parts."""
+        return sympy.Add(*(p.params for p in self.parts))
+
+    @property
+    def flops(self) -> sympy.Expr:
+        """Cost under the default convention, ``exact``."""
+        return self.cost(DEFAULT_CONVENTION)
+
+    @property
+    def conventions(self) -> tuple[str, ...]:
+        """Conventions every part defines."""
+        if not self.parts:
+            return ()
+        common = set.intersection(*(set(p.costs) for p in self.parts))
+        return tuple(sorted(common))
+
+    def cost(self, convention: str = DEFAULT_CONVENTION) -> sympy.Expr:
+        """Total cost under ``convention``; an error names the parts that do not define it."""
+        missing = [p.name for p in self.parts if convention not in p.costs]
+        if missing:
+            raise ConventionError(
+                f"convention {convention!r} is not defined for part(s) {', '.join(missing)}; "
+                f"defined for all parts: {', '.join(self.conventions) or 'none'}"
+            )
+        return sympy.Add(*(p.costs[convention] for p in self.parts))
+
+    def breakdown(self, convention: str = DEFAULT_CONVENTION) -> dict[str, tuple]:
+        """``{part name: (params, cost)}`` in the order the parts were added."""
+        self.cost(convention)  # one clear error for a missing convention
+        return {p.name: (p.params, p.costs[convention]) for p in self.parts}
+
+    # -- algebra -----------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Cost:
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self  # so that sum(costs) works
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost((*self.parts, *other.parts), None, (*self.conditions, *other.conditions))
+
+    __radd__ = __add__
+
+    def __mul__(self, factor: Any) -> Cost:
+        if isinstance(factor, Cost):
+            return NotImplemented
+        k = _as_value("factor", factor)
+        if k.is_negative:
+            raise CompositionError(f"a cost cannot be scaled by the negative number {k}")
+        return Cost((p._map(lambda e: k * e) for p in self.parts), None, self.conditions)
+
+    __rmul__ = __mul__
+
+    # -- structure ---------------------------------------------------------------------------
+    def named(self, name: str) -> Cost:
+        """The same cost with its part(s) named ``name`` (one part) or ``name.<part>``."""
+        if len(self.parts) == 1:
+            renamed = [Part(name, *_fields(self.parts[0]))]
+        else:
+            renamed = [Part(f"{name}.{p.name}", *_fields(p)) for p in self.parts]
+        return Cost(renamed, self.output_shape, self.conditions)
+
+    def group(self, name: str) -> Cost:
+        """All parts collapsed into one part called ``name``."""
+        return Cost(
+            (Part(name, p.params, p.costs, p.rule) for p in self.parts),
+            self.output_shape,
+            self.conditions,
+        )
+
+    def tied(self) -> Cost:
+        """The same cost with no parameters of its own: for weights shared with another part
+        (a tied output head) or a module called again.
+
+        >>> import layercost_sym as lc
+        >>> head = lc.rule("Linear").at(C_in=8, C_out=100, N=1, b=0).tied()
+        >>> head.params, head.cost("macs")
+        (0, 800)
+        """
+        return Cost(
+            (Part(p.name, sympy.Integer(0), p.costs, p.rule) for p in self.parts),
+            self.output_shape,
+            self.conditions,
+        )
+
+    # -- substitution and evaluation ---------------------------------------------------------
+    def at(self, **values: Any) -> Cost:
+        """The cost with some of its symbols given values (ints or expressions)."""
+        mapping = _mapping(self._free_symbols(), values, "this cost")
+        return Cost(
+            (p._map(lambda e: e.xreplace(mapping)) for p in self.parts),
+            None
+            if self.output_shape is None
+            else tuple(e.xreplace(mapping) for e in self.output_shape),
+            _decide(self.conditions, mapping),
+        )
+
+    def evaluate(self, values: Mapping[Any, Any], convention: str = DEFAULT_CONVENTION) -> Any:
+        """The exact total under ``convention`` at ``values`` (see :func:`layercost_sym.evaluate`);
+        ``convention="params"`` gives the parameter count.  Undecided rule constraints are
+        checked first."""
+        from .evaluation import check_condition
+
+        for c in self.conditions:
+            if not check_condition(c.condition, values):
+                raise ShapeError(f"part {c.part}: {c.text} fails: {c.reason}")
+        expr = self.params if convention == "params" else self.cost(convention)
+        return evaluate(expr, values)
+
+    def simplify(self) -> Cost:
+        """Every expression through :func:`sympy.simplify` (may take a while on big costs)."""
+        return Cost(
+            (p._map(sympy.simplify) for p in self.parts), self.output_shape, self.conditions
+        )
+
+    def expand(self) -> Cost:
+        """Every expression expanded: a canonical polynomial where the cost is one."""
+        return Cost((p._map(sympy.expand) for p in self.parts), self.output_shape, self.conditions)
+
+    def _free_symbols(self) -> set[sympy.Symbol]:
+        out: set = set()
+        for p in self.parts:
+            out |= p.params.free_symbols
+            for e in p.costs.values():
+                out |= e.free_symbols
+        for e in self.output_shape or ():
+            out |= e.free_symbols
+        return out
+
+    @property
+    def free_symbols(self) -> set[sympy.Symbol]:
+        """Symbols the parameters, costs and output shape are written in."""
+        return self._free_symbols()
+
+    # -- printing ----------------------------------------------------------------------------
+    def table(self, convention: str = DEFAULT_CONVENTION) -> str:
+        """A plain-text table: part, parameters, cost, and the total."""
+        rows = [(name, str(p), str(c)) for name, (p, c) in self.breakdown(convention).items()]
+        rows.append(("total", str(self.params), str(self.cost(convention))))
+        header = ("part", "params", f"cost ({convention})")
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(2)]
+        lines = [f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]}"]
+        for i, row in enumerate(rows):
+            if i == len(rows) - 1:
+                lines.append("-" * (widths[0] + widths[1] + 4 + len(header[2])))
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
+        return "\n".join(lines)
+
+    def to_latex(self, convention: str = DEFAULT_CONVENTION, *, math: bool = False) -> str:
+        r"""A LaTeX table (part, params, cost) with the total as its last row.
+
+        ``math=False`` gives a ``tabular`` for a paper; ``math=True`` an ``array`` for math
+        mode (what notebooks render).
+
+        >>> import layercost_sym as lc
+        >>> d = lc.symbols("d")
+        >>> print(lc.rule("Linear").at(C_in=d, C_out=d, N=1, b=0, name="proj").to_latex("macs"))
+        \begin{tabular}{lll}
+        part & params & FLOPs (macs) \\
+        \hline
+        proj & $d^{2}$ & $d^{2}$ \\
+        \hline
+        total & $d^{2}$ & $d^{2}$ \\
+        \end{tabular}
+        """
+        from .printing import latex
+
+        rows = [
+            (name.replace("_", r"\_"), latex(p), latex(c))
+            for name, (p, c) in self.breakdown(convention).items()
+        ]
+        total = ("total", latex(self.params), latex(self.cost(convention)))
+        if math:  # an array in math mode: what notebooks render (MathJax has no tabular)
+            head = rf"\text{{part}} & \text{{params}} & \text{{FLOPs ({convention})}}"
+            body = [rf"\text{{{a}}} & {b} & {c}" for a, b, c in (*rows, total)]
+            return "\n".join(
+                [
+                    r"\begin{array}{lll}",
+                    head + r" \\ \hline",
+                    *(r + r" \\" for r in body[:-1]),
+                    r"\hline",
+                    body[-1],
+                    r"\end{array}",
+                ]
+            )
+        lines = [r"\begin{tabular}{lll}", rf"part & params & FLOPs ({convention}) \\", r"\hline"]
+        lines += [f"{a} & ${b}$ & ${c}$ \\\\" for a, b, c in rows]
+        lines += [r"\hline", f"{total[0]} & ${total[1]}$ & ${total[2]}$ \\\\", r"\end{tabular}"]
+        return "\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        conventions = self.conventions
+        shown = conventions[0] if conventions and DEFAULT_CONVENTION not in conventions else None
+        shown = shown or DEFAULT_CONVENTION
+        return "$" + self.to_latex(shown, math=True) + "$"
+
+    def __repr__(self) -> str:
+        names = ", ".join(p.name for p in self.parts)
+        return f"<Cost of {len(self.parts)} part(s): {names}>"
+
+
+def _fields(part: Part) -> tuple:
+    return (part.params, part.costs, part.rule)
+
+
+def _mapping(symbols: set[sympy.Symbol], values: Mapping[str, Any], owner: str) -> dict:
+    """``{Symbol: value}`` for ``values`` keyed by the names of ``symbols`` (or a square
+    shorthand such as ``k`` for ``k_h`` and ``k_w``); an unknown name is an error."""
+    by_name = {s.name: s for s in symbols}
+    g = glossary()
+    mapping: dict[sympy.Symbol, sympy.Expr] = {}
+    for key, value in values.items():
+        targets = [by_name[key]] if key in by_name else []
+        if not targets:
+            info = g.info.get(key)
+            targets = [by_name[m] for m in (info.square if info else ()) if m in by_name]
+        if not targets:
+            raise CompositionError(
+                f"{owner} has no symbol {key!r}; its symbols: "
+                f"{', '.join(sorted(by_name)) or 'none'}"
+            )
+        v = _as_value(key, value)
+        for target in targets:
+            _check_domain(target, key, v)
+            mapping[target] = v
+    return mapping
+
+
+def _check_domain(symbol: sympy.Symbol, key: str, value: sympy.Expr) -> None:
+    info = glossary().by_symbol(symbol)
+    if not value.is_number:
+        return  # an expression: its symbols carry their own assumptions
+    if not value.is_integer and symbol.is_integer:
+        raise CompositionError(f"{key} = {value} is not an integer")
+    if info is not None and info.domain == "flag" and value not in (0, 1):
+        raise CompositionError(f"{key} is a flag (0 or 1), got {value}")
+    if symbol.is_positive and not value.is_positive:
+        raise CompositionError(f"{key} must be positive, got {value}")
+    if symbol.is_nonnegative and value.is_negative:
+        raise CompositionError(f"{key} must be non-negative, got {value}")
+
+
+def _decide(conditions: Iterable[Condition], mapping: Mapping) -> tuple[Condition, ...]:
+    kept = []
+    for c in conditions:
+        cond = c.condition.xreplace(mapping)
+        if cond is sympy.false or cond == sympy.false:
+            raise ShapeError(f"part {c.part}: {c.text} fails: {c.reason}")
+        if cond is sympy.true or cond == sympy.true:
+            continue
+        kept.append(Condition(cond, c.text, c.reason, c.part))
+    return tuple(kept)
+
+
+def rule_at(rule: Any, *, training: bool = False, name: str | None = None, **values: Any) -> Cost:
+    """A rule with its symbols bound: one part named ``name`` (default: the rule's name).
+
+    Symbols left out stay the rule's own symbols.  Constraints that the values decide are
+    checked now (a violated one raises :class:`~layercost_sym.ShapeError` naming it); the
+    rest travel with the cost and are checked by :meth:`Cost.evaluate`.
+
+    >>> import layercost_sym as lc
+    >>> conv = lc.rule("Conv2d").at(N=1, C_in=3, C_out=64, k=7, s=2, p=3, d=1, g=1, b=0,
+    ...                             H=224, W=224)
+    >>> conv.output_shape
+    (1, 64, 112, 112)
+    >>> conv.cost("macs")
+    118013952
+    """
+    mapping = _mapping(_rule_symbols(rule), values, f"rule {rule.name}")
+    # data-dependent symbols not given take the rule's documented default, as bind() does
+    for symbol, default in rule.data_defaults().items():
+        if symbol not in mapping:
+            mapping[symbol] = default.xreplace(mapping)
+    part_name = name or rule.name
+    costs = {}
+    for (convention, mode), _ in rule.compact_costs.items():
+        if mode == bool(training):
+            costs[convention] = rule.cost(convention, training).xreplace(mapping)
+    conditions = [
+        Condition(c.condition, c.text, c.reason, part_name)
+        for c in rule.constraints
+        if training or not c.training_only
+    ]
+    return Cost(
+        [Part(part_name, rule.params.xreplace(mapping), costs, rule.name)],
+        tuple(e.xreplace(mapping) for e in rule.output_shape),
+        _decide(conditions, mapping),
+    )
+
+
+def _rule_symbols(rule: Any) -> set[sympy.Symbol]:
+    exprs = [rule.params, *rule.output_shape]
+    exprs += [rule.expand(e) for e in rule.compact_costs.values()]
+    exprs += [c.condition for c in rule.constraints]
+    out: set = set()
+    for e in exprs:
+        out |= e.free_symbols
+    return out

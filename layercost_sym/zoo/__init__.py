@@ -1,0 +1,222 @@
+"""The zoo of reference architectures: whole models composed from the catalogue's rules by hand.
+
+Each architecture is a function of its hyperparameters (``d_model``, ``n_layer``, ...) that
+composes rules with :meth:`Rule.at <layercost_sym.Rule.at>` into a
+:class:`~layercost_sym.composition.Cost`, mirroring one torch structure exactly.  A
+hyperparameter left out stays a symbol (a positive integer unless the architecture says
+otherwise); structural ones (a ResNet's depth) take one of a few values.
+
+>>> import layercost_sym as lc
+>>> "gpt" in lc.architectures()
+True
+
+Architectures live in the modules of this package and register themselves with
+:func:`register`; they import SymPy only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import sympy
+
+from ..composition import Cost, _as_value, symbols
+from ..errors import ArchitectureError, UnknownArchitectureError
+
+__all__ = ["Architecture", "Hyperparameter", "architecture", "architectures", "register"]
+
+# The modules that define architectures; imported on first use.
+_MODULES = ("transformers", "cnn")
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter of an architecture.
+
+    ``choices`` marks a structural hyperparameter (it changes the structure, so it cannot
+    stay a symbol): the value must be one of them, and ``default`` is used when it is left
+    out.  Other hyperparameters become symbols when left out: integers unless
+    ``integer=False`` (a width multiplier).
+    """
+
+    name: str
+    meaning: str
+    integer: bool = True
+    choices: tuple[Any, ...] | None = None
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    build: Callable[..., Cost]
+    hyperparameters: tuple[Hyperparameter, ...]
+    mirrors: str
+    doc: str
+
+
+_REGISTRY: dict[str, _Spec] = {}
+_loaded = False
+
+
+def register(
+    name: str, *, hyperparameters: tuple[Hyperparameter, ...], mirrors: str
+) -> Callable[[Callable[..., Cost]], Callable[..., Cost]]:
+    """Register ``build(**hyperparameters) -> Cost`` as the architecture ``name``.
+
+    ``mirrors`` states the torch structure the composition follows (the class and how it is
+    built), which the bridge tests compare against.  A name registered twice is an error.
+    """
+
+    def decorate(build: Callable[..., Cost]) -> Callable[..., Cost]:
+        if name in _REGISTRY:
+            raise ArchitectureError(f"architecture {name!r} is registered twice")
+        _REGISTRY[name] = _Spec(name, build, hyperparameters, mirrors, build.__doc__ or "")
+        return build
+
+    return decorate
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for module in _MODULES:
+            importlib.import_module(f"{__name__}.{module}")
+        _loaded = True
+
+
+def architectures() -> list[str]:
+    """Names of the reference architectures, sorted.
+
+    >>> import layercost_sym as lc
+    >>> lc.architectures()[:2]
+    ['bert', 'gpt']
+    """
+    _load()
+    return sorted(_REGISTRY)
+
+
+def _spec(name: str) -> _Spec:
+    _load()
+    if name not in _REGISTRY:
+        raise UnknownArchitectureError(
+            f"no architecture named {name!r}; known: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name]
+
+
+def _exact(name: str, value: Any, integer: bool) -> sympy.Expr:
+    """An exact value for a hyperparameter (floats through their shortest decimal form)."""
+    if isinstance(value, bool):
+        raise ArchitectureError(f"{name}: {value!r} is not a number")
+    if isinstance(value, int):
+        out = sympy.Integer(value)
+    elif isinstance(value, Fraction):
+        out = sympy.Rational(value.numerator, value.denominator)
+    elif isinstance(value, float):
+        out = sympy.Rational(repr(value))  # 0.35 -> 7/20, not the binary expansion
+    elif isinstance(value, sympy.Basic) and not value.has(sympy.Float):
+        out = value
+    else:
+        raise ArchitectureError(
+            f"{name}: {value!r} is not an int, a fraction or a SymPy expression"
+        )
+    if out.is_number:
+        if integer and not out.is_integer:
+            raise ArchitectureError(f"{name} must be an integer, got {value!r}")
+        if not out.is_positive:
+            raise ArchitectureError(f"{name} must be positive, got {value!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A reference architecture at some hyperparameters: a :class:`Cost` with a name.
+
+    Everything a :class:`Cost` offers (``params``, ``flops``, ``cost(convention)``,
+    ``breakdown``, ``table``, ``to_latex``, ``evaluate``) is available here directly.
+    """
+
+    name: str
+    hyperparameters: Mapping[str, Any]
+    mirrors: str
+    total: Cost = field(repr=False)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.total, attr)
+
+    def at(self, **values: Any) -> Architecture:
+        """The architecture with more of its symbols given values."""
+        total = self.total.at(**values)
+        hp = {}
+        for k, v in self.hyperparameters.items():
+            if isinstance(v, sympy.Basic):
+                given = {
+                    s: _as_value(s.name, values[s.name]) for s in v.free_symbols if s.name in values
+                }
+                v = v.xreplace(given)
+            hp[k] = v
+        return Architecture(self.name, hp, self.mirrors, total)
+
+    def _repr_latex_(self) -> str:
+        return self.total._repr_latex_()
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters.items())
+        return f"<Architecture {self.name}({hp}): {len(self.total.parts)} parts>"
+
+
+def architecture(name: str, **hyperparameters: Any) -> Architecture:
+    """The reference architecture ``name`` at the given hyperparameters.
+
+    Hyperparameters left out stay symbols; an unknown one is an error naming the ones the
+    architecture takes.
+    """
+    spec = _spec(name)
+    known = {h.name: h for h in spec.hyperparameters}
+    unknown = set(hyperparameters) - set(known)
+    if unknown:
+        raise ArchitectureError(
+            f"architecture {name!r} takes no hyperparameter {', '.join(sorted(unknown))}; "
+            f"it takes: {', '.join(known)}"
+        )
+    values: dict[str, Any] = {}
+    for h in spec.hyperparameters:
+        given = hyperparameters.get(h.name)
+        if h.choices is not None:
+            value = h.default if given is None else given
+            if value is None:
+                raise ArchitectureError(
+                    f"architecture {name!r} needs {h.name} ({h.meaning}): one of "
+                    f"{', '.join(map(str, h.choices))}"
+                )
+            if value not in h.choices:
+                raise ArchitectureError(
+                    f"architecture {name!r}: {h.name}={value!r} is not one of "
+                    f"{', '.join(map(str, h.choices))}"
+                )
+            values[h.name] = value
+        elif given is None:
+            values[h.name] = symbols(h.name, integer=h.integer)
+        else:
+            values[h.name] = _exact(h.name, given, h.integer)
+    return Architecture(name, values, spec.mirrors, spec.build(**values))
+
+
+def describe(name: str) -> str:
+    """The architecture's docstring, hyperparameters and the torch structure it mirrors."""
+    spec = _spec(name)
+    lines = [f"{name}: {spec.doc.strip().splitlines()[0] if spec.doc.strip() else ''}"]
+    lines.append(f"mirrors: {spec.mirrors}")
+    for h in spec.hyperparameters:
+        extra = (
+            f" (one of {', '.join(map(str, h.choices))}; default {h.default})" if h.choices else ""
+        )
+        lines.append(f"  {h.name}: {h.meaning}{extra}")
+    return "\n".join(lines)
