@@ -103,7 +103,7 @@ def _tidy(cost: Cost, pool: bool = False) -> Cost:
     ]
     out = cost.output_shape
     if out is not None:
-        out = tuple(tidy(sympy.sympify(e)) for e in out)
+        out = tuple(tidy(e) for e in out)  # rule outputs: SymPy already
     conditions = []
     for c in cost.conditions:
         merged = tidy(c.condition)
@@ -182,7 +182,7 @@ def _equal(a: Any, b: Any) -> Any:
     """1 where the integers ``a`` and ``b`` are equal, else 0 (an integer expression where
     they are symbolic: SymPy would try to solve a Piecewise's condition, which takes seconds).
     """
-    return 1 - sympy.Min(1, sympy.Abs(sympy.sympify(a - b)))
+    return 1 - sympy.Min(1, sympy.Abs(a - b))
 
 
 def _residual(name: str, x: Shape, body: Cost, factor: Any = 1) -> Cost:
