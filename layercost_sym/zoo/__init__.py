@@ -212,7 +212,8 @@ def architecture(name: str, **hyperparameters: Any) -> Architecture:
 def describe(name: str) -> str:
     """The architecture's docstring, hyperparameters and the torch structure it mirrors."""
     spec = _spec(name)
-    lines = [f"{name}: {spec.doc.strip().splitlines()[0] if spec.doc.strip() else ''}"]
+    summary = " ".join(spec.doc.strip().split("\n\n")[0].split())  # the first paragraph
+    lines = [f"{name}: {summary}"]
     lines.append(f"mirrors: {spec.mirrors}")
     for h in spec.hyperparameters:
         extra = (
