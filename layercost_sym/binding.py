@@ -19,7 +19,7 @@ from typing import Any
 import sympy
 
 from .catalogue import attribute, catalogue
-from .errors import ShapeError
+from .errors import ConventionError, ShapeError
 from .evaluation import check_condition, evaluate
 from .rule import BindSpec, InputPattern, Rule
 
@@ -50,12 +50,24 @@ class Binding(dict):
         self.trailing_absent = trailing_absent
         self.assumed = assumed  # data-dependent symbols that took the rule's default
         self.trailing = trailing  # for an "L..." input: its trailing dimensions as given
+        self.fractional: tuple[str, ...] = ()  # sizes scaled by a factor that is not whole
 
     def evaluate(self, expr: sympy.Basic) -> int:
         return evaluate(self.rule.expand(expr), self)
 
     def cost(self, convention: str = "exact") -> int:
-        """The rule's cost at this binding, in the binding's mode (training or not)."""
+        """The rule's cost at this binding, in the binding's mode (training or not).
+
+        A convention whose formula holds for whole scale factors only (a peer tool that counts
+        in floating point, ``whole_factors_only`` in its convention file) raises
+        :class:`~layercost_sym.ConventionError` when a size came from a fractional factor."""
+        if self.fractional and convention in self.rule.whole_factor_conventions:
+            note = self.rule.convention_notes.get(convention, "")
+            raise ConventionError(
+                f"{self.rule.name}: the {convention} convention is stated for whole scale "
+                f"factors only, and {', '.join(self.fractional)} came from a fractional one "
+                f"(the tool's own count is not an exact integer formula there). {note}".strip()
+            )
         return evaluate(self.rule.cost(convention, self.training), self)
 
     @property
@@ -111,6 +123,8 @@ def _read(
         return dims[value] if dims else 1  # a 0-d input has one element along dim 0 or -1
     if spec.kind == "present":
         return int(value is not None)
+    if spec.kind == "scaled":
+        return _scaled(rule, spec, symbol, value, inputs)
     if spec.kind in ("prod", "len"):
         seq = (value,) if isinstance(value, int) else tuple(value)
         return math.prod(int(v) for v in seq) if spec.kind == "prod" else len(seq)
@@ -135,6 +149,70 @@ def _read(
     raise ShapeError(
         f"{rule.name}: module.{spec.text} is {value!r}, not an integer "
         f"(symbol {symbol}); no variant of the rule covers this option"
+    )
+
+
+def _factor(rule: Rule, spec: BindSpec, symbol: str, value: Any) -> int | float:
+    """The factor a ``scaled(X, attr[i])`` spec reads: element ``i`` of the attribute (a single
+    number serves every ``i``), a positive int or float."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if spec.index is not None and len(value) > 1:
+            if spec.index >= len(value):
+                raise ShapeError(
+                    f"{rule.name}: module.{spec.attr} = {tuple(value)} has no element "
+                    f"{spec.index} (symbol {symbol})"
+                )
+            value = value[spec.index]
+        elif len(value) == 1:
+            value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ShapeError(
+            f"{rule.name}: module.{spec.attr} = {value!r} is not a positive number "
+            f"(symbol {symbol} = {spec.text})"
+        )
+    return value
+
+
+def _fractional(module: Any, rule: Rule) -> tuple[str, ...]:
+    """The symbols a ``scaled()`` spec bound from a factor that is not a whole number."""
+    return tuple(
+        name
+        for name, spec in rule.binds.items()
+        if spec.kind == "scaled"
+        and not float(_factor(rule, spec, name, attribute(module, spec.attr, None))).is_integer()
+    )
+
+
+def _scaled(
+    rule: Rule, spec: BindSpec, symbol: str, value: Any, inputs: list[tuple[Any, ...]]
+) -> Any:
+    """``scaled(X, attr[i])``: ``floor(X * s)`` computed as torch computes an output side from a
+    float factor (``int(float(X) * s)`` in double precision: interpolate's scale_factor,
+    fractional_max_pool's output_ratio), from the input dimension X and the attribute's element
+    ``i`` (an int or float; a single number is used for every ``i``).  A symbolic X (model
+    analysis) is scaled only by a whole factor; otherwise a ``ShapeError``."""
+    value = _factor(rule, spec, symbol, value)
+    size = None
+    for pattern, dims in zip(rule.inputs, inputs, strict=False):
+        if spec.of in pattern.names:
+            split = split_input(pattern, dims, product=lambda d: sympy.Mul(*d))
+            size = dict(split[1]).get(spec.of) if split is not None else None
+            break
+    if size is None:
+        raise ShapeError(f"{rule.name}: no input dimension {spec.of} for {symbol} = {spec.text}")
+    if isinstance(size, int) or getattr(size, "is_Integer", False):
+        side = int(float(int(size)) * float(value))  # torch: a double product, truncated
+        if side < 1:  # interpolate refuses it; fractional_max_pool returns an empty tensor
+            raise ShapeError(
+                f"{rule.name}: {symbol} = {spec.text} = int({int(size)}*{value!r}) is {side}: "
+                "an empty output side, which the rule's positive sizes do not cover"
+            )
+        return side
+    if float(value).is_integer():
+        return int(value) * size  # a symbolic side scaled by a whole factor stays exact
+    raise ShapeError(
+        f"{rule.name}: {symbol} = floor({spec.of}*{value!r}) has no closed form in a symbolic "
+        f"{spec.of} = {size} (give a concrete size, or a whole scale factor)"
     )
 
 
@@ -342,7 +420,9 @@ def bind(
                 f"{rule.name}: constraint {constraint.text!r} fails "
                 f"({constraint.reason}) at {detail}"
             )
-    return Binding(rule, values, leading, training, trailing_absent, assumed, trailing)
+    binding = Binding(rule, values, leading, training, trailing_absent, assumed, trailing)
+    binding.fractional = _fractional(module, rule)
+    return binding
 
 
 def _bind_data(

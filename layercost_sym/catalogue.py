@@ -55,6 +55,7 @@ _BIND_ARG = re.compile(r"^arg\((\w+),\s*(-?\d+|True|False)\)$")
 _BIND_ARG_GIVEN = re.compile(r"^arg\((\w+)\)\?$")
 _BIND_PRESENT = re.compile(rf"^{_PATH}\?$")
 _BIND_ATTR = re.compile(rf"^{_PATH}(?:\[(\d+)\])?$")
+_BIND_SCALED = re.compile(rf"^scaled\((\w+),\s*{_PATH}(?:\[(\d+)\])?\)$")
 # `when` keys besides an attribute path: "attr?" / "attr[i]?" (the attribute, or its element i,
 # is not None) and "rank(i)" (the
 # rank of input i, known only when the inputs are: lc.bind, not lc.rule_for)
@@ -206,6 +207,11 @@ class _RuleReader:
             if sym not in symbols:
                 raise self.error(("bind", sym), f"bind: unknown symbol {sym!r}")
             binds[sym] = self.bind_spec(sym, spec)
+            if binds[sym].kind == "scaled" and binds[sym].of not in input_names:
+                raise self.error(
+                    ("bind", sym),
+                    f"bind.{sym}: {binds[sym].of!r} in {spec!r} is not a symbol of the inputs",
+                )
 
         defines: dict[sympy.Symbol, sympy.Expr] = {}
         for sym, text in table.get("define", {}).items():
@@ -388,6 +394,9 @@ class _RuleReader:
                 return BindSpec("arg", attr=m.group(1), value=value, text=spec)
             if m := _BIND_CALL.match(spec):
                 return BindSpec(m.group(1), attr=m.group(2), text=spec)
+            if m := _BIND_SCALED.match(spec):
+                index = int(m.group(3)) if m.group(3) is not None else None
+                return BindSpec("scaled", attr=m.group(2), index=index, text=spec, of=m.group(1))
             if m := _BIND_PRESENT.match(spec):
                 return BindSpec("present", attr=m.group(1), text=spec)
             if m := _BIND_ATTR.match(spec):
@@ -396,7 +405,8 @@ class _RuleReader:
         raise self.error(
             ("bind", sym),
             f"bind.{sym}: cannot read {spec!r} (use 'attr', 'attr[i]', 'attr?', 'prod(attr)', "
-            "'len(attr)', 'size(attr)', 'arg(name, default)', 'arg(name)?' or an integer)",
+            "'len(attr)', 'size(attr)', 'scaled(X, attr[i])', 'arg(name, default)', "
+            "'arg(name)?' or an integer)",
         )
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
@@ -490,7 +500,7 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-_OVERLAY_FIELDS = {"cost", "training", "note", "variants"}
+_OVERLAY_FIELDS = {"cost", "training", "note", "variants", "whole_factors_only"}
 
 
 @dataclass
@@ -532,6 +542,11 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
                     raise source.error(
                         where, f"{'.'.join(where)}: unknown field(s) {sorted(unknown)}"
                     )
+                if not isinstance(item.get("whole_factors_only", False), bool):
+                    raise source.error(
+                        (*where, "whole_factors_only"),
+                        f"{'.'.join(where)}.whole_factors_only: must be true or false",
+                    )
                 for key in ("cost", "training"):
                     if key in item:
                         try:
@@ -544,6 +559,14 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
     return overlays
 
 
+def _overlay_entry(overlay: _Overlay, variant: str | None) -> dict[str, Any]:
+    """The entry of a convention file for a rule, or for one of its variants where it has one."""
+    entry = overlay.entry
+    if variant is not None and variant in entry.get("variants", {}):
+        return entry["variants"][variant]
+    return entry
+
+
 def _apply_overlays(
     table: dict[str, Any], overlays: list[_Overlay], variant: str | None
 ) -> dict[str, Any]:
@@ -553,9 +576,7 @@ def _apply_overlays(
     cost = dict(table.get("cost", {}))
     training = dict(cost.get("training", {}))
     for overlay in overlays:
-        entry = overlay.entry
-        if variant is not None and variant in entry.get("variants", {}):
-            entry = entry["variants"][variant]
+        entry = _overlay_entry(overlay, variant)
         cost[overlay.convention] = entry["cost"]
         if "training" in entry:
             training[overlay.convention] = entry["training"]
@@ -625,6 +646,16 @@ def _load_file(
         notes = {o.convention: o.entry["note"] for o in overlays.get(name, []) if "note" in o.entry}
         for rule in (base, *variants):
             object.__setattr__(rule, "convention_notes", notes)
+            vname = rule.name.partition(".")[2] or None
+            whole = frozenset(
+                o.convention
+                for o in overlays.get(name, [])
+                # a variant's own entry may say; otherwise the rule's entry does
+                if _overlay_entry(o, vname).get(
+                    "whole_factors_only", o.entry.get("whole_factors_only", False)
+                )
+            )
+            object.__setattr__(rule, "whole_factor_conventions", whole)
         rules.append(base)
     return rules
 

@@ -64,7 +64,8 @@ class BindSpec:
     ``kind`` is ``"attr"`` (an attribute, optionally indexed), ``"present"`` (1 if the
     attribute is not None), ``"prod"`` or ``"len"`` (of a sequence attribute), ``"size"`` (the
     length of input ``index`` along the dimension the attribute names), ``"arg"`` (a
-    keyword argument of the forward call, ``value`` when it is not given) or ``"const"``.
+    keyword argument of the forward call, ``value`` when it is not given), ``"scaled"``
+    (``floor(of * attr[index])`` in double precision, ``of`` an input symbol) or ``"const"``.
     """
 
     kind: str
@@ -72,6 +73,7 @@ class BindSpec:
     index: int | None = None
     value: int = 0
     text: str = ""
+    of: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class Rule:
     data: Mapping[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
     when: Mapping[str, Any] = field(default_factory=dict)
     convention_notes: Mapping[str, str] = field(default_factory=dict)  # from convention files
+    # conventions whose formula holds for whole scale factors only (see Binding.cost)
+    whole_factor_conventions: frozenset[str] = frozenset()
     variants: tuple[Rule, ...] = ()
 
     # -- expansion ---------------------------------------------------------------------------

@@ -162,14 +162,46 @@ def test_batchnorm1d_takes_rank_two_and_three_like_torch():
 
 
 def test_integer_valued_float_attributes_bind_as_integers():
-    # Upsample stores scale_factor=2 as 2.0 (and a tuple as floats): both bind, 1.5 is refused
-    up = torch.nn.Upsample(scale_factor=(2, 3.0))
-    assert up.scale_factor == (2.0, 3.0)
-    binding = lc.bind(up, (1, 1, 4, 5))
-    assert (binding["u_h"], binding["u_w"]) == (2, 3)
-    assert binding.output_shape() == tuple(up(torch.zeros(1, 1, 4, 5)).shape)
-    with pytest.raises(ShapeError, match=r"scale_factor\[1\] is 1.5, not a whole number"):
-        lc.bind(torch.nn.Upsample(scale_factor=(2, 1.5)), (1, 1, 4, 5))
+    # an attribute read as a number may be a float with an integer value; any other is refused
+    class Linear:  # torch.nn.Linear's attributes, in_features as a float
+        in_features, out_features, bias = 3.0, 4, None
+
+    assert lc.bind(Linear(), (2, 3))["C_in"] == 3
+    Linear.in_features = 1.5
+    with pytest.raises(ShapeError, match=r"in_features is 1.5, not a whole number"):
+        lc.bind(Linear(), (2, 3))
+
+
+@pytest.mark.parametrize(
+    "scale, shape",
+    [
+        ((2, 3.0), (1, 1, 4, 5)),  # whole factors, int or float
+        (1.5, (1, 1, 4, 5)),
+        ((1.25, 2.5), (2, 1, 3, 7)),
+        ((0.7, 1.1), (1, 1, 10, 10)),  # 10*0.7 = 7.000000000000001, 10*1.1 = 11.000000000000002
+        ((0.29, 2.3), (1, 1, 100, 3)),  # 100*0.29 = 28.999999999999996: 28 rows, as in torch
+    ],
+)
+def test_scaled_binds_output_sides_as_torch_computes_them(scale, shape):
+    up = torch.nn.Upsample(scale_factor=scale)
+    binding = lc.bind(up, shape)
+    factors = up.scale_factor if isinstance(up.scale_factor, tuple) else (up.scale_factor,) * 2
+    # torch: int(float(side) * s), a double product truncated
+    expected = tuple(int(float(n) * s) for n, s in zip(shape[2:], factors, strict=True))
+    assert (binding["H_out"], binding["W_out"]) == expected
+    assert binding.output_shape() == tuple(up(torch.zeros(shape)).shape) == (*shape[:2], *expected)
+
+
+def test_scaled_refuses_an_empty_side_and_a_symbolic_side_with_a_fraction():
+    side = r"W_out = scaled\(W, scale_factor\[1\]\) = int\(3\*0.25\) is 0"
+    with pytest.raises(ShapeError, match=side):
+        lc.bind(torch.nn.Upsample(scale_factor=0.25), (1, 1, 4, 3))
+    # model analysis: a whole factor scales a symbolic side; floor(H*1.5) has no closed form
+    report = lc.analyze(torch.nn.Sequential(torch.nn.Upsample(scale_factor=2.0)), ("N", 1, "H", 5))
+    assert report.unsupported == []
+    report = lc.analyze(torch.nn.Sequential(torch.nn.Upsample(scale_factor=1.5)), ("N", 1, "H", 5))
+    assert [u.what for u in report.unsupported] == ["Upsample"]
+    assert "floor(H*1.5) has no closed form" in report.unsupported[0].detail
 
 
 def test_variant_chosen_by_an_attribute_being_none():
@@ -248,3 +280,29 @@ def test_shared_leading_dimensions_match_not_only_their_product(a, b, accepted):
     else:
         with pytest.raises(ShapeError, match="the dimensions of N are"):
             lc.bind(module, a, b)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        torch.nn.Upsample(scale_factor=1.5, mode="bilinear"),
+        torch.nn.Upsample(scale_factor=(2, 1.25), mode="nearest"),
+        torch.nn.UpsamplingNearest2d(scale_factor=2.5),
+    ],
+)
+def test_a_fractional_scale_factor_refuses_conventions_stated_for_whole_factors(module):
+    # ptflops counts input numel * scale**dims in floating point for such factors: no integer
+    # formula, so formulas/conventions/ptflops.toml marks Upsample `whole_factors_only`
+    b = lc.bind(module, (2, 3, 7, 5))
+    assert b.fractional and "ptflops" in b.rule.whole_factor_conventions
+    with pytest.raises(lc.ConventionError, match="whole scale factors only"):
+        b.cost("ptflops")
+    out = module(torch.zeros(2, 3, 7, 5))
+    assert b.output_shape() == tuple(out.shape)
+    assert b.cost("exact") == lc.count(module, out.new_zeros(2, 3, 7, 5)).costs["exact"]
+    # a whole factor (also written as a float) binds every convention
+    whole = type(module)(
+        scale_factor=2.0, **({"mode": module.mode} if type(module) is torch.nn.Upsample else {})
+    )
+    assert not lc.bind(whole, (2, 3, 7, 5)).fractional
+    assert lc.bind(whole, (2, 3, 7, 5)).cost("ptflops") >= 0

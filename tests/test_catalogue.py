@@ -185,6 +185,11 @@ def test_convention_files_add_a_convention_to_rules_and_variants(tmp_path):
         ('[Scale]\nnote = "x"\n', "thop", r"conventions/thop.toml:1: Scale: needs a 'cost'"),
         ('[Scale]\ncost = "N"\ncolour = 1\n', "thop", "unknown field"),
         ('[Scale]\ncost = "N"\n', "torch", "'torch' is not a convention a file may state"),
+        (
+            '[Scale]\ncost = "N"\nwhole_factors_only = "yes"\n',
+            "thop",
+            r"conventions/thop.toml:3: Scale.whole_factors_only: must be true or false",
+        ),
     ],
 )
 def test_broken_convention_files_are_reported(tmp_path, text, name, message):
@@ -194,6 +199,23 @@ def test_broken_convention_files_are_reported(tmp_path, text, name, message):
     (tmp_path / "conventions" / f"{name}.toml").write_text(text)
     with pytest.raises(CatalogueError, match=message):
         load_catalogue(tmp_path)
+
+
+def test_whole_factors_only_is_read_per_variant_with_the_rule_as_default(tmp_path):
+    variant = '\n[Scale.variants.odd]\nwhen = { odd = true }\ncost = { exact = "2*N*C" }\n'
+    write(tmp_path, GOOD + variant)
+    (tmp_path / "symbols.toml").write_text((formulas_dir() / "symbols.toml").read_text())
+    (tmp_path / "conventions").mkdir()
+    overlay = '[Scale]\ncost = "N"\nwhole_factors_only = true\n'
+    (tmp_path / "conventions" / "thop.toml").write_text(overlay)
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    assert rule.whole_factor_conventions == rule.variants[0].whole_factor_conventions == {"thop"}
+    overlay += '[Scale.variants.odd]\ncost = "N"\nwhole_factors_only = false\n'
+    (tmp_path / "conventions" / "thop.toml").write_text(overlay)
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    assert (
+        rule.whole_factor_conventions == {"thop"} and not rule.variants[0].whole_factor_conventions
+    )
 
 
 def test_convention_entry_for_a_missing_variant_is_an_error(tmp_path):
@@ -375,4 +397,21 @@ def test_anchored_patterns(tmp_path):
         load_catalogue(tmp_path)
     write(tmp_path, text.replace('"N... C@dim P..."', '"N... Zz@dim P..."'))
     with pytest.raises(CatalogueError, match="unknown symbol 'Zz'"):
+        load_catalogue(tmp_path)
+
+
+def test_scaled_bind_spec(tmp_path):
+    # scaled(X, attr[i]): X must be a dimension of the rule's inputs
+    text = GOOD.replace('inputs = ["N... C"]', 'inputs = ["N C H"]').replace(
+        'output_shape = ["N...", "C"]', 'output_shape = ["N", "C", "H_out"]'
+    )
+    text = text.replace('C = "num_features"', 'H_out = "scaled(H, scale[1])"')
+    rule = load_catalogue(write(tmp_path, text)).rules["Scale"]
+    spec = rule.binds["H_out"]
+    assert (spec.kind, spec.of, spec.attr, spec.index) == ("scaled", "H", "scale", 1)
+    write(tmp_path, text.replace("scaled(H,", "scaled(W,"))
+    with pytest.raises(CatalogueError, match=r"bind.H_out: 'W' in .* not a symbol of the inputs"):
+        load_catalogue(tmp_path)
+    write(tmp_path, text.replace("scaled(H, scale[1])", "scaled(H)"))
+    with pytest.raises(CatalogueError, match="cannot read 'scaled\\(H\\)'"):
         load_catalogue(tmp_path)

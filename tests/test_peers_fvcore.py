@@ -115,7 +115,10 @@ CASES = {
     "PairwiseDistance": pairwise_distance_cases(),
     "CosineSimilarity": cosine_similarity_cases(),
     # one entry per mode, so that each Upsample variant is drawn
-    **{f"Upsample[{mode}]": S.upsample_cases(mode=mode) for mode in sorted(UPSAMPLE_MODES)},
+    **{
+        f"Upsample[{mode}]": S.upsample_cases(mode=mode, fractional=True)
+        for mode in sorted(UPSAMPLE_MODES)
+    },
     "UpsamplingNearest2d": S.upsampling_nearest2d_cases(),
     "UpsamplingBilinear2d": S.upsampling_bilinear2d_cases(),
     "PixelShuffle": S.pixel_shuffle_cases(),

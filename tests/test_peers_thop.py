@@ -249,7 +249,10 @@ test_other_families = _property(
         "EmbeddingBag": S.embedding_bag_cases(),
         "PairwiseDistance": pairwise_distance_cases(),
         "CosineSimilarity": cosine_similarity_cases(),
-        **{f"Upsample-{mode}": S.upsample_cases(mode=mode) for mode in UPSAMPLE_MODES},
+        **{
+            f"Upsample-{mode}": S.upsample_cases(mode=mode, fractional=True)
+            for mode in UPSAMPLE_MODES
+        },
         "UpsamplingNearest2d": S.upsampling_nearest2d_cases(),
         "UpsamplingBilinear2d": S.upsampling_bilinear2d_cases(),
         "PixelShuffle": S.pixel_shuffle_cases(),

@@ -162,18 +162,33 @@ def test_adaptive_avg_pool_to_one_runs_torch_mean():
     assert counted.flops == lc.bind(torch.nn.AdaptiveAvgPool2d(1), x.shape).cost()
 
 
-# -- options the binding cannot read (see the rules' notes) ---------------------------------------
+# -- output_ratio: output sides as torch computes them ---------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "module",
+    "module, shape",
     [
-        torch.nn.FractionalMaxPool2d(2, output_ratio=0.5),
+        (torch.nn.FractionalMaxPool2d(2, output_ratio=0.5), (1, 2, 8, 7)),
+        # 100*0.29 is 28.999999999999996 in doubles: torch makes 28 rows, not 29
+        (torch.nn.FractionalMaxPool2d((3, 1), output_ratio=(0.29, 0.7)), (2, 100, 10)),
+        (torch.nn.FractionalMaxPool3d(2, output_ratio=(0.3, 0.5, 0.75)), (1, 1, 10, 6, 8)),
     ],
 )
-def test_unbindable_options_are_errors_not_silent_numbers(module):
-    with pytest.raises(ShapeError, match="not an integer"):
-        lc.bind(module, (1, 2, 8, 8))
+def test_output_ratio_binds_torch_output_sides(module, shape):
+    binding = lc.bind(module, shape)
+    assert binding.rule.name == f"{type(module).__name__}.ratio"
+    assert binding.output_shape() == tuple(module(torch.randn(shape)).shape)
+    # prod(kernel) - 1 comparisons per output element
+    k = math.prod(module.kernel_size)
+    assert binding.cost() == math.prod(binding.output_shape()) * (k - 1)
+
+
+def test_output_ratio_of_an_empty_side_is_an_error_naming_it():
+    # torch returns an empty tensor (int(2*0.3) = 0); the rule's sizes are positive
+    pool = torch.nn.FractionalMaxPool2d(1, output_ratio=0.3)
+    assert pool(torch.randn(1, 1, 2, 2)).shape == (1, 1, 0, 0)
+    with pytest.raises(ShapeError, match=r"output_ratio\[0\]\) = int\(2\*0.3\) is 0"):
+        lc.bind(pool, (1, 1, 2, 2))
 
 
 def test_lp_pool_default_stride_is_the_kernel():

@@ -16,9 +16,13 @@ from layercost_sym.testing import _cases_resampling as cases
 from layercost_sym.testing import torchcheck
 
 CASES = {
-    **{f"Upsample-{mode}": cases.upsample_cases(mode=mode) for mode in cases.UPSAMPLE_MODES},
-    "UpsamplingNearest2d": cases.upsampling_nearest2d_cases(),
-    "UpsamplingBilinear2d": cases.upsampling_bilinear2d_cases(),
+    # fractional=True: whole scale factors and others (k/4, awkward decimals such as 0.7, 2.3)
+    **{
+        f"Upsample-{mode}": cases.upsample_cases(mode=mode, fractional=True)
+        for mode in cases.UPSAMPLE_MODES
+    },
+    "UpsamplingNearest2d": cases.upsampling_nearest2d_cases(fractional=True),
+    "UpsamplingBilinear2d": cases.upsampling_bilinear2d_cases(fractional=True),
     "PixelShuffle": cases.pixel_shuffle_cases(),
     "PixelUnshuffle": cases.pixel_unshuffle_cases(),
     "ChannelShuffle": cases.channel_shuffle_cases(),
@@ -45,7 +49,7 @@ def test_upsample_variant_follows_mode_and_scale():
     up = torch.nn.Upsample(scale_factor=(2.0, 7.0), mode="nearest")  # per axis
     binding = lc.bind(up, (1, 2, 4, 5))
     assert binding.rule.name == "Upsample.nearest_scale"
-    assert (binding["u_h"], binding["u_w"], binding.output_shape()) == (2, 7, (1, 2, 8, 35))
+    assert (binding["H_out"], binding["W_out"], binding.output_shape()) == (8, 35, (1, 2, 8, 35))
     # nearest on 3-d and 5-d input: the variant follows the input's rank
     up = torch.nn.Upsample(size=5, mode="nearest")
     assert lc.bind(up, (1, 1, 4)).rule.name == "Upsample.nearest_1d"
@@ -61,30 +65,50 @@ def test_upsample_variant_follows_mode_and_scale():
 def test_nearest_cost_does_not_grow_with_batch_or_channels():
     # the decomposition computes source indices once per output row/column; the gather is free
     r = lc.rule("Upsample.nearest_scale")
-    assert r.flops.free_symbols == {lc.parse(n) for n in ("H", "W", "u_h", "u_w")}
-    assert lc.evaluate(r.flops, {"H": 5, "W": 7, "u_h": 2, "u_w": 3}) == 2 * (10 + 21)
+    assert r.flops.free_symbols == {lc.parse(n) for n in ("H_out", "W_out")}
+    assert lc.evaluate(r.flops, {"H_out": 10, "W_out": 21}) == 2 * (10 + 21)
 
 
 @pytest.mark.parametrize(
     "module, shape",
     [
-        (torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), (1, 1, 4, 4)),
+        (torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), (1, 1, 4, 5)),
         (torch.nn.Upsample(scale_factor=(2, 0.5), mode="nearest"), (1, 1, 4, 4)),
+        (torch.nn.Upsample(scale_factor=(1.25, 2.5), mode="bicubic"), (2, 1, 3, 5)),
+        (torch.nn.Upsample(scale_factor=0.7, mode="area"), (1, 2, 10, 3)),
+        (torch.nn.Upsample(scale_factor=2.3, mode="linear", align_corners=True), (1, 1, 3)),
         (torch.nn.UpsamplingNearest2d(scale_factor=2.5), (1, 1, 4, 4)),
+        (torch.nn.UpsamplingBilinear2d(scale_factor=(0.75, 1.1)), (1, 1, 4, 10)),
+        # 0.29*100 is 28.999999999999996 in doubles: torch makes 28 rows, not 29
+        (torch.nn.Upsample(scale_factor=(0.29, 1.0), mode="nearest"), (1, 1, 100, 2)),
     ],
 )
-def test_non_integer_scale_factor_is_refused_by_name(module, shape):
-    # torch's output size floor(H*s) is a double-precision product the integer symbols cannot
-    # state; bind refuses it, naming the option (torch itself runs it)
-    module(torch.randn(shape))
-    with pytest.raises(ShapeError, match=r"scale_factor.*not a whole number"):
-        lc.bind(module, shape)
+def test_non_integer_scale_factor_binds_torch_output_sides(module, shape):
+    # the output sides are bound as torch computes them, int(float(H) * s)
+    binding = lc.bind(module, shape)
+    assert binding.output_shape() == tuple(module(torch.randn(shape)).shape)
+    torchcheck.check_against_torch(_case(module, shape))
+
+
+def _case(module, shape):
+    from layercost_sym.testing.strategies import LayerCase
+
+    keys = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")
+    kwargs = {k: getattr(module, k) for k in keys if hasattr(module, k)}
+    if type(module) is not torch.nn.Upsample:  # the subclasses fix mode and align_corners
+        kwargs = {k: kwargs[k] for k in ("size", "scale_factor")}
+    return LayerCase(type(module).__name__, kwargs, (shape,))
+
+
+def test_rows_of_an_awkward_scale_are_torch_double_product():
+    up = torch.nn.Upsample(scale_factor=(0.29, 1.0), mode="nearest")
+    assert lc.bind(up, (1, 1, 100, 2))["H_out"] == 28  # int(100.0 * 0.29); 29 in exact rationals
+    assert up(torch.randn(1, 1, 100, 2)).shape[2] == 28
 
 
 @pytest.mark.parametrize(
     "module, shape",
     [
-        (torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), (1, 1, 4, 4)),  # non-integer scale
         (torch.nn.Upsample(size=5, mode="nearest"), (1, 4)),  # 2-d: torch rejects too
         (torch.nn.Upsample(size=5, mode="bilinear"), (1, 1, 4)),  # torch rejects too
         (torch.nn.ReflectionPad1d(3), (1, 3)),  # pad >= side

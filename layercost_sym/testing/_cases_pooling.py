@@ -203,17 +203,33 @@ def fractional_max_pool_cases(
     max_extra: int = 3,
     unbatched: bool = True,
 ) -> LayerCase:
-    """``torch.nn.FractionalMaxPool{dims}d`` (2-d, 3-d) with kernel, output_size (the rule
-    cannot bind a float output_ratio) and return_indices."""
+    """``torch.nn.FractionalMaxPool{dims}d`` (2-d, 3-d) with kernel, output_size or output_ratio
+    (floats in (0, 1): k/8 and awkward decimals such as 0.29, whose double product 100*0.29 is
+    28.999999999999996), and return_indices."""
     kernel = _sides(draw, dims, st.integers(1, max_kernel))
-    outputs = _sides(draw, dims, st.integers(1, max_output))
     strict = 1 if dims == 3 else 0  # torch: output + kernel - 1 <= size (2-d), < size (3-d)
-    sizes = [
-        outputs[a] + kernel[a] - 1 + strict + draw(st.integers(0, max_extra)) for a in range(dims)
-    ]
+    if draw(st.booleans()):
+        outputs = _sides(draw, dims, st.integers(1, max_output))
+        sizes = [
+            outputs[a] + kernel[a] - 1 + strict + draw(st.integers(0, max_extra))
+            for a in range(dims)
+        ]
+        option: dict[str, Any] = {"output_size": _form(draw, outputs)}
+    else:
+        ratio = st.one_of(
+            st.integers(1, 7).map(lambda k: k / 8), st.sampled_from([0.29, 0.3, 0.7, 0.9])
+        )
+        ratios = _sides(draw, dims, ratio)
+        # smallest side whose output int(side*r) (torch's double product) is >= 1 and fits
+        smallest = [
+            next(n for n in range(1, 64) if int(n * r) >= 1 and int(n * r) + k - 1 + strict <= n)
+            for r, k in zip(ratios, kernel, strict=True)
+        ]
+        sizes = [lo + draw(st.integers(0, max_extra)) for lo in smallest]
+        option = {"output_ratio": _form(draw, ratios)}
     kwargs = dict(
         kernel_size=_form(draw, kernel),
-        output_size=_form(draw, outputs),
+        **option,
         return_indices=draw(st.booleans()),
     )
     shape = _shape(draw, draw(st.integers(1, max_channels)), sizes, max_batch, unbatched)

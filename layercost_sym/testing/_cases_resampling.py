@@ -1,6 +1,6 @@
 """Hypothesis strategies for the resampling and shape family, valid by construction.
 
-Upsample (every mode, size or an integer scale factor (one, or per axis), align_corners,
+Upsample (every mode, size or a scale factor (one, or per axis; whole or not), align_corners,
 recompute_scale_factor; nearest on 3-, 4- and 5-d input),
 UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle, ChannelShuffle, the
 fifteen padding layers, Unfold and Fold.  Sizes are drawn first, then options that fit them (a
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from .case import LayerCase
 
 __all__ = [
+    "AWKWARD_SCALES",
     "PADDING_LAYERS",
     "UPSAMPLE_MODES",
     "channel_shuffle_cases",
@@ -45,24 +46,45 @@ PADDING_LAYERS = tuple(
 )
 
 
+# Scale factors that are not whole: quarters (exact in binary) and awkward decimals whose double
+# products land just below or above a whole number (0.7*10 = 7.000000000000001, 0.29*100 =
+# 28.999999999999996: torch gives 28, an exact rational 29).
+AWKWARD_SCALES = (0.29, 0.3, 0.7, 1.1, 1.3, 2.3, 2.9)
+
+
+def _factor(draw, max_scale: int, fractional: bool) -> float | int:
+    """One scale factor: a whole one up to ``max_scale`` (int, or float as users write 2.0), or,
+    with ``fractional``, sometimes k/4 (0.25 .. max_scale) or an awkward decimal."""
+    kind = draw(st.sampled_from(["whole", "quarter", "awkward"] if fractional else ["whole"]))
+    if kind == "quarter":
+        return draw(st.integers(1, 4 * max_scale)) / 4
+    if kind == "awkward":
+        return draw(st.sampled_from(AWKWARD_SCALES))
+    whole = draw(st.integers(1, max_scale))
+    return float(whole) if draw(st.booleans()) else whole
+
+
 def _resize(
-    draw, axes: int, max_size: int, max_out: int, max_scale: int = 5
+    draw, axes: int, max_size: int, max_out: int, max_scale: int = 5, fractional: bool = False
 ) -> tuple[tuple[int, ...], dict]:
-    """Spatial input sizes and the size / scale_factor keyword arguments (an integer scale
-    factor up to ``max_scale``: one for every axis or one per axis, int or float as users write
-    them)."""
-    spatial = tuple(draw(st.integers(1, max_size)) for _ in range(axes))
+    """Spatial input sizes and the size / scale_factor keyword arguments (a scale factor up to
+    ``max_scale``: one for every axis or one per axis; whole (int or float, as users write them)
+    or, with ``fractional``, not whole).  Each output side floor(side*s) is at least 1, as torch
+    requires: a side is drawn large enough for its factor."""
     if draw(st.booleans()):
+        spatial = tuple(draw(st.integers(1, max_size)) for _ in range(axes))
         if draw(st.booleans()):  # one int for every axis
             return spatial, {"size": draw(st.integers(1, max_out))}
         return spatial, {"size": tuple(draw(st.integers(1, max_out)) for _ in range(axes))}
-    factor = st.integers(1, max_scale)
-    as_float = draw(st.booleans())  # 2.0 as well as 2
     if draw(st.booleans()):
-        scale: Any = draw(factor)
-        scale = float(scale) if as_float else scale
+        scale: Any = _factor(draw, max_scale, fractional)
+        factors = (scale,) * axes
     else:
-        scale = tuple(float(f) if as_float else f for f in (draw(factor) for _ in range(axes)))
+        scale = tuple(_factor(draw, max_scale, fractional) for _ in range(axes))
+        factors = scale
+    # smallest side with floor(side*s) >= 1 in torch's double arithmetic
+    smallest = [next(n for n in range(1, 9) if int(n * float(f)) >= 1) for f in factors]
+    spatial = tuple(draw(st.integers(lo, max(lo, max_size))) for lo in smallest)
     kwargs: dict[str, Any] = {"scale_factor": scale}
     kwargs["recompute_scale_factor"] = draw(st.sampled_from([None, False, True]))
     return spatial, kwargs
@@ -77,14 +99,16 @@ def upsample_cases(
     max_channels: int = 3,
     max_size: int = 4,
     max_out: int = 7,
+    fractional: bool = False,
 ) -> LayerCase:
-    """``torch.nn.Upsample`` in every mode (``mode`` fixes one), with size (int or tuple) or an
-    integer scale factor (one or per axis, int or float, recompute_scale_factor None/False/True),
+    """``torch.nn.Upsample`` in every mode (``mode`` fixes one), with size (int or tuple) or a
+    scale factor (one or per axis; whole, as int or float, or with ``fractional`` not whole: k/4
+    or awkward decimals such as 0.7 and 2.3; recompute_scale_factor None/False/True),
     align_corners None/False/True for the interpolating modes; input of a rank the mode takes
     (nearest and area: 3-, 4- or 5-d)."""
     mode = draw(st.sampled_from(sorted(UPSAMPLE_MODES))) if mode is None else mode
     axes = draw(st.sampled_from(UPSAMPLE_MODES[mode]))
-    spatial, kwargs = _resize(draw, axes, max_size, max_out)
+    spatial, kwargs = _resize(draw, axes, max_size, max_out, fractional=fractional)
     if mode in ("linear", "bilinear", "bicubic", "trilinear"):  # torch: only these take it
         kwargs["align_corners"] = draw(st.sampled_from([None, False, True]))
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *spatial)
@@ -93,10 +117,17 @@ def upsample_cases(
 
 @st.composite
 def upsampling_nearest2d_cases(
-    draw, *, max_batch: int = 2, max_channels: int = 3, max_size: int = 4, max_out: int = 7
+    draw,
+    *,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_size: int = 4,
+    max_out: int = 7,
+    fractional: bool = False,
 ) -> LayerCase:
-    """``torch.nn.UpsamplingNearest2d`` with size (int or tuple) or an integer scale factor."""
-    spatial, kwargs = _resize(draw, 2, max_size, max_out)
+    """``torch.nn.UpsamplingNearest2d`` with size (int or tuple) or a scale factor (whole, or
+    with ``fractional`` not whole)."""
+    spatial, kwargs = _resize(draw, 2, max_size, max_out, fractional=fractional)
     kwargs.pop("recompute_scale_factor", None)  # not an argument of this class
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *spatial)
     return LayerCase("UpsamplingNearest2d", kwargs, (shape,))
@@ -104,11 +135,17 @@ def upsampling_nearest2d_cases(
 
 @st.composite
 def upsampling_bilinear2d_cases(
-    draw, *, max_batch: int = 2, max_channels: int = 3, max_size: int = 4, max_out: int = 7
+    draw,
+    *,
+    max_batch: int = 2,
+    max_channels: int = 3,
+    max_size: int = 4,
+    max_out: int = 7,
+    fractional: bool = False,
 ) -> LayerCase:
-    """``torch.nn.UpsamplingBilinear2d`` (align_corners=True) with size or an integer scale
-    factor."""
-    spatial, kwargs = _resize(draw, 2, max_size, max_out)
+    """``torch.nn.UpsamplingBilinear2d`` (align_corners=True) with size or a scale factor (whole,
+    or with ``fractional`` not whole)."""
+    spatial, kwargs = _resize(draw, 2, max_size, max_out, fractional=fractional)
     kwargs.pop("recompute_scale_factor", None)
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *spatial)
     return LayerCase("UpsamplingBilinear2d", kwargs, (shape,))
