@@ -123,6 +123,8 @@ def _read(
         return dims[value] if dims else 1  # a 0-d input has one element along dim 0 or -1
     if spec.kind == "present":
         return int(value is not None)
+    if spec.kind == "view_size":
+        return _view_size(module, spec, symbol, rule, value, inputs)
     if spec.kind == "scaled":
         return _scaled(rule, spec, symbol, value, inputs)
     if spec.kind in ("prod", "len"):
@@ -150,6 +152,32 @@ def _read(
         f"{rule.name}: module.{spec.text} is {value!r}, not an integer "
         f"(symbol {symbol}); no variant of the rule covers this option"
     )
+
+
+def _view_size(
+    module: Any, spec: BindSpec, symbol: str, rule: Rule, value: Any, inputs: list
+) -> Any:
+    """``view_size(attr[i], dim)``: entry ``i`` of a size list that splits input 0's dimension
+    ``module.dim`` (Unflatten), where ``-1`` stands, as in ``Tensor.view``, for that
+    dimension's length divided by the product of the other entries."""
+    sizes = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    if spec.index >= len(sizes):
+        raise ShapeError(
+            f"{rule.name}: module.{spec.attr} = {value!r} has no element {spec.index} "
+            f"(symbol {symbol})"
+        )
+    entry = sizes[spec.index]
+    if entry != -1:
+        return entry
+    dims = inputs[0] if inputs else ()
+    dim = attribute(module, spec.of, None)
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -len(dims) <= dim < len(dims):
+        raise ShapeError(
+            f"{rule.name}: module.{spec.of} = {dim!r} is not a dimension of input 0 of shape "
+            f"{tuple(dims)} (symbol {symbol})"
+        )
+    others = math.prod(s for j, s in enumerate(sizes) if j != spec.index)
+    return dims[dim] // others if others else 0  # 0: refused as a non-positive size
 
 
 def _factor(rule: Rule, spec: BindSpec, symbol: str, value: Any) -> int | float:

@@ -56,11 +56,13 @@ _BIND_ARG_GIVEN = re.compile(r"^arg\((\w+)\)\?$")
 _BIND_PRESENT = re.compile(rf"^{_PATH}\?$")
 _BIND_ATTR = re.compile(rf"^{_PATH}(?:\[(\d+)\])?$")
 _BIND_SCALED = re.compile(rf"^scaled\((\w+),\s*{_PATH}(?:\[(\d+)\])?\)$")
+_BIND_VIEW = re.compile(rf"^view_size\({_PATH}\[(\d+)\],\s*{_PATH}\)$")
 # `when` keys besides an attribute path: "attr?" / "attr[i]?" (the attribute, or its element i,
 # is not None) and "rank(i)" (the
 # rank of input i, known only when the inputs are: lc.bind, not lc.rule_for)
 _WHEN_PRESENT = re.compile(rf"^{_PATH}(?:\[(\d+)\])?\?$")
 _WHEN_RANK = re.compile(r"^rank\((\d+)\)$")
+_WHEN_LEN = re.compile(rf"^len\({_PATH}\)$")  # the length of a sequence attribute
 _ANCHORED = re.compile(rf"^\s*(\w+)\.\.\.\s+(\w+)@{_PATH}(?::{_PATH})?\s+(\w+)\.\.\.\s*$")
 
 
@@ -141,6 +143,11 @@ class Catalogue:
 def _when_matches(
     module: Any, key: str, expected: Any, inputs: Sequence[Sequence[int]] | None
 ) -> bool:
+    if m := _WHEN_LEN.match(key):
+        value = attribute(module, m.group(1), None)
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            return False
+        return len(value) in expected if isinstance(expected, list) else len(value) == expected
     if m := _WHEN_RANK.match(key):
         index = int(m.group(1))
         if inputs is None or index >= len(inputs):
@@ -394,6 +401,10 @@ class _RuleReader:
                 return BindSpec("arg", attr=m.group(1), value=value, text=spec)
             if m := _BIND_CALL.match(spec):
                 return BindSpec(m.group(1), attr=m.group(2), text=spec)
+            if m := _BIND_VIEW.match(spec):
+                return BindSpec(
+                    "view_size", attr=m.group(1), index=int(m.group(2)), text=spec, of=m.group(3)
+                )
             if m := _BIND_SCALED.match(spec):
                 index = int(m.group(3)) if m.group(3) is not None else None
                 return BindSpec("scaled", attr=m.group(2), index=index, text=spec, of=m.group(1))
@@ -405,7 +416,8 @@ class _RuleReader:
         raise self.error(
             ("bind", sym),
             f"bind.{sym}: cannot read {spec!r} (use 'attr', 'attr[i]', 'attr?', 'prod(attr)', "
-            "'len(attr)', 'size(attr)', 'scaled(X, attr[i])', 'arg(name, default)', "
+            "'len(attr)', 'size(attr)', 'scaled(X, attr[i])', 'view_size(attr[i], dim)', "
+            "'arg(name, default)', "
             "'arg(name)?' or an integer)",
         )
 
@@ -463,14 +475,16 @@ class _RuleReader:
 
 
 def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
-    """A ``when`` key is an attribute path (any TOML value), ``"attr?"`` (true / false) or
-    ``"rank(i)"`` (an integer or a list of integers)."""
+    """A ``when`` key is an attribute path (any TOML value), ``"attr?"`` (true / false),
+    ``"rank(i)"`` or ``"len(attr)"`` (an integer or a list of integers)."""
     for key, value in when.items():
-        if _WHEN_RANK.match(key):
+        if _WHEN_RANK.match(key) or _WHEN_LEN.match(key):
+            what = "rank" if _WHEN_RANK.match(key) else "length"
             ranks = value if isinstance(value, list) else [value]
             if not ranks or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks):
                 raise reader.error(
-                    ("when",), f"when: {key!r} takes a rank or a list of ranks, got {value!r}"
+                    ("when",),
+                    f"when: {key!r} takes a {what} or a list of {what}s, got {value!r}",
                 )
         elif _WHEN_PRESENT.match(key):
             if not isinstance(value, bool):
@@ -480,7 +494,8 @@ def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
         elif not re.fullmatch(_PATH, key):
             raise reader.error(
                 ("when",),
-                f"when: cannot read key {key!r} (use an attribute path, 'attr?' or 'rank(i)')",
+                f"when: cannot read key {key!r} (use an attribute path, 'attr?', 'rank(i)' or "
+                "'len(attr)')",
             )
 
 

@@ -65,7 +65,9 @@ class BindSpec:
     attribute is not None), ``"prod"`` or ``"len"`` (of a sequence attribute), ``"size"`` (the
     length of input ``index`` along the dimension the attribute names), ``"arg"`` (a
     keyword argument of the forward call, ``value`` when it is not given), ``"scaled"``
-    (``floor(of * attr[index])`` in double precision, ``of`` an input symbol) or ``"const"``.
+    (``floor(of * attr[index])`` in double precision, ``of`` an input symbol), ``"view_size"``
+    (entry ``index`` of a size list, ``-1`` inferred along input 0's dimension ``module.<of>``)
+    or ``"const"``.
     """
 
     kind: str

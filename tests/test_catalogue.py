@@ -415,3 +415,42 @@ def test_scaled_bind_spec(tmp_path):
     write(tmp_path, text.replace("scaled(H, scale[1])", "scaled(H)"))
     with pytest.raises(CatalogueError, match="cannot read 'scaled\\(H\\)'"):
         load_catalogue(tmp_path)
+
+
+def test_len_when_key_and_view_size_spec(tmp_path, monkeypatch):
+    # a variant per number of sizes; view_size infers a -1 entry from the split dimension
+    split = (
+        '\n[Scale.variants.two]\nwhen = { "len(sizes)" = 2 }\n'
+        'bind = { H = "view_size(sizes[0], dim)", W = "view_size(sizes[1], dim)" }\n'
+        'output_shape = ["N...", "H", "W"]\n'
+    )
+    write(tmp_path, GOOD + split)
+    rule = load_catalogue(tmp_path).rules["Scale"]
+    two = rule.variants[0]
+    assert two.when == {"len(sizes)": 2} and two.binds["W"].kind == "view_size"
+
+    class Scale:  # duck-typed, named as the rule's module: what the lookup reads
+        num_features, dim = 6, -1
+
+        def __init__(self, sizes):
+            self.sizes = sizes
+
+    cat = load_catalogue(tmp_path)
+    assert cat.for_module(Scale((2, 3))) is cat.rules["Scale"].variants[0]
+    assert cat.for_module(Scale((1, 2, 3))) is cat.rules["Scale"]  # no variant for 3 sizes
+    monkeypatch.setattr("layercost_sym.binding.catalogue", lambda: cat)
+    b = lc.bind(Scale((2, -1)), (4, 6))
+    assert (b["H"], b["W"]) == (2, 3) and b.output_shape() == (4, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ('when = { "len(sizes)" = "two" }', "takes a length or a list of lengths"),
+        ('when = { x = 1 }\nbind = { C = "view_size(sizes, dim)" }', "cannot read"),
+    ],
+)
+def test_len_when_key_and_view_size_errors(tmp_path, variant, message):
+    write(tmp_path, GOOD + f"\n[Scale.variants.two]\n{variant}\n")
+    with pytest.raises(CatalogueError, match=message):
+        load_catalogue(tmp_path)

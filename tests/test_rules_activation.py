@@ -87,7 +87,7 @@ def test_celu_default_alpha_skips_divide_and_multiply():
     ("module", "shape"),
     [
         (torch.nn.Softmax(), (2, 3, 4)),  # implicit dim (deprecated)
-        (torch.nn.Unflatten(-1, (2, 3, 1)), (4, 6)),
+        (torch.nn.Unflatten(-1, (1,) * 8 + (6,)), (4, 6)),  # 9 sizes: more than stated
     ],
 )
 def test_uncovered_options_are_rejected_not_miscounted(module, shape):

@@ -213,16 +213,21 @@ def flatten_cases(draw, *, max_rank: int = 5, max_size: int = 4) -> LayerCase:
 
 
 @st.composite
-def unflatten_cases(draw, *, max_rank: int = 4, max_size: int = 4) -> LayerCase:
-    """``torch.nn.Unflatten``: dim = -1 split into two sizes (any leading dimensions), or
-    dim = 1 of an (N, L) input split into three; L is the product of the drawn sizes."""
+def unflatten_cases(draw, *, max_rank: int = 4, max_size: int = 4, max_sizes: int = 8) -> LayerCase:
+    """``torch.nn.Unflatten``: any ``dim`` (negative or not) of an input of rank 1 to
+    ``max_rank``, split into 1 to ``max_sizes`` sizes (mostly small), one of them sometimes
+    ``-1``; the split dimension is the product of the drawn sizes."""
+    count = draw(st.integers(1, max_sizes))
+    sizes = [draw(st.integers(1, max_size if count <= 3 else 2)) for _ in range(count)]
+    rank = draw(st.integers(1, max_rank))
+    dim = draw(st.integers(-rank, rank - 1))
+    shape = [draw(st.integers(1, max_size)) for _ in range(rank)]
+    shape[dim] = math.prod(sizes)
     if draw(st.booleans()):
-        dim, sizes = -1, tuple(draw(st.integers(1, max_size)) for _ in range(2))
-        leading = _shape(draw, 0, max_rank - 1, max_size)
-    else:
-        dim, sizes = 1, tuple(draw(st.integers(1, max_size)) for _ in range(3))
-        leading = (draw(st.integers(1, max_size)),)
-    shape = (*leading, math.prod(sizes))
+        sizes[draw(st.integers(0, count - 1))] = -1  # inferred by torch from the others
     return LayerCase(
-        "Unflatten", {"dim": dim, "unflattened_size": sizes}, (shape,), training=draw(st.booleans())
+        "Unflatten",
+        {"dim": dim, "unflattened_size": tuple(sizes)},
+        (tuple(shape),),
+        training=draw(st.booleans()),
     )
