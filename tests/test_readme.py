@@ -177,3 +177,17 @@ def test_links_and_paths_exist():
     assert names
     missing = [p for p in names if not (ROOT / p).exists()]
     assert not missing, missing
+
+
+def test_readme_says_what_ci_runs_beyond_the_test_command():
+    """Every check .ci/run makes besides installing (linters, type checks, the test command)
+    is named in the README as inline code, and so is the environment that selects the CI
+    Hypothesis profile: the README says exactly what CI runs."""
+    steps = [
+        line for line in ci_lines() if shlex.split(line)[0] not in ("set", "cd", "export", "python")
+    ]
+    assert "pytest" in steps and any(s.startswith("ruff") for s in steps), steps
+    missing = [step for step in steps if step not in INLINE]
+    assert not missing, f".ci/run steps the README does not name: {missing}"
+    exported = [line for line in ci_lines() if line.startswith("export CI=")]
+    assert exported and "CI=true" in README
