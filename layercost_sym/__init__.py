@@ -17,11 +17,13 @@ from .binding import Binding, bind
 from .catalogue import catalogue
 from .composition import Cost, symbols
 from .conventions import CONVENTIONS
+from .domain import Condition, Domain, domain, with_domain
 from .errors import (
     ArchitectureError,
     CatalogueError,
     CompositionError,
     ConventionError,
+    DomainError,
     EvaluationError,
     ExpressionError,
     LayercostError,
@@ -49,8 +51,11 @@ __all__ = [
     "Binding",
     "CatalogueError",
     "CompositionError",
+    "Condition",
     "ConventionError",
     "Cost",
+    "Domain",
+    "DomainError",
     "EvaluationError",
     "ExpressionError",
     "LayercostError",
@@ -66,6 +71,7 @@ __all__ = [
     "bind",
     "compare",
     "count",
+    "domain",
     "evaluate",
     "latex",
     "parse",
@@ -75,6 +81,7 @@ __all__ = [
     "simplify",
     "sweep",
     "symbols",
+    "with_domain",
 ]
 
 __version__ = "0.1.0"

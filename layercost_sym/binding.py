@@ -20,7 +20,7 @@ import sympy
 
 from .catalogue import attribute, catalogue
 from .errors import ConventionError, ShapeError
-from .evaluation import check_condition, evaluate
+from .evaluation import check_domain, evaluate
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = ["Binding", "bind"]
@@ -430,24 +430,8 @@ def bind(
         values[name], origin[name] = value, f"module.{spec.text}"
     assumed = _bind_data(rule, values, origin, dict(data or {}))
     training = bool(getattr(module, "training", False))
-    defines = rule._expanded_defines()
-    for constraint in rule.constraints:
-        if constraint.training_only and not training:
-            continue
-        if not check_condition(rule.expand(constraint.condition), values):
-            shown = {
-                **values,
-                **{
-                    s.name: _value(e, values)
-                    for s, e in defines.items()
-                    if s.name in constraint.text
-                },
-            }
-            detail = ", ".join(f"{k}={v}" for k, v in shown.items() if k in constraint.text)
-            raise ShapeError(
-                f"{rule.name}: constraint {constraint.text!r} fails "
-                f"({constraint.reason}) at {detail}"
-            )
+    # the rule's constraints, checked as evaluate checks them: one message for one failure
+    check_domain(rule.domain(training), values)
     binding = Binding(rule, values, leading, training, trailing_absent, assumed, trailing)
     binding.fractional = _fractional(module, rule)
     return binding
@@ -481,11 +465,3 @@ def _bind_data(
             values[name], origin[name] = evaluate(default, values), "the rule's default"
             assumed.append(name)
     return tuple(assumed)
-
-
-def _value(expr: sympy.Expr, values: dict[str, int]) -> sympy.Expr:
-    """A defined quantity's exact value for an error message, even where it is 0 or negative
-    (which ``evaluate`` would refuse): the expression's own symbols, substituted."""
-    return expr.xreplace(
-        {s: sympy.Integer(values[s.name]) for s in expr.free_symbols if s.name in values}
-    )

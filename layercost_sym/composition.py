@@ -27,13 +27,14 @@ Symbols from :func:`symbols` are positive integers unless told otherwise; glossa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy
 
 from .conventions import DEFAULT_CONVENTION
-from .errors import CompositionError, ConventionError, ShapeError
+from .domain import Condition, Domain, with_domain
+from .errors import CompositionError, ConventionError, DomainError
 from .evaluation import evaluate
 from .glossary import glossary
 
@@ -109,16 +110,6 @@ class Part:
         )
 
 
-@dataclass(frozen=True)
-class Condition:
-    """A constraint of a rule that the bound values do not decide, kept with its reason."""
-
-    condition: sympy.Basic
-    text: str
-    reason: str
-    part: str
-
-
 class Cost:
     """Parameters and costs of a composition of rules, with a per-part breakdown.
 
@@ -129,6 +120,7 @@ class Cost:
     """
 
     __slots__ = ("conditions", "output_shape", "parts")
+    # conditions: the rules' constraints its values leave undecided (its domain), each once
 
     def __init__(
         self,
@@ -151,16 +143,19 @@ class Cost:
             )
         self.parts: tuple[Part, ...] = tuple(merged.values())
         self.output_shape = output_shape
-        unique: dict[tuple, Condition] = {}
-        for c in conditions:
-            unique.setdefault((c.condition, c.part), c)
-        self.conditions: tuple[Condition, ...] = tuple(unique.values())
+        self.conditions: tuple[Condition, ...] = tuple(dict.fromkeys(conditions))
 
     # -- totals ------------------------------------------------------------------------------
     @property
+    def domain(self) -> Domain:
+        """Where the totals hold: the constraints of its rules that its values leave undecided
+        (each expression :meth:`cost` and :attr:`params` return carries it)."""
+        return Domain(self.conditions)
+
+    @property
     def params(self) -> sympy.Expr:
         """Number of parameters of all parts."""
-        return sympy.Add(*(p.params for p in self.parts))
+        return with_domain(sympy.Add(*(p.params for p in self.parts)), self.domain)
 
     @property
     def flops(self) -> sympy.Expr:
@@ -183,7 +178,7 @@ class Cost:
                 f"convention {convention!r} is not defined for part(s) {', '.join(missing)}; "
                 f"defined for all parts: {', '.join(self.conventions) or 'none'}"
             )
-        return sympy.Add(*(p.costs[convention] for p in self.parts))
+        return with_domain(sympy.Add(*(p.costs[convention] for p in self.parts)), self.domain)
 
     def breakdown(self, convention: str = DEFAULT_CONVENTION) -> dict[str, tuple]:
         """``{part name: (params, cost)}`` in the order the parts were added."""
@@ -256,15 +251,11 @@ class Cost:
 
     def evaluate(self, values: Mapping[Any, Any], convention: str = DEFAULT_CONVENTION) -> Any:
         """The exact total under ``convention`` at ``values`` (see :func:`layercost_sym.evaluate`);
-        ``convention="params"`` gives the parameter count.  Undecided rule constraints are
-        checked first."""
-        from .evaluation import check_condition
-
-        for c in self.conditions:
-            if not check_condition(c.condition, values):
-                raise ShapeError(f"part {c.part}: {c.text} fails: {c.reason}")
+        ``convention="params"`` gives the parameter count.  The rules' constraints its values
+        left undecided are checked (a :class:`~layercost_sym.DomainError` names the one that
+        fails)."""
         expr = self.params if convention == "params" else self.cost(convention)
-        return evaluate(expr, values)
+        return evaluate(expr, values, domain=self.domain)
 
     def simplify(self) -> Cost:
         """Every expression through :func:`sympy.simplify` (may take a while on big costs)."""
@@ -400,14 +391,18 @@ def _check_domain(symbol: sympy.Symbol, key: str, value: sympy.Expr) -> None:
 
 
 def _decide(conditions: Iterable[Condition], mapping: Mapping) -> tuple[Condition, ...]:
+    """The conditions with ``mapping`` substituted: a decided one is checked (a failure raises
+    :class:`~layercost_sym.DomainError` naming it), the undecided ones are kept."""
+    given = {s.name: int(v) for s, v in mapping.items() if getattr(v, "is_Integer", False)}
     kept = []
     for c in conditions:
         cond = c.condition.xreplace(mapping)
         if cond is sympy.false or cond == sympy.false:
-            raise ShapeError(f"part {c.part}: {c.text} fails: {c.reason}")
+            raise DomainError(c.message(given))
         if cond is sympy.true or cond == sympy.true:
             continue
-        kept.append(Condition(cond, c.text, c.reason, c.part))
+        quantities = tuple((n, e.xreplace(mapping)) for n, e in c.quantities)
+        kept.append(replace(c, condition=cond, quantities=quantities))
     return tuple(kept)
 
 
@@ -415,7 +410,7 @@ def rule_at(rule: Any, *, training: bool = False, name: str | None = None, **val
     """A rule with its symbols bound: one part named ``name`` (default: the rule's name).
 
     Symbols left out stay the rule's own symbols.  Constraints that the values decide are
-    checked now (a violated one raises :class:`~layercost_sym.ShapeError` naming it); the
+    checked now (a violated one raises :class:`~layercost_sym.DomainError` naming it); the
     rest travel with the cost and are checked by :meth:`Cost.evaluate`.
 
     >>> import layercost_sym as lc
@@ -436,11 +431,8 @@ def rule_at(rule: Any, *, training: bool = False, name: str | None = None, **val
     for (convention, mode), _ in rule.compact_costs.items():
         if mode == bool(training):
             costs[convention] = rule.cost(convention, training).xreplace(mapping)
-    conditions = [
-        Condition(c.condition, c.text, c.reason, part_name)
-        for c in rule.constraints
-        if training or not c.training_only
-    ]
+    origin = rule.name if part_name == rule.name else f"{part_name} ({rule.name})"
+    conditions = [replace(c, origin=origin) for c in rule.domain(training).conditions]
     return Cost(
         [Part(part_name, rule.params.xreplace(mapping), costs, rule.name)],
         tuple(e.xreplace(mapping) for e in rule.output_shape),

@@ -12,6 +12,7 @@ __all__ = [
     "CatalogueError",
     "CompositionError",
     "ConventionError",
+    "DomainError",
     "EvaluationError",
     "ExpressionError",
     "LayercostError",
@@ -59,6 +60,12 @@ class MissingSymbolError(EvaluationError):
 
 class ShapeError(LayercostError, ValueError):
     """Input shapes or module options that torch itself would reject (names the constraint)."""
+
+
+class DomainError(ShapeError, EvaluationError):
+    """Values outside a formula's domain: a rule's constraint or an analysis' guard fails (the
+    message names it and torch's reason).  Both a :class:`ShapeError` (torch would reject the
+    shapes) and an :class:`EvaluationError` (the formula has no value there)."""
 
 
 class UncountedOpError(LayercostError, RuntimeError):

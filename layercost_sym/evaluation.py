@@ -15,7 +15,6 @@ largest magnitudes proves that no intermediate value can overflow, else on exact
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
@@ -23,296 +22,17 @@ from typing import Any
 
 import sympy
 
-from .errors import EvaluationError, MissingSymbolError
+from .codegen import _COMPILED, Compiled, compile_all_hold, compile_expression
+from .domain import Condition, Domain
+from .domain import domain as domain_of
+from .errors import DomainError, EvaluationError, MissingSymbolError
 from .glossary import glossary
-from .parsing import gcd, parse
+from .parsing import parse
 
-__all__ = ["Compiled", "check_condition", "compile_expression", "evaluate", "sweep"]
+__all__ = ["check_condition", "check_domain", "evaluate", "invalid_points", "sweep"]
 
 Value = Any  # int, bool, numpy integer or numpy integer array
 _INT64_SAFE = 2**62  # an int64 bound with headroom for the final sign and divisibility checks
-
-
-class _Unsupported(Exception):
-    """The expression holds a node a code generator does not print."""
-
-
-_RELATIONS = {
-    sympy.Eq: "==",
-    sympy.Ne: "!=",
-    sympy.Lt: "<",
-    sympy.Le: "<=",
-    sympy.Gt: ">",
-    sympy.Ge: ">=",
-}
-
-
-class _Codegen:
-    """Prints a SymPy expression as Python code over exact integers.
-
-    ``vector=False`` prints scalar code (conditional expressions, ``max``); ``vector=True``
-    prints code whose operations broadcast over numpy arrays (``_where``, ``_max``).
-    """
-
-    def __init__(self, names: Mapping[sympy.Symbol, str], vector: bool = False) -> None:
-        self.names = names
-        self.vector = vector
-
-    def frac(self, e: sympy.Basic) -> tuple[str, str]:
-        num, den = sympy.fraction(sympy.together(e))
-        return self.poly(num), self.poly(den)
-
-    def exact(self, e: sympy.Basic) -> str:
-        """Code for the exact value of ``e``: an int, or a Fraction where it may not be one."""
-        num, den = self.frac(e)
-        if den == "1":
-            return num
-        if self.vector:
-            raise _Unsupported(e)  # Fractions do not vectorise
-        return f"_F({num}, {den})"
-
-    def poly(self, e: sympy.Basic) -> str:
-        if e.is_Integer:
-            return str(int(e))
-        if e.is_Symbol:
-            if e not in self.names:
-                raise _Unsupported(e)
-            return self.names[e]
-        if e.is_Add:
-            return "(" + " + ".join(self.poly(a) for a in e.args) + ")"
-        if e.is_Mul:
-            return "(" + "*".join(self.poly(a) for a in e.args) + ")"
-        if e.is_Pow and e.exp.is_Integer and e.exp > 0:
-            return f"({self.poly(e.base)})**{int(e.exp)}"
-        if isinstance(e, sympy.floor):
-            num, den = self.frac(e.args[0])
-            return num if den == "1" else f"(({num})//({den}))"
-        if isinstance(e, sympy.ceiling):
-            num, den = self.frac(e.args[0])
-            return num if den == "1" else f"(-((-({num}))//({den})))"
-        if isinstance(e, sympy.Max | sympy.Min):
-            fn = (
-                ("_max" if self.vector else "max")
-                if isinstance(e, sympy.Max)
-                else ("_min" if self.vector else "min")
-            )
-            return self._fold(fn, [self.exact(a) for a in e.args])
-        if isinstance(e, gcd):
-            return f"_gcd({self.poly(e.args[0])}, {self.poly(e.args[1])})"
-        if isinstance(e, sympy.Mod):
-            return f"(({self.exact(e.args[0])}) % ({self.exact(e.args[1])}))"
-        if isinstance(e, sympy.Piecewise):
-            out = None
-            for value, cond in reversed(e.args):
-                code = self.exact(value)
-                if out is None:
-                    if cond is not sympy.true:
-                        raise _Unsupported(e)  # no default branch: let SymPy say which fails
-                    out = code
-                elif self.vector:
-                    out = f"_where({self.cond(cond)}, {code}, {out})"
-                else:
-                    out = f"({code} if {self.cond(cond)} else {out})"
-            return out
-        raise _Unsupported(e)
-
-    @staticmethod
-    def _fold(fn: str, parts: list[str]) -> str:
-        out = parts[0]
-        for p in parts[1:]:
-            out = f"{fn}({out}, {p})"
-        return out
-
-    def cond(self, c: sympy.Basic) -> str:
-        if c is sympy.true or c is sympy.false:
-            return str(bool(c))
-        for cls, op in _RELATIONS.items():
-            if isinstance(c, cls):
-                return f"(({self.exact(c.lhs)}) {op} ({self.exact(c.rhs)}))"
-        if isinstance(c, sympy.And | sympy.Or):
-            parts = [self.cond(a) for a in c.args]
-            if self.vector:
-                return self._fold("_and" if isinstance(c, sympy.And) else "_or", parts)
-            return "(" + (" and " if isinstance(c, sympy.And) else " or ").join(parts) + ")"
-        if isinstance(c, sympy.Not):
-            inner = self.cond(c.args[0])
-            return f"_not({inner})" if self.vector else f"(not {inner})"
-        raise _Unsupported(c)
-
-
-class _BoundCodegen(_Codegen):
-    """Prints code for an upper bound on the magnitude of every intermediate value.
-
-    Fed each symbol's largest magnitude, the code returns a number no intermediate of the real
-    computation can exceed in absolute value: sums and products of bounds, floors bounded by
-    their numerators plus one, branches by their largest branch.  Every sub-bound passes through
-    ``_m``, which keeps the running maximum.
-    """
-
-    def poly(self, e: sympy.Basic) -> str:
-        if e.is_Integer:
-            return f"_m({abs(int(e))})"
-        if e.is_Symbol:
-            return f"_m({self.names[e]})"
-        if e.is_Add:
-            return "_m(" + " + ".join(self.poly(a) for a in e.args) + ")"
-        if e.is_Mul:
-            return "_m(" + "*".join(self.poly(a) for a in e.args) + ")"
-        if e.is_Pow and e.exp.is_Integer and e.exp > 0:
-            return f"_m(({self.poly(e.base)})**{int(e.exp)})"
-        if isinstance(e, sympy.floor | sympy.ceiling):
-            num, den = self.frac(e.args[0])
-            return f"_m({num} + {den} + 1)"
-        if isinstance(e, sympy.Max | sympy.Min | gcd | sympy.Mod):
-            return self._fold("max", [self.bound(a) for a in e.args])
-        if isinstance(e, sympy.Piecewise):
-            parts = [self.bound(v) for v, _ in e.args]
-            parts += [self.cond_bound(c) for _, c in e.args]
-            return self._fold("max", parts)
-        raise _Unsupported(e)
-
-    def bound(self, e: sympy.Basic) -> str:
-        num, den = self.frac(e)
-        return f"_m({num} + {den})"
-
-    def cond_bound(self, c: sympy.Basic) -> str:
-        if isinstance(c, sympy.core.relational.Relational):
-            return f"max({self.bound(c.lhs)}, {self.bound(c.rhs)})"
-        if isinstance(c, sympy.And | sympy.Or | sympy.Not):
-            return self._fold("max", [self.cond_bound(a) for a in c.args])
-        return "0"
-
-
-def _vector_helpers() -> dict[str, Any]:
-    import numpy as np
-
-    return {
-        "_max": np.maximum,
-        "_min": np.minimum,
-        "_where": np.where,
-        "_gcd": np.gcd,
-        "_and": np.logical_and,
-        "_or": np.logical_or,
-        "_not": np.logical_not,
-    }
-
-
-def _exec(source: str, helpers: Mapping[str, Any]):
-    namespace = dict(helpers)
-    # The source was printed by a _Codegen from a SymPy expression, never taken from user text.
-    exec(compile(source, "<layercost_sym compiled expression>", "exec"), namespace)
-    return namespace["_f"]
-
-
-class Compiled:
-    """An expression compiled to Python functions of its symbols' values.
-
-    ``scalar(*ints)`` returns ``(num, den)`` (or a bool for a condition); ``vector(*arrays)`` the
-    same over numpy arrays; ``bound(*maxima)`` an upper bound on every intermediate magnitude.
-    """
-
-    def __init__(self, expr: sympy.Basic, boolean: bool = False) -> None:
-        self.expr = expr
-        self.boolean = boolean
-        self.symbols: tuple[sympy.Symbol, ...] = tuple(sorted(expr.free_symbols, key=str))
-        self.names: tuple[str, ...] = tuple(s.name for s in self.symbols)
-        info = glossary().info
-        self.lows: tuple[int, ...] = tuple(1 if s.is_positive else 0 for s in self.symbols)
-        # flags (glossary domain "flag") are 0 or 1; None: no upper limit
-        self.highs: tuple[int | None, ...] = tuple(
-            1
-            if (s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s)
-            else None
-            for s in self.symbols
-        )
-        self.has_flags = any(h is not None for h in self.highs)
-        args = ", ".join(f"v{i}" for i in range(len(self.symbols)))
-        names = {s: f"v{i}" for i, s in enumerate(self.symbols)}
-        self.source = self._source(_Codegen(names), args)
-        scalar_helpers = {"_F": Fraction, "_gcd": math.gcd}
-        self.scalar = _exec(self.source, scalar_helpers) if self.source else self._sympy_fallback
-        # The hot path, as one generated function: look every name up, check it is a plain int
-        # in its domain, compute; None sends the caller down the general (slower) path.
-        self.fast = _exec(self._fast_source(), scalar_helpers) if self.source else _none
-        self._vector_source = self._source(_Codegen(names, vector=True), args)
-        self._bound_source = None if boolean else self._source(_BoundCodegen(names), args)
-        self._vector = self._bound = None
-
-    def _fast_source(self) -> str:
-        body = self.source.split("return ", 1)[1].rstrip()
-        lookups = "\n".join(f"        v{i} = shapes[{n!r}]" for i, n in enumerate(self.names))
-        checks = (
-            " and ".join(
-                f"type(v{i}) is int and v{i} >= {low}" + (f" and v{i} <= {high}" if high else "")
-                for i, (low, high) in enumerate(zip(self.lows, self.highs, strict=True))
-            )
-            or "True"
-        )
-        return (
-            f"def _f(shapes):\n    try:\n{lookups or '        pass'}\n"
-            f"    except (KeyError, TypeError):\n        return None\n"
-            f"    if not ({checks}):\n        return None\n    return {body}\n"
-        )
-
-    def _source(self, gen: _Codegen, args: str) -> str | None:
-        try:
-            body = gen.cond(self.expr) if self.boolean else "{}, {}".format(*gen.frac(self.expr))
-        except _Unsupported:
-            return None
-        return f"def _f({args}):\n    return {body}\n"
-
-    def _sympy_fallback(self, *values):
-        result = self.expr.xreplace(
-            dict(zip(self.symbols, map(sympy.Integer, values), strict=True))
-        )
-        if result in (sympy.true, sympy.false):
-            return bool(result)
-        if result.is_Rational:
-            return int(result.p), int(result.q)
-        raise EvaluationError(f"could not evaluate {self.expr} to a number (got {result})")
-
-    def vector(self, *arrays):
-        """Vectorised evaluation; ``None`` if the expression does not vectorise."""
-        if self._vector_source is None:
-            return None
-        if self._vector is None:
-            self._vector = _exec(self._vector_source, _vector_helpers())
-        return self._vector(*arrays)
-
-    def bound(self, *maxima: int) -> int | None:
-        """Upper bound on every intermediate magnitude at inputs up to ``maxima``."""
-        if self._bound_source is None:
-            return None
-        if self._bound is None:
-            self._bound = _exec(self._bound_source, {"_m": None})
-        seen = [0]
-
-        def record(x):
-            seen[0] = max(seen[0], x)
-            return x
-
-        self._bound.__globals__["_m"] = record
-        self._bound(*maxima)
-        return seen[0]
-
-
-def _none(shapes):
-    return None
-
-
-_COMPILED: dict[sympy.Basic, Compiled] = {}
-_COMPILED_CONDITIONS: dict[sympy.Basic, Compiled] = {}
-
-
-def compile_expression(expr: sympy.Basic, boolean: bool = False) -> Compiled:
-    """The compiled form of ``expr`` (cached)."""
-    cache = _COMPILED_CONDITIONS if boolean else _COMPILED
-    compiled = cache.get(expr)
-    if compiled is None:
-        if len(cache) > 8192:
-            cache.clear()
-        compiled = cache[expr] = Compiled(expr, boolean)
-    return compiled
 
 
 @lru_cache(maxsize=1024)
@@ -409,8 +129,10 @@ def _finish(num, den, compiled: Compiled, values: list) -> int:
     return int(q)
 
 
-def evaluate(expr: sympy.Basic | str | int, shapes: Mapping[Any, Value]) -> Any:
-    """Evaluate ``expr`` exactly at ``shapes``.
+def evaluate(
+    expr: sympy.Basic | str | int, shapes: Mapping[Any, Value], *, domain: Domain | None = None
+) -> Any:
+    """Evaluate ``expr`` exactly at ``shapes``, inside the domain it carries.
 
     ``expr`` is a SymPy expression or expression text (parsed by the allow-list parser).
     ``shapes`` maps symbol names or Symbols to ints (bools for flags); a square shorthand such
@@ -418,9 +140,19 @@ def evaluate(expr: sympy.Basic | str | int, shapes: Mapping[Any, Value]) -> Any:
     or, when any value is a numpy integer array, a numpy array of the broadcast shape: ``int64``
     where every value fits, else exact Python ints in an ``object`` array.
 
-    Raises :class:`~layercost_sym.errors.MissingSymbolError` naming missing symbols and
-    :class:`~layercost_sym.errors.EvaluationError` for a non-positive dimension, a negative
-    padding, a non-integer or a negative result.
+    What is checked:
+
+    * every expression: each symbol has a value (:class:`~layercost_sym.MissingSymbolError`
+      names the missing ones), dimensions are positive, paddings non-negative, flags 0 or 1,
+      and the result is an exact non-negative integer
+      (:class:`~layercost_sym.EvaluationError`);
+    * an expression the library handed out (a rule's ``params``, ``cost(...)`` and
+      ``output_shape``, a composed cost, an analysis' closed form) also carries its domain
+      (:mod:`layercost_sym.domain`): the rule's constraints, the analysis' guards.  A condition
+      whose sizes are all given and that fails raises :class:`~layercost_sym.DomainError`
+      naming it and torch's reason; with arrays, the first point that fails is named;
+    * ``domain`` adds conditions of your own (``lc.domain(e)`` of an expression ``e`` you built
+      this one from).  Expression text and expressions you build yourself carry none.
 
     >>> import layercost_sym as lc
     >>> lc.evaluate(lc.rule("Linear").params, {"C_in": 3, "C_out": 4, "b": True})
@@ -429,6 +161,11 @@ def evaluate(expr: sympy.Basic | str | int, shapes: Mapping[Any, Value]) -> Any:
     Traceback (most recent call last):
     ...
     layercost_sym.errors.MissingSymbolError: missing value for symbol 'C_out' (the expression ...)
+    >>> lc.evaluate(lc.rule("Conv2d").params, {"C_in": 3, "C_out": 4, "k": 3, "g": 2, "b": 1})
+    Traceback (most recent call last):
+    ...
+    layercost_sym.errors.DomainError: Conv2d: constraint 'C_in % g == 0 and C_out % g == 0' fails
+    (groups must divide in_channels and out_channels) at C_in=3, C_out=4, g=2
     """
     if type(expr) is str:
         expr = _parse_cached(expr)
@@ -436,9 +173,12 @@ def evaluate(expr: sympy.Basic | str | int, shapes: Mapping[Any, Value]) -> Any:
         expr = sympy.Integer(expr)
     elif not isinstance(expr, sympy.Basic):
         raise EvaluationError(f"cannot evaluate an object of type {type(expr).__name__}")
+    conditions = domain_of(expr)
+    if domain is not None:
+        conditions = conditions & domain
     compiled = _COMPILED.get(expr) or compile_expression(expr)
     result = compiled.fast(shapes)
-    if result is not None:
+    if result is not None and (not conditions or _holds_fast(conditions, shapes)):
         num, den = result
         if den == 1:
             if num >= 0:
@@ -448,12 +188,126 @@ def evaluate(expr: sympy.Basic | str | int, shapes: Mapping[Any, Value]) -> Any:
             if not r and q >= 0:
                 return q
     values, any_array = _gather(compiled, shapes)
+    if conditions:
+        check_domain(conditions, shapes)
     if any_array:
         return _evaluate_array(compiled, values)
     num, den = compiled.scalar(*values)
     if den == 1 and num >= 0:
         return num
     return _finish(num, den, compiled, values)
+
+
+# -- domains ---------------------------------------------------------------------------------------
+
+_FAST_CHECKS: dict[Domain, Any] = {}
+
+
+def _holds_fast(domain: Domain, shapes: Mapping[Any, Value]) -> bool:
+    """True when every condition's sizes are given by name as plain ints and all hold; False
+    sends the caller down the general path, which decides (and explains) the rest."""
+    check = _FAST_CHECKS.get(domain)
+    if check is None:
+        if len(_FAST_CHECKS) > 4096:
+            _FAST_CHECKS.clear()
+        check = _FAST_CHECKS[domain] = compile_all_hold([c.condition for c in domain.conditions])
+    return check(shapes)
+
+
+def _condition_values(compiled: Compiled, shapes: Mapping[Any, Value]) -> tuple[list, bool] | None:
+    """The values of a condition's symbols, validated, or None when one is not given (the
+    condition is then undecided: not checked)."""
+    values, any_array = [], False
+    for name, symbol, low, high in zip(
+        compiled.names, compiled.symbols, compiled.lows, compiled.highs, strict=True
+    ):
+        try:
+            value = _lookup(shapes, name, symbol)
+        except KeyError:
+            return None
+        value, is_array = _as_integer(name, value)
+        _check_range(name, value, low, high, is_array)
+        any_array = any_array or is_array
+        values.append(value)
+    return values, any_array
+
+
+def _failures(condition: Condition, shapes: Mapping[Any, Value]):
+    """``None`` (holds, or undecided) or the failing points: True for scalars, else a boolean
+    array of the broadcast shape marking the points where the condition fails."""
+    compiled = compile_expression(condition.condition, True)
+    gathered = _condition_values(compiled, shapes)
+    if gathered is None:
+        return None
+    values, any_array = gathered
+    if not any_array:
+        return None if compiled.scalar(*values) else True
+    import numpy as np
+
+    arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
+    held = compiled.vector(*[a.astype(object) for a in arrays])
+    if held is None:  # does not vectorise: one scalar check per point
+        held = np.empty(arrays[0].shape, dtype=bool)
+        for index in np.ndindex(held.shape):
+            held[index] = compiled.scalar(*(int(a[index]) for a in arrays))
+    failed = ~np.broadcast_to(np.asarray(held, dtype=bool), arrays[0].shape)
+    return failed if failed.any() else None
+
+
+def _point(shapes: Mapping[Any, Value], index: tuple[int, ...] | None) -> dict[str, int]:
+    """``{name: int}`` of every given size (at ``index`` of the broadcast grid for arrays); a
+    square shorthand (``k``) also gives the per-axis names it stands for."""
+    grid = _grid_shape(shapes) if index is not None else ()
+    point: dict[str, int] = {}
+    for key, value in shapes.items():
+        name = key.name if isinstance(key, sympy.Symbol) else str(key)
+        if index is not None and type(value).__module__ == "numpy" and hasattr(value, "shape"):
+            import numpy as np
+
+            value = np.broadcast_to(value, grid)[index]
+        try:
+            point[name] = int(value)
+        except (TypeError, ValueError):
+            continue
+        info = glossary().info.get(name)
+        for axis in info.square if info is not None else ():
+            point.setdefault(axis, point[name])
+    return point
+
+
+def _grid_shape(shapes: Mapping[Any, Value]) -> tuple[int, ...]:
+    import numpy as np
+
+    arrays = [v for v in shapes.values() if isinstance(v, np.ndarray)]
+    return tuple(np.broadcast_shapes(*(a.shape for a in arrays))) if arrays else ()
+
+
+def check_domain(domain: Domain, shapes: Mapping[Any, Value]) -> None:
+    """Raise :class:`DomainError` for the first condition of ``domain`` that ``shapes`` violate
+    (with arrays: at the first point, in C order, where it fails)."""
+    for condition in domain.conditions:
+        failed = _failures(condition, shapes)
+        if failed is None:
+            continue
+        index = None
+        if failed is not True:
+            import numpy as np
+
+            index = tuple(int(i) for i in np.argwhere(failed)[0])
+        raise DomainError(condition.message(_point(shapes, index)))
+
+
+def invalid_points(domain: Domain, shapes: Mapping[Any, Value]):
+    """A boolean array over the broadcast grid of ``shapes``: True where a decidable condition
+    of ``domain`` fails (an all-False array where none does)."""
+    import numpy as np
+
+    invalid = np.zeros(_grid_shape(shapes), dtype=bool)
+    for condition in domain.conditions:
+        failed = _failures(condition, shapes)
+        if failed is not None:
+            invalid = invalid | failed
+    return invalid
 
 
 def _evaluate_array(compiled: Compiled, values: list):
@@ -507,26 +361,69 @@ def _evaluate_array(compiled: Compiled, values: list):
     return out
 
 
-def sweep(expr: sympy.Basic | str, /, **axes: Any):
+def sweep(
+    expr: sympy.Basic | str,
+    /,
+    *,
+    invalid: str = "raise",
+    domain: Domain | None = None,
+    **axes: Any,
+):
     """Evaluate ``expr`` over the grid of the given axes (outer product, ``indexing="ij"``).
 
     Each keyword is a symbol: a sequence (``range``, list, array) spans an axis of the grid, an
     int is held fixed.  Returns a numpy array with one dimension per swept symbol, in the order
     given.
 
+    The grid is checked as :func:`evaluate` checks one point, including the domain ``expr``
+    carries (and ``domain``).  ``invalid="raise"`` (the default) refuses a grid that holds a
+    point outside it, naming the first such point; ``invalid="mask"`` returns a
+    :class:`numpy.ma.MaskedArray` whose invalid points are masked (and hold 0), so that a design
+    space can be swept across configurations torch rejects without any of them getting a
+    number.
+
     >>> import layercost_sym as lc
     >>> lc.sweep("H*W*C_in", H=range(1, 4), W=[10, 20], C_in=3).tolist()
     [[30, 60], [60, 120], [90, 180]]
+    >>> macs = lc.rule("Conv2d").cost("macs")
+    >>> fixed = dict(N=1, C_in=4, C_out=4, s=1, p=0, d=1, g=1)
+    >>> lc.sweep(macs, k=[1, 3, 5], H=[3, 4], W=4, **fixed)
+    Traceback (most recent call last):
+    ...
+    layercost_sym.errors.DomainError: Conv2d: constraint 'H_out >= 1 and W_out >= 1' fails
+    (kernel size can't be greater than the padded input size) at H=3, W=4, ..., H_out=-1, W_out=0
+    >>> # k = 3, H = 3: H_out = 1, W_out = 2: macs = 4*1*2*4*3*3 = 288; k = 5 does not fit
+    >>> lc.sweep(macs, k=[1, 3, 5], H=[3, 4], W=4, invalid="mask", **fixed).tolist()
+    [[192, 256], [288, 576], [None, None]]
     """
     import numpy as np
 
+    if invalid not in ("raise", "mask"):
+        raise EvaluationError(f"invalid={invalid!r}: use 'raise' or 'mask'")
     swept = [name for name, v in axes.items() if not isinstance(v, int | np.integer)]
     grids = np.meshgrid(
         *[np.asarray(list(axes[n]) if isinstance(axes[n], range) else axes[n]) for n in swept],
         indexing="ij",
     )
     shapes = {**axes, **dict(zip(swept, grids, strict=True))}
-    return evaluate(expr, shapes)
+    if invalid == "raise":
+        return evaluate(expr, shapes, domain=domain)
+    if type(expr) is str:
+        expr = _parse_cached(expr)
+    conditions = domain_of(expr) & (domain or Domain())
+    bad = invalid_points(conditions, shapes)
+    keep = ~bad
+    # evaluate at the valid points only: outside its domain a formula may not even be an
+    # integer (or may be negative), which evaluate would refuse
+    valid = {
+        k: np.broadcast_to(v, bad.shape)[keep] if isinstance(v, np.ndarray) else v
+        for k, v in shapes.items()
+    }
+    values = evaluate(expr, valid) if keep.any() else np.zeros(0, dtype=np.int64)
+    dtype = values.dtype if isinstance(values, np.ndarray) else np.int64
+    data = np.zeros(bad.shape, dtype=dtype)
+    data[keep] = values
+    return np.ma.MaskedArray(data, mask=bad)
 
 
 def check_condition(cond: sympy.Basic, values: Mapping[Any, Value]) -> bool:

@@ -12,13 +12,16 @@ C_in*C_out*N
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import sympy
 
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
+from .domain import Condition, Domain, with_domain
 from .errors import ConventionError
 
 if TYPE_CHECKING:
@@ -122,18 +125,60 @@ class Rule:
     variants: tuple[Rule, ...] = ()
 
     # -- expansion ---------------------------------------------------------------------------
+    @cached_property
+    def expanded_defines(self) -> dict[sympy.Symbol, sympy.Expr]:
+        """The defined quantities (``H_out`` ...), each written in bound symbols only."""
+        out: dict[sympy.Symbol, sympy.Expr] = {}
+        for symbol, expr in self.defines.items():  # in file order: later may use earlier
+            out[symbol] = expr.xreplace(out)
+        return out
+
     def _expanded_defines(self) -> dict[sympy.Symbol, sympy.Expr]:
-        cached = self.__dict__.get("_defs")
-        if cached is None:
-            cached = {}
-            for symbol, expr in self.defines.items():  # in file order: later may use earlier
-                cached[symbol] = expr.xreplace(cached)
-            object.__setattr__(self, "_defs", cached)
-        return cached
+        return self.expanded_defines
 
     def expand(self, expr: sympy.Basic) -> sympy.Basic:
         """Substitute the rule's defined quantities (``H_out`` ...) into ``expr``."""
-        return expr.xreplace(self._expanded_defines())
+        return expr.xreplace(self.expanded_defines)
+
+    # -- domain ------------------------------------------------------------------------------
+    def domain(self, training: bool = False) -> Domain:
+        """Where the rule's formulas hold: its constraints (training-only ones with
+        ``training=True``), each with torch's reason.  Every expression the rule hands out
+        carries it (see :mod:`layercost_sym.domain`).
+
+        >>> import layercost_sym as lc
+        >>> [c.text for c in lc.rule("Conv2d").domain().conditions]
+        ['H_out >= 1 and W_out >= 1', 'C_in % g == 0 and C_out % g == 0']
+        """
+        return self._domains[bool(training)]
+
+    @cached_property
+    def _domains(self) -> tuple[Domain, Domain]:
+        def conditions(training: bool) -> Domain:
+            out = []
+            for c in self.constraints:
+                if c.training_only and not training:
+                    continue
+                named = set(re.findall(r"[A-Za-z_]\w*", c.text))
+                quantities = tuple(
+                    (s.name, e) for s, e in self.expanded_defines.items() if s.name in named
+                )
+                condition = self.expand(c.condition)
+                out.append(Condition(condition, c.text, c.reason, self.name, quantities))
+            return Domain(tuple(out))
+
+        return conditions(False), conditions(True)
+
+    @cached_property
+    def _handed_out(self) -> dict[tuple[Any, ...], sympy.Basic]:
+        return {}
+
+    def _carrying(self, key: tuple[Any, ...], training: bool, make: Any) -> Any:
+        """The expression ``make()`` gives, carrying the rule's domain (made once per key)."""
+        found = self._handed_out.get(key)
+        if found is None:
+            found = self._handed_out[key] = with_domain(make(), self.domain(training))
+        return found
 
     def data_defaults(self) -> dict[sympy.Symbol, sympy.Expr]:
         """The data-dependent symbols (``[Rule.data]``) with their defaults, expanded: the value
@@ -152,7 +197,7 @@ class Rule:
     @property
     def params(self) -> sympy.Expr:
         """Number of parameters (``sum(p.numel() for p in module.parameters())``)."""
-        return self.expand(self.compact_params)
+        return self._carrying(("params",), False, lambda: self.expand(self.compact_params))
 
     @property
     def flops(self) -> sympy.Expr:
@@ -162,7 +207,10 @@ class Rule:
     @property
     def output_shape(self) -> tuple[sympy.Expr, ...]:
         """Output shape; for ``N...`` inputs, ``N`` stands for all leading dimensions."""
-        return tuple(self.expand(e) for e in self.compact_output_shape)
+        return tuple(
+            self._carrying(("output", i), False, lambda e=e: self.expand(e))
+            for i, e in enumerate(self.compact_output_shape)
+        )
 
     @property
     def conventions(self) -> tuple[str, ...]:
@@ -185,7 +233,9 @@ class Rule:
 
     def cost(self, convention: str = DEFAULT_CONVENTION, training: bool = False) -> sympy.Expr:
         """Cost under ``convention``; ``training=True`` for the module in training mode."""
-        return self.expand(self.compact_cost(convention, training))
+        compact = self.compact_cost(convention, training)
+        key = ("cost", convention, bool(training))
+        return self._carrying(key, training, lambda: self.expand(compact))
 
     @property
     def symbols(self) -> tuple[str, ...]:

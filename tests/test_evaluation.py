@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import layercost_sym as lc
+from layercost_sym.codegen import compile_expression
 from layercost_sym.errors import EvaluationError, MissingSymbolError
-from layercost_sym.evaluation import compile_expression
 
 CONV = {
     "N": 2,

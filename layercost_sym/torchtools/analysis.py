@@ -46,8 +46,9 @@ from torch.utils._pytree import tree_flatten
 from ..binding import _read, split_input
 from ..catalogue import _attr_equals, attribute, catalogue
 from ..conventions import DEFAULT_CONVENTION
+from ..domain import Condition, Domain, with_domain
 from ..errors import ConventionError, EvaluationError, ShapeError, UnknownRuleError
-from ..evaluation import check_condition, evaluate
+from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
 from ..rule import Rule
 from .opcount import _op_name, op_kind
@@ -151,9 +152,26 @@ class Analysis:
         return [simplify_guard(g) for g in self.guards]
 
     @property
+    def domain(self) -> Domain:
+        """The guards as a :class:`~layercost_sym.Domain`: every closed form this analysis
+        hands out (:attr:`params`, :meth:`cost`) carries it, so that
+        :func:`layercost_sym.evaluate` refuses sizes outside the range where it holds."""
+        return Domain(tuple(self._guard_condition(g) for g in self.guards))
+
+    def _guard_condition(self, guard: sympy.Basic) -> Condition:
+        def display() -> str:  # simplified only when shown: proving a form takes time
+            simple = simplify_guard(guard)
+            text = _condition_text(simple)
+            return text + (f" (recorded as {_condition_text(guard)})" if simple != guard else "")
+
+        source = self.guard_sources.get(guard, "torch recorded it while tracing the model")
+        return Condition(guard, _condition_text(guard), source, "", kind="guard", display=display)
+
+    @property
     def params(self) -> sympy.Expr:
         """Parameters: each ruled module's rule once, plus the ``numel`` of all others."""
-        return sympy.Add(*(layer.params for layer in self.layers)) + self.extra_params
+        total = sympy.Add(*(layer.params for layer in self.layers)) + self.extra_params
+        return with_domain(total, self.domain)
 
     @property
     def flops(self) -> sympy.Expr:
@@ -169,6 +187,9 @@ class Analysis:
     def cost(self, convention: str = DEFAULT_CONVENTION) -> sympy.Expr:
         """The whole model's cost under ``convention`` (a closed form in the input symbols);
         with ``backward=True``, forward plus backward pass (``macs`` and ``torch`` only)."""
+        return with_domain(self._total(convention), self.domain)
+
+    def _total(self, convention: str) -> sympy.Expr:
         if not self.backward:
             return sympy.Add(*(layer.cost(convention) for layer in self.layers))
         if convention not in _BACKWARD_CONVENTIONS:
@@ -190,25 +211,13 @@ class Analysis:
         return sympy.Add(*terms)
 
     def check(self, shapes: Mapping[str, int]) -> None:
-        """Raise :class:`EvaluationError` naming the first guard ``shapes`` violate."""
+        """Raise :class:`~layercost_sym.DomainError` (an ``EvaluationError``) naming the first
+        guard ``shapes`` violate."""
         values = {str(k): v for k, v in shapes.items()}
         missing = [s.name for s in self.symbols if s.name not in values]
         if missing:
             raise EvaluationError(f"missing value for input symbol(s) {', '.join(missing)}")
-        for guard in self.guards:
-            if not check_condition(guard, values):
-                simple = simplify_guard(guard)
-                shown = ", ".join(
-                    f"{s}={values[s.name]}" for s in sorted(guard.free_symbols, key=str)
-                )
-                text = _condition_text(simple)
-                if simple != guard:
-                    text += f" (recorded as {_condition_text(guard)})"
-                source = self.guard_sources.get(guard, "torch recorded it while tracing the model")
-                raise EvaluationError(
-                    "input outside the range where the closed form holds: guard "
-                    f"{text} fails at {shown} ({source})"
-                )
+        check_domain(self.domain, values)
 
     def evaluate(
         self, shapes: Mapping[str, int], convention: str | None = None, what: str = "cost"

@@ -26,12 +26,13 @@ The helpers :func:`conv_bn_act`, :func:`depthwise_separable`, :func:`inverted_re
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import sympy
 
 from ..catalogue import catalogue
-from ..composition import Condition, Cost, Part, symbols
+from ..composition import Cost, Part, symbols
 from ..errors import ArchitectureError
 from . import Hyperparameter, register
 
@@ -108,7 +109,7 @@ def _tidy(cost: Cost, pool: bool = False) -> Cost:
     for c in cost.conditions:
         merged = tidy(c.condition)
         if merged is not sympy.true:  # decided once the floors are merged
-            conditions.append(Condition(merged, c.text, c.reason, c.part))
+            conditions.append(replace(c, condition=merged))
     return Cost(parts, out, conditions)
 
 
