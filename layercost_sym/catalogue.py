@@ -25,7 +25,7 @@ from .conventions import CONVENTIONS, DERIVED_CONVENTIONS
 from .errors import CatalogueError, ExpressionError, UnknownRuleError
 from .glossary import Glossary, formulas_dir, glossary
 from .parsing import parse, parse_condition
-from .rule import BindSpec, Constraint, InputPattern, Rule
+from .rule import BindSpec, Constraint, InputPattern, Rule, expand_defines
 
 __all__ = ["Catalogue", "catalogue", "load_catalogue"]
 
@@ -279,9 +279,7 @@ class _RuleReader:
         costs = self.costs(table["cost"])
         # Conditions are parsed with the defined quantities already substituted: SymPy would
         # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
-        expanded: dict[sympy.Symbol, sympy.Expr] = {}
-        for sym, e in defines.items():
-            expanded[sym] = e.xreplace(expanded)
+        expanded = expand_defines(defines.items())
         condition_names = {**symbols, **{s.name: e for s, e in expanded.items()}}
         if not isinstance(table.get("constraints", []), list):
             raise self.error(("constraints",), "constraints must be a list")
@@ -446,7 +444,7 @@ class _RuleReader:
                 out[(conv, training)] = self.expr((*keys, conv), text, symbols)
         if ("exact", False) not in out:
             raise self.error(("cost",), "cost.exact is required")
-        for conv in {c for c, _ in out}:  # training mode inherits what it does not restate
+        for conv in dict.fromkeys(c for c, _ in out):  # training inherits what it does not restate
             out.setdefault((conv, True), out[(conv, False)])
         for derived, (base, factor) in DERIVED_CONVENTIONS.items():
             for training in (False, True):
