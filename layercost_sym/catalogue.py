@@ -279,10 +279,10 @@ class _RuleReader:
         costs = self.costs(table["cost"])
         # Conditions are parsed with the defined quantities already substituted: SymPy would
         # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
-        expanded = expand_defines(defines.items())
-        condition_names = {**symbols, **{s.name: e for s, e in expanded.items()}}
         if not isinstance(table.get("constraints", []), list):
             raise self.error(("constraints",), "constraints must be a list")
+        expanded = expand_defines(_needed_defines(defines, table.get("constraints", [])))
+        condition_names = {**symbols, **{s.name: e for s, e in expanded.items()}}
         constraints = tuple(
             self.constraint(c, condition_names) for c in table.get("constraints", [])
         )
@@ -470,6 +470,24 @@ class _RuleReader:
             entry.get("reason", entry["check"]),
             bool(entry.get("training", False)),
         )
+
+
+def _needed_defines(
+    defines: Mapping[sympy.Symbol, sympy.Expr], constraints: list
+) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """The definitions the constraints' text names, with those they use, in file order.
+
+    Substituting a definition rebuilds the Max/Min terms around it (slow in SymPy, seconds
+    for the pooling areas); a definition no condition reads need not be expanded here."""
+    words = set()
+    for entry in constraints:
+        text = entry.get("check") if isinstance(entry, dict) else entry
+        words |= set(re.findall(r"\w+", text)) if isinstance(text, str) else set()
+    needed = {s for s in defines if s.name in words}
+    for symbol in reversed(defines):  # a definition may use only earlier ones
+        if symbol in needed:
+            needed |= defines[symbol].free_symbols & defines.keys()
+    return [(s, e) for s, e in defines.items() if s in needed]
 
 
 def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
