@@ -90,10 +90,13 @@ def _comparable(value: Any, expected: Any) -> Any:
 
 @dataclass
 class Catalogue:
-    """All rules, by name and by the torch class they describe."""
+    """All rules, by name and by the torch class they describe (in file order).
 
-    rules: dict[str, Rule] = field(default_factory=dict)
-    by_module: dict[str, Rule] = field(default_factory=dict)
+    A catalogue read from the cache holds read-only mappings that rebuild a rule when it is
+    first looked up; ``load_catalogue`` fills plain dicts."""
+
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+    by_module: Mapping[str, Rule] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
 
     def get(self, name: str) -> Rule:
@@ -695,7 +698,9 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     """Load and validate every ``*.toml`` rule file of ``directory`` (the glossary excluded)."""
     gloss = glossary() if gloss is None else gloss
     files = tuple(sorted(p for p in directory.glob("*.toml") if p.name != "symbols.toml"))
-    result = Catalogue(files=files)
+    rules: dict[str, Rule] = {}
+    by_module: dict[str, Rule] = {}
+    result = Catalogue(rules, by_module, files)
     overlays = _read_overlays(directory, gloss)
     for path in files:
         source = SourceFile(path)
@@ -710,8 +715,8 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
                     f"{rule.source}: rule {rule.name}: module {rule.module!r} "
                     f"already has rule {result.by_module[rule.module].name}"
                 )
-            result.rules[rule.name] = rule
-            result.by_module[rule.module] = rule
+            rules[rule.name] = rule
+            by_module[rule.module] = rule
     for name, entries in overlays.items():
         for overlay in entries:
             if name not in result.rules:
@@ -731,5 +736,11 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
 
 @cache
 def catalogue() -> Catalogue:
-    """The installed catalogue, loaded and validated once, on first use."""
-    return load_catalogue(formulas_dir())
+    """The installed catalogue, loaded and validated once per process, on first use.
+
+    What the loader builds is kept in a user cache directory between processes, keyed by the
+    contents of ``formulas/`` and of the engine (see :mod:`layercost_sym.cache`); its rules are
+    rebuilt from there one at a time, when first looked up."""
+    from .cache import cached_catalogue  # imports this module
+
+    return cached_catalogue(formulas_dir())
