@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -41,8 +42,9 @@ from typing import Any
 import sympy
 
 from .catalogue import Catalogue, load_catalogue
+from .errors import PlainDataError
 from .glossary import Glossary, formulas_dir, glossary
-from .plaindata import ExpressionReader, ExpressionWriter, PlainDataError, from_plain, to_plain
+from .plaindata import ExpressionReader, ExpressionWriter, from_plain, to_plain
 from .rule import BindSpec, Constraint, InputPattern, Rule
 
 __all__ = ["ENGINE_MODULES", "KEEP", "cache_dir", "cache_key", "cached_catalogue"]
@@ -194,18 +196,22 @@ class _CachedRules:
         self.built: dict[str, Rule] = {}
         self.load_fresh = fresh
         self.fresh: Catalogue | None = None
+        self.lock = threading.RLock()  # one Rule object per name, whichever thread asks first
 
     def get(self, name: str) -> Rule:
         rule = self.built.get(name)
         if rule is not None:
             return rule
-        if self.fresh is None:
-            try:
-                rule = self.built[name] = self._rebuild(self.records[name])
-                return rule
-            except (PlainDataError, TypeError, ValueError, AttributeError, RecursionError):
-                self.fresh = self.load_fresh()
-        return self.fresh.rules[name]
+        with self.lock:
+            if name in self.built:
+                return self.built[name]
+            if self.fresh is None:
+                try:
+                    rule = self.built[name] = self._rebuild(self.records[name])
+                    return rule
+                except (PlainDataError, TypeError, ValueError, AttributeError, RecursionError):
+                    self.fresh = self.load_fresh()
+            return self.fresh.rules[name]
 
     def _rebuild(self, line: bytes) -> Rule:
         record = json.loads(line)

@@ -4,6 +4,10 @@ Parsing (TOML -> dicts), validating (every name known, every expression parsed b
 allow-list, every used symbol bound) and registering (one rule per name, one rule per torch
 class) are separate steps; every error names ``file:line`` and the rule.
 
+:func:`catalogue` keeps what was built in a user cache directory between processes, keyed by
+the contents of ``formulas/`` and of this engine (:mod:`layercost_sym.cache`), so a process
+validates the files only when they (or the engine) changed since the cache was written.
+
 >>> from layercost_sym.catalogue import catalogue
 >>> "Conv2d" in catalogue().rules
 True

@@ -6,7 +6,7 @@ holds only ints, strings, lists and dicts, and every SymPy node is rebuilt by a 
 in :data:`NODE_TYPES`, with ``evaluate=False`` (or ``_from_args``), so that SymPy does not
 simplify it again and the rebuilt tree is structurally equal (``==`` and ``hash``) to the one
 written. Symbols are the glossary's own; any other name, node kind or malformed entry is a
-:class:`PlainDataError`.
+:class:`~layercost_sym.errors.PlainDataError`.
 
 An expression pool is a list of nodes; a node refers to its arguments by their (smaller) index,
 so shared sub-expressions are stored once:
@@ -28,7 +28,7 @@ True
 >>> ExpressionReader([["eval", 0]], symbols)
 Traceback (most recent call last):
 ...
-layercost_sym.plaindata.PlainDataError: node 0: unknown kind 'eval'
+layercost_sym.errors.PlainDataError: node 0: unknown kind 'eval'
 """
 
 from __future__ import annotations
@@ -43,21 +43,16 @@ from sympy.core.containers import Tuple
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import BooleanFunction
 
-from .errors import LayercostError
+from .errors import PlainDataError
 from .parsing import gcd
 
 __all__ = [
     "NODE_TYPES",
     "ExpressionReader",
     "ExpressionWriter",
-    "PlainDataError",
     "from_plain",
     "to_plain",
 ]
-
-
-class PlainDataError(LayercostError, ValueError):
-    """Data that is not a well-formed encoding (a damaged or foreign cache file)."""
 
 
 def _assoc(cls: type) -> Callable[..., Basic]:

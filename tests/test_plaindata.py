@@ -7,13 +7,13 @@ import json
 import pytest
 import sympy
 
+from layercost_sym.errors import PlainDataError
 from layercost_sym.glossary import glossary
 from layercost_sym.parsing import gcd, parse, parse_condition
 from layercost_sym.plaindata import (
     NODE_TYPES,
     ExpressionReader,
     ExpressionWriter,
-    PlainDataError,
     from_plain,
     to_plain,
 )
