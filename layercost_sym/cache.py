@@ -90,6 +90,7 @@ def cache_key(directory: Path) -> str:
     add("format", FORMAT.encode())
     versions = (__version__, sympy.__version__, sys.version, sys.implementation.cache_tag)
     add("versions", repr(versions).encode())
+    add("folder", directory.name.encode())  # error messages and Rule.source start with it
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         add(f"formulas/{path.relative_to(directory).as_posix()}", path.read_bytes())
     add("glossary", (formulas_dir() / "symbols.toml").read_bytes())

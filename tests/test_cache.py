@@ -179,6 +179,9 @@ def test_a_changed_formula_file_is_validated_again(cache_path, small_formulas, m
 def test_the_key_covers_formulas_engine_and_versions(small_formulas, tmp_path, monkeypatch):
     key = cache_key(small_formulas)
     assert cache_key(small_formulas) == key
+    renamed = small_formulas.rename(tmp_path / "catalogue")  # Rule.source names the folder
+    assert cache_key(renamed) != key
+    small_formulas = renamed.rename(small_formulas)
     (small_formulas / "README.md").write_text("any file under formulas/ counts\n")
     assert cache_key(small_formulas) != key
     key = cache_key(small_formulas)
