@@ -19,12 +19,13 @@ rebuilt from it only when it is first asked for.
   does not match) is ignored and rewritten; a directory that cannot be written means no cache,
   and nothing else changes. The newest :data:`KEEP` files are kept, older ones removed.
 
->>> import os, tempfile
->>> from layercost_sym.cache import cache_dir
->>> os.environ["LAYERCOST_CACHE_DIR"] = tempfile.gettempdir()
->>> cache_dir() == __import__("pathlib").Path(tempfile.gettempdir())
+>>> import os
+>>> from layercost_sym.cache import cache_dir, cache_key
+>>> from layercost_sym.glossary import formulas_dir
+>>> "LAYERCOST_CACHE_DIR" in os.environ or cache_dir().name == "layercost_sym"
 True
->>> del os.environ["LAYERCOST_CACHE_DIR"]
+>>> len(cache_key(formulas_dir()))  # sha256, hex
+64
 """
 
 from __future__ import annotations
