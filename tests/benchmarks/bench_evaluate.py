@@ -208,7 +208,7 @@ def bench_startup(quick: bool, repeats: int) -> None:
             "flopcounter": [*python, "-c", _FLOPCOUNTER_CODE],
             "model": [*python, "-m", "layercost_sym", *_MODEL_ARGS],
         }
-        t = process_times(commands, max(3, repeats // 2), env)  # ~25 s a pair when busy
+        t = process_times(commands, max(5, repeats // 2), env)  # ~25 s a pair when busy
         row(
             "layercost model resnet18 / FlopCounterMode script (warm)",
             t["model"],
