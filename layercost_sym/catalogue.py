@@ -4,6 +4,10 @@ Parsing (TOML -> dicts), validating (every name known, every expression parsed b
 allow-list, every used symbol bound) and registering (one rule per name, one rule per torch
 class) are separate steps; every error names ``file:line`` and the rule.
 
+:func:`catalogue` keeps what was built in a user cache directory between processes, keyed by
+the contents of ``formulas/`` and of this engine (:mod:`layercost_sym.cache`), so a process
+validates the files only when they (or the engine) changed since the cache was written.
+
 >>> from layercost_sym.catalogue import catalogue
 >>> "Conv2d" in catalogue().rules
 True
@@ -25,7 +29,7 @@ from .conventions import CONVENTIONS, DERIVED_CONVENTIONS
 from .errors import CatalogueError, ExpressionError, UnknownRuleError
 from .glossary import Glossary, formulas_dir, glossary
 from .parsing import parse, parse_condition
-from .rule import BindSpec, Constraint, InputPattern, Rule
+from .rule import BindSpec, Constraint, InputPattern, Rule, expand_defines
 
 __all__ = ["Catalogue", "catalogue", "load_catalogue"]
 
@@ -90,10 +94,13 @@ def _comparable(value: Any, expected: Any) -> Any:
 
 @dataclass
 class Catalogue:
-    """All rules, by name and by the torch class they describe."""
+    """All rules, by name and by the torch class they describe (in file order).
 
-    rules: dict[str, Rule] = field(default_factory=dict)
-    by_module: dict[str, Rule] = field(default_factory=dict)
+    A catalogue read from the cache holds read-only mappings that rebuild a rule when it is
+    first looked up; ``load_catalogue`` fills plain dicts."""
+
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+    by_module: Mapping[str, Rule] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
 
     def get(self, name: str) -> Rule:
@@ -279,12 +286,10 @@ class _RuleReader:
         costs = self.costs(table["cost"])
         # Conditions are parsed with the defined quantities already substituted: SymPy would
         # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
-        expanded: dict[sympy.Symbol, sympy.Expr] = {}
-        for sym, e in defines.items():
-            expanded[sym] = e.xreplace(expanded)
-        condition_names = {**symbols, **{s.name: e for s, e in expanded.items()}}
         if not isinstance(table.get("constraints", []), list):
             raise self.error(("constraints",), "constraints must be a list")
+        expanded = expand_defines(_needed_defines(defines, table.get("constraints", [])))
+        condition_names = {**symbols, **{s.name: e for s, e in expanded.items()}}
         constraints = tuple(
             self.constraint(c, condition_names) for c in table.get("constraints", [])
         )
@@ -446,7 +451,7 @@ class _RuleReader:
                 out[(conv, training)] = self.expr((*keys, conv), text, symbols)
         if ("exact", False) not in out:
             raise self.error(("cost",), "cost.exact is required")
-        for conv in {c for c, _ in out}:  # training mode inherits what it does not restate
+        for conv in dict.fromkeys(c for c, _ in out):  # training inherits what it does not restate
             out.setdefault((conv, True), out[(conv, False)])
         for derived, (base, factor) in DERIVED_CONVENTIONS.items():
             for training in (False, True):
@@ -472,6 +477,24 @@ class _RuleReader:
             entry.get("reason", entry["check"]),
             bool(entry.get("training", False)),
         )
+
+
+def _needed_defines(
+    defines: Mapping[sympy.Symbol, sympy.Expr], constraints: list
+) -> list[tuple[sympy.Symbol, sympy.Expr]]:
+    """The definitions the constraints' text names, with those they use, in file order.
+
+    Substituting a definition rebuilds the Max/Min terms around it (slow in SymPy, seconds
+    for the pooling areas); a definition no condition reads need not be expanded here."""
+    words = set()
+    for entry in constraints:
+        text = entry.get("check") if isinstance(entry, dict) else entry
+        words |= set(re.findall(r"\w+", text)) if isinstance(text, str) else set()
+    needed = {s for s in defines if s.name in words}
+    for symbol in reversed(defines):  # a definition may use only earlier ones
+        if symbol in needed:
+            needed |= defines[symbol].free_symbols & defines.keys()
+    return [(s, e) for s, e in defines.items() if s in needed]
 
 
 def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
@@ -679,7 +702,9 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     """Load and validate every ``*.toml`` rule file of ``directory`` (the glossary excluded)."""
     gloss = glossary() if gloss is None else gloss
     files = tuple(sorted(p for p in directory.glob("*.toml") if p.name != "symbols.toml"))
-    result = Catalogue(files=files)
+    rules: dict[str, Rule] = {}
+    by_module: dict[str, Rule] = {}
+    result = Catalogue(rules, by_module, files)
     overlays = _read_overlays(directory, gloss)
     for path in files:
         source = SourceFile(path)
@@ -694,8 +719,8 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
                     f"{rule.source}: rule {rule.name}: module {rule.module!r} "
                     f"already has rule {result.by_module[rule.module].name}"
                 )
-            result.rules[rule.name] = rule
-            result.by_module[rule.module] = rule
+            rules[rule.name] = rule
+            by_module[rule.module] = rule
     for name, entries in overlays.items():
         for overlay in entries:
             if name not in result.rules:
@@ -715,5 +740,11 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
 
 @cache
 def catalogue() -> Catalogue:
-    """The installed catalogue, loaded and validated once, on first use."""
-    return load_catalogue(formulas_dir())
+    """The installed catalogue, loaded and validated once per process, on first use.
+
+    What the loader builds is kept in a user cache directory between processes, keyed by the
+    contents of ``formulas/`` and of the engine (see :mod:`layercost_sym.cache`); its rules are
+    rebuilt from there one at a time, when first looked up."""
+    from .cache import cached_catalogue  # imports this module
+
+    return cached_catalogue(formulas_dir())

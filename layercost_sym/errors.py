@@ -17,6 +17,7 @@ __all__ = [
     "ExpressionError",
     "LayercostError",
     "MissingSymbolError",
+    "PlainDataError",
     "ShapeError",
     "UncountedOpError",
     "UnknownArchitectureError",
@@ -56,6 +57,11 @@ class EvaluationError(LayercostError, ValueError):
 
 class MissingSymbolError(EvaluationError):
     """``evaluate`` was not given a value for a symbol of the expression."""
+
+
+class PlainDataError(LayercostError, ValueError):
+    """Data that is not a well-formed plain encoding of catalogue values (a damaged or altered
+    cache file); the cache treats it as missing."""
 
 
 class ShapeError(LayercostError, ValueError):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 import sympy
 
@@ -74,15 +75,28 @@ def _where(cond: sympy.Basic, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
     return sympy.Piecewise((a, cond), (b, True))
 
 
+# SymPy simplifies Max/Min on construction by comparing every pair of arguments (factor_terms,
+# assumptions queries), and its own cache does not cover them: the same Max/Min terms recur
+# across a family's rules and their variants, so the parser remembers what each one built.
+@lru_cache(maxsize=4096)
+def _max(*args: sympy.Expr) -> sympy.Expr:
+    return sympy.Max(*args)
+
+
+@lru_cache(maxsize=4096)
+def _min(*args: sympy.Expr) -> sympy.Expr:
+    return sympy.Min(*args)
+
+
 _FUNCTIONS: dict[str, tuple[Callable[..., sympy.Basic], int | None]] = {
     # name: (constructor, number of arguments or None for "two or more")
     "floor": (sympy.floor, 1),
     "ceiling": (sympy.ceiling, 1),
     "ceil": (sympy.ceiling, 1),
-    "Max": (sympy.Max, None),
-    "max": (sympy.Max, None),
-    "Min": (sympy.Min, None),
-    "min": (sympy.Min, None),
+    "Max": (_max, None),
+    "max": (_max, None),
+    "Min": (_min, None),
+    "min": (_min, None),
     "Mod": (sympy.Mod, 2),
     "where": (_where, 3),
     "gcd": (gcd, 2),

@@ -13,9 +13,9 @@ C_in*C_out*N
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import sympy
@@ -27,7 +27,32 @@ from .errors import ConventionError
 if TYPE_CHECKING:
     from .composition import Cost
 
-__all__ = ["BindSpec", "Constraint", "InputPattern", "Rule"]
+__all__ = ["BindSpec", "Constraint", "InputPattern", "Rule", "expand_defines"]
+
+
+def expand_defines(
+    defines: Iterable[tuple[sympy.Symbol, sympy.Expr]],
+) -> dict[sympy.Symbol, sympy.Expr]:
+    """Each defined quantity with the earlier ones substituted into it (in file order).
+
+    >>> from sympy import Symbol
+    >>> a, b, x = (Symbol(n, positive=True) for n in "abx")
+    >>> expand_defines([(a, x + 1), (b, 2 * a)])
+    {a: x + 1, b: 2*x + 2}
+    """
+    return dict(_expand_defines(tuple(defines)))
+
+
+# A rule's variants and its convention views share its definitions, and substituting them
+# rebuilds every Max/Min around them (slow in SymPy): computed once per distinct sequence.
+@lru_cache(maxsize=1024)
+def _expand_defines(
+    defines: tuple[tuple[sympy.Symbol, sympy.Expr], ...],
+) -> tuple[tuple[sympy.Symbol, sympy.Expr], ...]:
+    expanded: dict[sympy.Symbol, sympy.Expr] = {}
+    for symbol, expr in defines:  # later definitions may use earlier ones
+        expanded[symbol] = expr.xreplace(expanded)
+    return tuple(expanded.items())
 
 
 @dataclass(frozen=True)
@@ -128,10 +153,7 @@ class Rule:
     @cached_property
     def expanded_defines(self) -> dict[sympy.Symbol, sympy.Expr]:
         """The defined quantities (``H_out`` ...), each written in bound symbols only."""
-        out: dict[sympy.Symbol, sympy.Expr] = {}
-        for symbol, expr in self.defines.items():  # in file order: later may use earlier
-            out[symbol] = expr.xreplace(out)
-        return out
+        return expand_defines(self.defines.items())  # in file order: later use earlier
 
     def _expanded_defines(self) -> dict[sympy.Symbol, sympy.Expr]:
         return self.expanded_defines

@@ -10,10 +10,12 @@ times on a shared machine are noise, ratios are what the targets speak of.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -129,6 +131,93 @@ def bench_import(repeats: int) -> None:
     row("import layercost_sym / import sympy", t_lc, t_sympy, "<= 1.3", t_lc / t_sympy)
 
 
+# whole processes for the start-up rows (issue 12): ours against a baseline process
+_RULE_CODE = "import layercost_sym as lc; lc.rule('Conv2d')"
+_EVAL_ARGS = ["eval", "Conv2d", "N=2", "C_in=3", "C_out=4", "k=3", "H=8", "W=8"]
+_MODEL_ARGS = ["model", "torchvision.models:resnet18", "--input", "N,3,H,W"]
+_FLOPCOUNTER_CODE = """
+import torch, torchvision
+from torch.utils.flop_counter import FlopCounterMode
+model = torchvision.models.resnet18(weights=None).eval()
+with FlopCounterMode(display=False):
+    model(torch.randn(1, 3, 224, 224))
+"""
+
+
+def process_times(commands: dict[str, list[str]], repeats: int, env: dict[str, str]) -> dict:
+    """Median wall time of each command as a new process, the commands interleaved per repeat
+    (so that a load change on the shared machine affects all alike)."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_startup(quick: bool, repeats: int) -> None:
+    """First use in a new process against a process that imports sympy (or torch), issue 12.
+
+    The catalogue cache lives in a temporary directory: the first process fills it (the cold
+    row), the warm rows find it filled."""
+    python = [sys.executable]
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "LAYERCOST_CACHE_DIR": cache}
+        start = time.perf_counter()
+        subprocess.run([*python, "-c", _RULE_CODE], check=True, env=env)  # fills the cache
+        cold = [time.perf_counter() - start]
+        commands = {
+            "sympy": [*python, "-c", "import sympy"],
+            "rule": [*python, "-c", _RULE_CODE],
+            "eval": [*python, "-m", "layercost_sym", *_EVAL_ARGS],
+        }
+        t = process_times(commands, repeats, env)
+        row(
+            "first lc.rule('Conv2d') / import sympy (warm)",
+            t["rule"],
+            t["sympy"],
+            "<= 1.5",
+            t["rule"] / t["sympy"],
+        )
+        row(
+            "layercost eval Conv2d / import sympy (warm)",
+            t["eval"],
+            t["sympy"],
+            "<= 2",
+            t["eval"] / t["sympy"],
+        )
+        if not quick:  # the cold load again, each time into an empty cache directory
+            for _ in range(2):
+                with tempfile.TemporaryDirectory() as empty:
+                    start = time.perf_counter()
+                    command = [*python, "-c", _RULE_CODE]
+                    subprocess.run(command, check=True, env={**env, "LAYERCOST_CACHE_DIR": empty})
+                    cold.append(time.perf_counter() - start)
+        t_cold = statistics.median(cold)
+        row(
+            "first lc.rule('Conv2d') / import sympy (cold)",
+            t_cold,
+            t["sympy"],
+            "info",
+            t_cold / t["sympy"],
+        )
+        if quick:
+            return  # torch's import alone takes seconds: not in CI's quick run
+        commands = {
+            "flopcounter": [*python, "-c", _FLOPCOUNTER_CODE],
+            "model": [*python, "-m", "layercost_sym", *_MODEL_ARGS],
+        }
+        t = process_times(commands, max(5, repeats // 2), env)  # ~25 s a pair when busy
+        row(
+            "layercost model resnet18 / FlopCounterMode script (warm)",
+            t["model"],
+            t["flopcounter"],
+            "<= 1.5",
+            t["model"] / t["flopcounter"],
+        )
+
+
 def bench_model(quick: bool, repeats: int) -> None:
     """FlopCounterMode counting a model again vs its closed form evaluated at a new shape."""
     import torch
@@ -203,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_scalar(scalar_n, repeats)
     bench_vector(vector_n, repeats)
     bench_import(repeats if args.quick else 15)
+    bench_startup(args.quick, 1 if args.quick else 9)
     bench_model(args.quick, repeats)
     bench_analyze(args.quick, repeats)
     return 0

@@ -16,6 +16,9 @@ def test_benchmark_prints_every_row(capsys):
         "xreplace / scalar evaluate",
         "vectorised evaluate / numpy lambdify",
         "import layercost_sym / import sympy",
+        "first lc.rule('Conv2d') / import sympy (warm)",
+        "layercost eval Conv2d / import sympy (warm)",
+        "first lc.rule('Conv2d') / import sympy (cold)",
         "FlopCounterMode resnet18 / closed form",
         "analyze resnet18 (symbolic) / one FlopCounterMode pass",
     ):
