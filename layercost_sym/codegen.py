@@ -235,7 +235,7 @@ class Compiled:
         self._vector_source = self._source(_Codegen(names, vector=True), args)
         # the bound's recorder is an argument, not a global: two threads may bound at once
         bound_args = ", ".join(["_m", *(f"v{i}" for i in range(len(self.symbols)))])
-        self._bound_source = None if boolean else self._source(_BoundCodegen(names), bound_args)
+        self._bound_source = self._source(_BoundCodegen(names), bound_args)
         self._vector: Callable[..., Any] | None = None
         self._bound: Callable[..., Any] | None = None
 
@@ -257,7 +257,13 @@ class Compiled:
 
     def _source(self, gen: _Codegen, args: str) -> str | None:
         try:
-            body = gen.cond(self.expr) if self.boolean else "{}, {}".format(*gen.frac(self.expr))
+            if isinstance(gen, _BoundCodegen) and self.boolean:
+                # every part of a condition is bounded (an `and` would skip the second part)
+                body = gen.cond_bound(self.expr)
+            elif self.boolean:
+                body = gen.cond(self.expr)
+            else:
+                body = "{}, {}".format(*gen.frac(self.expr))
         except _Unsupported:
             return None
         return f"def _f({args}):\n    return {body}\n"

@@ -214,43 +214,89 @@ def _holds_fast(domain: Domain, shapes: Mapping[Any, Value]) -> bool:
     return check(shapes)
 
 
-def _condition_values(compiled: Compiled, shapes: Mapping[Any, Value]) -> tuple[list, bool] | None:
-    """The values of a condition's symbols, validated, or None when one is not given (the
-    condition is then undecided: not checked)."""
-    values, any_array = [], False
+def _condition_values(compiled: Compiled, shapes: Mapping[Any, Value]) -> tuple[list, bool, bool]:
+    """The given values of a condition's symbols (validated; ``None`` where not given),
+    whether any is an array, and whether all are given."""
+    values: list = []
+    any_array, complete = False, True
     for name, symbol, low, high in zip(
         compiled.names, compiled.symbols, compiled.lows, compiled.highs, strict=True
     ):
         try:
             value = _lookup(shapes, name, symbol)
         except KeyError:
-            return None
+            values.append(None)
+            complete = False
+            continue
         value, is_array = _as_integer(name, value)
         _check_range(name, value, low, high, is_array)
         any_array = any_array or is_array
         values.append(value)
-    return values, any_array
+    return values, any_array, complete
+
+
+@lru_cache(maxsize=4096)
+def _refuted(condition: sympy.Basic, given: tuple[tuple[sympy.Symbol, int], ...]) -> bool:
+    """Whether the given values make ``condition`` false whatever the sizes not given are
+    (SymPy decides it from the symbols' assumptions: positive integers, flags)."""
+    decided = condition.xreplace({s: sympy.Integer(v) for s, v in given})
+    return decided is sympy.false or decided == sympy.false
 
 
 def _failures(condition: Condition, shapes: Mapping[Any, Value]):
     """``None`` (holds, or undecided) or the failing points: True for scalars, else a boolean
-    array of the broadcast shape marking the points where the condition fails."""
+    array of the broadcast shape marking the points where the condition fails.
+
+    A condition some of whose sizes are not given fails where the given ones make it false for
+    every value of the others (``Conv2d.same`` with ``k_w = 3`` and ``W = 1``: its reflect
+    padding ``d_w`` cannot be below 1); otherwise it is undecided and not checked."""
     compiled = compile_expression(condition.condition, True)
-    gathered = _condition_values(compiled, shapes)
-    if gathered is None:
-        return None
-    values, any_array = gathered
+    values, any_array, complete = _condition_values(compiled, shapes)
+    if not complete:
+        return _refuted_points(compiled, values, any_array)
     if not any_array:
         return None if compiled.scalar(*values) else True
     import numpy as np
 
     arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
-    held = compiled.vector(*[a.astype(object) for a in arrays])
+    held = compiled.vector(*_vector_arguments(compiled, values, arrays))
     if held is None:  # does not vectorise: one scalar check per point
         held = np.empty(arrays[0].shape, dtype=bool)
         for index in np.ndindex(held.shape):
             held[index] = compiled.scalar(*(int(a[index]) for a in arrays))
     failed = ~np.broadcast_to(np.asarray(held, dtype=bool), arrays[0].shape)
+    return failed if failed.any() else None
+
+
+def _refuted_points(compiled: Compiled, values: list, any_array: bool):
+    """:func:`_failures` for a condition with sizes not given: SymPy decides each distinct
+    combination of the given values."""
+    known = [(s, v) for s, v in zip(compiled.symbols, values, strict=True) if v is not None]
+    if not known:
+        return None
+    if not any_array:
+        return True if _refuted(compiled.expr, tuple(known)) else None
+    import numpy as np
+
+    columns = np.broadcast_arrays(*[np.asarray(v) for _, v in known])
+    stacked = np.stack([c.reshape(-1) for c in columns], axis=1)
+    if stacked.dtype == object:  # np.unique has no object rows: distinct tuples by hand
+        index: dict[tuple, int] = {}
+        inverse = np.array([index.setdefault(tuple(r), len(index)) for r in stacked.tolist()])
+        combos = list(index)
+    else:
+        unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        combos = unique.tolist()
+    refuted = np.array(
+        [
+            _refuted(
+                compiled.expr, tuple((s, int(v)) for (s, _), v in zip(known, row, strict=True))
+            )
+            for row in combos
+        ],
+        dtype=bool,
+    )
+    failed = refuted[inverse.reshape(-1)].reshape(columns[0].shape)
     return failed if failed.any() else None
 
 
@@ -310,7 +356,10 @@ def invalid_points(domain: Domain, shapes: Mapping[Any, Value]):
     return invalid
 
 
-def _evaluate_array(compiled: Compiled, values: list):
+def _vector_arguments(compiled: Compiled, values: list, arrays: list) -> list:
+    """The broadcast ``arrays`` as int64 when a bound on every intermediate value of
+    ``compiled`` at the inputs' largest magnitudes proves int64 cannot overflow, else as exact
+    Python ints in object arrays."""
     import numpy as np
 
     # values are validated non-negative: their maxima are their largest magnitudes
@@ -320,14 +369,19 @@ def _evaluate_array(compiled: Compiled, values: list):
         else (0 if isinstance(v, np.ndarray) else v)
         for v in values
     ]
-    arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
-    shape = arrays[0].shape
     bound = compiled.bound(*maxima)
     use_int64 = bound is not None and bound < _INT64_SAFE and all(a.dtype != object for a in arrays)
     if use_int64:
-        args = [a.astype(np.int64, copy=False) for a in arrays]
-    else:
-        args = [a.astype(object) for a in arrays]
+        return [a.astype(np.int64, copy=False) for a in arrays]
+    return [a.astype(object) for a in arrays]
+
+
+def _evaluate_array(compiled: Compiled, values: list):
+    import numpy as np
+
+    arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
+    shape = arrays[0].shape
+    args = _vector_arguments(compiled, values, arrays)
     result = compiled.vector(*args)
     if result is None:  # does not vectorise: one exact scalar evaluation per point
         out = np.empty(shape, dtype=object)

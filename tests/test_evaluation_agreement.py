@@ -1,7 +1,9 @@
 """Compiled scalar, vectorised and plain SymPy evaluation agree on every catalogue rule.
 
-Values are drawn freely (up to 2**80, so results pass 2**63): where SymPy's exact value is a
-non-negative integer, the compiled and vectorised paths return it; where it is not, both refuse.
+Values are drawn freely (up to 2**80, so results pass 2**63): outside the rule's domain (a
+constraint SymPy finds false) both paths refuse with a DomainError; inside it, where SymPy's
+exact value is a non-negative integer, the compiled and vectorised paths return it; where it is
+not, both refuse.
 """
 
 import numpy as np
@@ -52,7 +54,15 @@ def test_scalar_vector_and_sympy_agree(expr, data):
     arrays = {
         k: np.array([v, v], dtype=object if v >= 2**63 else np.int64) for k, v in named.items()
     }
-    if reference.is_Integer and reference >= 0:
+    decided = [sympy_value(c.condition, values) for c in lc.domain(expr).conditions]
+    outside = any(d == sympy.false for d in decided if not d.free_symbols)
+    if outside:
+        with pytest.raises(lc.DomainError):
+            lc.evaluate(expr, named)
+        if symbols:
+            with pytest.raises(lc.DomainError):
+                lc.evaluate(expr, arrays)
+    elif reference.is_Integer and reference >= 0:
         assert lc.evaluate(expr, named) == int(reference)
         if symbols:
             out = lc.evaluate(expr, arrays)
