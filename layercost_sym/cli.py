@@ -362,9 +362,24 @@ def _model(args) -> int:
         print(result.to_latex(args.depth, args.convention))
     else:
         print(result.table(args.depth, args.convention, at))
-        for u in result.unsupported:
-            print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+        _print_uncosted(result)
     return 0
+
+
+def _print_uncosted(analysis) -> None:
+    """What has no rule: each call not costed (``unsupported``), and in one line the
+    classes of the modules costed by their operators."""
+    for u in analysis.unsupported:
+        print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+    classes: dict[str, list] = {}
+    for m in analysis.costed_by_operators:
+        classes.setdefault(m.what, []).append(m)
+    if classes:
+        shown = "; ".join(
+            f"{len(ms)} {what} ({', '.join(dict.fromkeys(op for m in ms for op in m.ops))})"
+            for what, ms in classes.items()
+        )
+        print(clip(f"costed by their operators (no rule; parameters by numel): {shown}", 200))
 
 
 def _hyperparameter(name: str, text: str):
@@ -502,8 +517,7 @@ def _compare(args) -> int:
     for a, b in diffs:
         print()
         print(result.diff_table(a, b, top=args.top))
-    for u in result.analysis.unsupported:
-        print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+    _print_uncosted(result.analysis)
     return 0
 
 

@@ -284,5 +284,7 @@ def test_model_lists_modules_costed_by_operators_apart_from_unsupported(capsys, 
     assert code == 0, err
     assert "unsupported" not in out  # every module and operator is costed
     lines = out.splitlines()
-    assert any(line.startswith("costed by their operators:") for line in lines)
-    assert "Conv1D" in out and max(map(len, lines)) <= 200
+    (costed,) = [line for line in lines if line.startswith("costed by their operators")]
+    assert "8 Conv1D (view, addmm)" in costed  # 2 blocks x (c_attn, c_proj, c_fc, c_proj)
+    assert "Conv1D (by its ops: addmm)" in out  # and the blocks' rows name the class
+    assert max(map(len, lines)) <= 200
