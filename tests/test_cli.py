@@ -288,3 +288,23 @@ def test_model_lists_modules_costed_by_operators_apart_from_unsupported(capsys, 
     assert "8 Conv1D (view, addmm)" in costed  # 2 blocks x (c_attn, c_proj, c_fc, c_proj)
     assert "Conv1D (by its ops: addmm)" in out  # and the blocks' rows name the class
     assert max(map(len, lines)) <= 200
+
+
+def test_arch_json_parts_read_back_for_a_large_architecture(capsys):
+    import sympy
+
+    from layercost_sym.parsing import MAX_TEXT_LENGTH
+
+    _code, out, _ = run(capsys, "arch", "mobilenet_v2", "--json")
+    data = json.loads(out)
+    arch = lc.architecture("mobilenet_v2")
+    names = {s.name: s for s in arch.free_symbols}
+    parts = arch.breakdown("exact")
+    for part, texts in data["parts"].items():
+        params, cost = parts[part]
+        assert sympy.expand(lc.parse(texts["params"], names) - params) == 0
+        assert sympy.expand(lc.parse(texts["cost"], names) - cost) == 0
+    # the totals are longer than parse's limit on text (4000 characters): the sums of the parts
+    assert len(data["cost"]) > MAX_TEXT_LENGTH
+    m = lc.architecture("mobilenet_v2", **data["defaults"])
+    assert data["at_defaults"]["params"] == str(m.params) == "3504872"  # torchvision: 3.5M
