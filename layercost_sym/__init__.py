@@ -135,8 +135,10 @@ def analyze(
     Shape entries are ints or symbol names: ``lc.analyze(model, ("N", 3, "H", "W"))``;
     ``("N", "L")`` with ``dtype=torch.long`` for token ids.  The result has ``.params``,
     ``.flops``, ``.cost(convention)``, ``.layers`` (one row per module or operator call),
-    ``.unsupported`` (calls with no rule, never a silent 0), ``.guards`` (where the closed form
-    holds) and ``.evaluate(shapes, convention)``.  Imports torch on first call.
+    ``.unsupported`` (calls with no rule whose cost is not counted, never a silent 0),
+    ``.costed_by_operators`` (modules with no rule costed by their operators' rules),
+    ``.guards`` (where the closed form holds) and ``.evaluate(shapes, convention)``.  Imports
+    torch on first call.
     """
     from .torchtools.analysis import analyze as _analyze
 

@@ -25,6 +25,7 @@ from .errors import LayercostError, MissingSymbolError
 from .evaluation import evaluate
 from .glossary import glossary
 from .printing import latex
+from .text import clip
 
 __all__ = ["main"]
 
@@ -51,9 +52,14 @@ _EPILOG_MODEL = (
 _EPILOG_ARCH = (
     "example:\n  layercost arch\n  layercost arch gpt --convention torch\n"
     "  layercost arch gpt d_model=768 n_layer=12 n_head=12 d_ff=3072 vocab=50257 n_ctx=1024 "
-    "--at N=1\n  layercost arch resnet depth=50 --latex\n\n"
-    "Hyperparameters left out stay symbols; the table lists each part's parameters and cost."
+    "--at N=1\n  layercost arch mobilenet_v2 --full\n  layercost arch resnet depth=50 --latex\n\n"
+    "Hyperparameters left out stay symbols; the table lists each part's parameters and cost\n"
+    "with like terms collected, the largest first, and beside each its value at the\n"
+    "architecture's defaults (its reference model: GPT-2 small, 224-pixel inputs, ...).\n"
+    "Formulas too long for a line are shortened to their leading terms; --full prints them\n"
+    "whole, --json as text for layercost_sym.parse."
 )
+_ARCH_WIDTH = 180  # the widest line of `layercost arch NAME` without --full
 
 _COMPARE_DEFAULT = ("exact", "macs", "torch", "fvcore", "thop", "ptflops")
 _EPILOG_COMPARE = (
@@ -152,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_convention(p)
     p.add_argument("--at", metavar="SYMBOL=INT,...", help="evaluate there, e.g. N=1")
+    p.add_argument(
+        "--full", action="store_true", help="print every formula whole (lines may be long)"
+    )
     _add_output_format(p)
     p = sub.add_parser(
         "compare",
@@ -227,7 +236,7 @@ def _list(args) -> int:
         for family, names in sorted(families.items()):
             print(f"{family}:")
             for name in names:
-                print(f"  {name:<24} {catalogue().rules[name].note[:70]}")
+                print(f"  {name:<24} {clip(catalogue().rules[name].note, 70)}")
     return 0
 
 
@@ -353,9 +362,24 @@ def _model(args) -> int:
         print(result.to_latex(args.depth, args.convention))
     else:
         print(result.table(args.depth, args.convention, at))
-        for u in result.unsupported:
-            print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+        _print_uncosted(result)
     return 0
+
+
+def _print_uncosted(analysis) -> None:
+    """What has no rule: each call not costed (``unsupported``), and in one line the
+    classes of the modules costed by their operators."""
+    for u in analysis.unsupported:
+        print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+    classes: dict[str, list] = {}
+    for m in analysis.costed_by_operators:
+        classes.setdefault(m.what, []).append(m)
+    if classes:
+        shown = "; ".join(
+            f"{len(ms)} {what} ({', '.join(dict.fromkeys(op for m in ms for op in m.ops))})"
+            for what, ms in classes.items()
+        )
+        print(clip(f"costed by their operators (no rule; parameters by numel): {shown}", 200))
 
 
 def _hyperparameter(name: str, text: str):
@@ -374,8 +398,24 @@ def _hyperparameter(name: str, text: str):
         return text  # a structural choice; the architecture checks it
 
 
+def _arch_defaults(arch, name: str) -> dict[str, object]:
+    """The defaults of the hyperparameters ``arch`` still has as symbols (exact values)."""
+    import sympy
+
+    from .zoo import _exact, _spec
+
+    values = {}
+    for h in _spec(name).hyperparameters:
+        value = arch.hyperparameters.get(h.name)
+        if h.choices is None and h.default is not None and isinstance(value, sympy.Symbol):
+            values[h.name] = _exact(h.name, h.default, h.integer)
+    return values
+
+
 def _arch(args) -> int:
-    from .zoo import architecture, architectures, describe
+    import sympy
+
+    from .zoo import architecture, architectures, defaults, defaults_from, describe
 
     if args.name is None:
         names = architectures()
@@ -396,25 +436,51 @@ def _arch(args) -> int:
     at = _at(args.at)
     if at:
         arch = arch.at(**at)
+    filled = _arch_defaults(arch, args.name)
     if args.json:
         parts = arch.breakdown(args.convention)
-        print(
-            json.dumps(
-                {
-                    "architecture": arch.name,
-                    "hyperparameters": {k: str(v) for k, v in arch.hyperparameters.items()},
-                    "convention": args.convention,
-                    "parts": {n: {"params": str(p), "cost": str(c)} for n, (p, c) in parts.items()},
-                    "params": str(arch.params),
-                    "cost": str(arch.cost(args.convention)),
+        data = {
+            "architecture": arch.name,
+            "hyperparameters": {k: str(v) for k, v in arch.hyperparameters.items()},
+            "convention": args.convention,
+            "parts": {n: {"params": str(p), "cost": str(c)} for n, (p, c) in parts.items()},
+            "params": str(arch.params),
+            "cost": str(arch.cost(args.convention)),
+            "defaults": defaults(args.name),
+        }
+        if filled:  # the same at the defaults of the hyperparameters left symbols
+            known = {s.name for s in arch.free_symbols}
+            there = arch.at(**{k: v for k, v in filled.items() if k in known})
+            data["at_defaults"] = {
+                "values": {k: str(v) for k, v in filled.items()},
+                "parts": {
+                    n: {"params": str(sympy.expand(p)), "cost": str(sympy.expand(c))}
+                    for n, (p, c) in there.breakdown(args.convention).items()
                 },
-                indent=2,
-            )
-        )
+                "params": str(sympy.expand(there.params)),
+                "cost": str(sympy.expand(there.cost(args.convention))),
+            }
+        print(json.dumps(data, indent=2, default=str))
     elif args.latex:
         print(arch.to_latex(args.convention))
     else:
-        print(arch.table(args.convention))
+        symbolic = [k for k, v in arch.hyperparameters.items() if isinstance(v, sympy.Symbol)]
+        others = sorted(s.name for s in arch.free_symbols if s.name not in symbolic)
+        given = [f"{k}={v}" for k, v in arch.hyperparameters.items() if k not in symbolic]
+        print(f"architecture  {arch.name}" + (f" ({', '.join(given)})" if given else ""))
+        if symbolic or others:
+            print(f"symbols       {', '.join(symbolic + others)}")
+        if filled:
+            source = defaults_from(args.name)
+            shown = ", ".join(f"{k}={v}" for k, v in filled.items())
+            print(f"value         at the defaults {shown}" + (f" ({source})" if source else ""))
+        table = arch.table(
+            args.convention, width=None if args.full else _ARCH_WIDTH, values=filled or None
+        )
+        if not args.full and "..." in table:
+            print("shortened     formulas too long for a line: their leading terms; --full")
+        print()
+        print(table)
     return 0
 
 
@@ -451,8 +517,7 @@ def _compare(args) -> int:
     for a, b in diffs:
         print()
         print(result.diff_table(a, b, top=args.top))
-    for u in result.analysis.unsupported:
-        print(f"unsupported: {u.name} ({u.what}): {u.detail}")
+    _print_uncosted(result.analysis)
     return 0
 
 

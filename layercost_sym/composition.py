@@ -283,18 +283,82 @@ class Cost:
         return self._free_symbols()
 
     # -- printing ----------------------------------------------------------------------------
-    def table(self, convention: str = DEFAULT_CONVENTION) -> str:
-        """A plain-text table: part, parameters, cost, and the total."""
-        rows = [(name, str(p), str(c)) for name, (p, c) in self.breakdown(convention).items()]
-        rows.append(("total", str(self.params), str(self.cost(convention))))
-        header = ("part", "params", f"cost ({convention})")
-        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(2)]
-        lines = [f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]}"]
-        for i, row in enumerate(rows):
-            if i == len(rows) - 1:
-                lines.append("-" * (widths[0] + widths[1] + 4 + len(header[2])))
-            lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
-        return "\n".join(lines)
+    def table(
+        self,
+        convention: str = DEFAULT_CONVENTION,
+        *,
+        width: int | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A plain-text table: part, parameters, cost, and the total.
+
+        Each formula has its like terms collected and its terms of highest degree first
+        (:func:`layercost_sym.text.collected`).  ``values`` (hyperparameter values such as
+        ``d_model=768``) add a column beside each formula with its value there (symbols not
+        given stay) and rank terms of one degree by their size.  ``width`` bounds the lines:
+        formulas too long for it are shortened to their leading terms
+        (:func:`layercost_sym.text.shortened`), the widest columns first.
+
+        >>> import layercost_sym as lc
+        >>> d, B, n = lc.symbols("d B n_layer")
+        >>> up = lc.rule("Linear").at(C_in=d, C_out=4 * d, N=B, b=1, name="up")
+        >>> down = lc.rule("Linear").at(C_in=4 * d, C_out=d, N=B, b=1, name="down")
+        >>> print((n * (up + down)).table("macs", values={"d": 768}))
+        part   params               value            cost (macs)       value
+        up     d*n_layer*(4*d + 4)  2362368*n_layer  4*B*d**2*n_layer  2359296*B*n_layer
+        down   d*n_layer*(4*d + 1)  2360064*n_layer  4*B*d**2*n_layer  2359296*B*n_layer
+        --------------------------------------------------------------------------------
+        total  d*n_layer*(8*d + 5)  4722432*n_layer  8*B*d**2*n_layer  4718592*B*n_layer
+        """
+        from .text import collected, shortened
+
+        names = [*self.breakdown(convention), "total"]
+        exprs = [(p, c) for p, c in self.breakdown(convention).values()]
+        exprs.append((self.params, self.cost(convention)))
+        header = ["part", "params", f"cost ({convention})"]
+        sizes = None
+        if values:
+            free = {s.name: s for s in self._free_symbols()}
+            given = {k: v for k, v in values.items() if k in free}
+            sizes = {free[k]: _as_value(k, v) for k, v in given.items()}
+            at = self.at(**given)
+            valued = [(p, c) for p, c in at.breakdown(convention).values()]
+            valued.append((at.params, at.cost(convention)))
+            exprs = [(p, pv, c, cv) for (p, c), (pv, cv) in zip(exprs, valued, strict=True)]
+            header = ["part", "params", "value", f"cost ({convention})", "value"]
+        full = [[collected(e, sizes) for e in row] for row in exprs]
+        columns = range(len(header) - 1)
+        needs = [max(len(header[i + 1]), *(len(r[i]) for r in full)) for i in columns]
+        room = None if width is None else width - max(map(len, names)) - 2 * len(needs)
+        caps = _column_caps(needs, room)
+        for _ in range(4):  # room left once long formulas are shortened goes to those columns
+            cells = [
+                [
+                    text if len(text) <= cap else shortened(expr, cap, sizes)
+                    for expr, text, cap in zip(row, texts, caps, strict=True)
+                ]
+                for row, texts in zip(exprs, full, strict=True)
+            ]
+            used = [max(len(header[i + 1]), *(len(r[i]) for r in cells)) for i in columns]
+            cut = [i for i in columns if any(len(r[i]) > caps[i] for r in full)]
+            spare = 0 if room is None else room - sum(used)
+            if not cut or spare < len(cut):
+                break
+            caps = [used[i] + (spare // len(cut) if i in cut else 0) for i in columns]
+        if values:  # a value that reads as its formula (a count already a number) is not repeated
+            for row in cells:
+                for i in (1, 3):
+                    if row[i] == row[i - 1]:
+                        row[i] = ""
+        lines = [header, *([name, *texts] for name, texts in zip(names, cells, strict=True))]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+
+        def join(line: list[str]) -> str:
+            return "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+
+        out = [join(line) for line in lines]
+        out.insert(-1, "-" * (sum(widths) + 2 * (len(widths) - 1)))
+        return "\n".join(out)
 
     def to_latex(self, convention: str = DEFAULT_CONVENTION, *, math: bool = False) -> str:
         r"""A LaTeX table (part, params, cost) with the total as its last row.
@@ -347,6 +411,24 @@ class Cost:
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.parts)
         return f"<Cost of {len(self.parts)} part(s): {names}>"
+
+
+def _column_caps(needs: list[int], room: int | None) -> list[int]:
+    """Widths for columns that need ``needs`` characters in ``room`` in all: each gets what it
+    needs up to one cap, the largest that fits (the widest columns give way first)."""
+    if room is None or sum(needs) <= room:
+        return list(needs)
+    low, high = 0, max(needs)
+    while low < high:  # the largest cap c with sum(min(n, c)) <= room
+        mid = (low + high + 1) // 2
+        if sum(min(n, mid) for n in needs) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return [min(n, max(low, _MIN_COLUMN)) for n in needs]
+
+
+_MIN_COLUMN = 40  # room for a leading term, or for the size of a formula that has none
 
 
 def _fields(part: Part) -> tuple:

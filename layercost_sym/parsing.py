@@ -6,7 +6,8 @@ by an allow-list that builds SymPy objects itself. What is allowed:
 * integer literals (no floats: counts are exact), names of glossary symbols and of the rule's
   own defined quantities;
 * ``+ - * / // % **`` and parentheses; ``/`` is exact rational division, ``//`` is ``floor``;
-* calls of ``floor, ceiling (ceil), Max (max), Min (min), Mod, gcd, where(cond, a, b)``;
+* calls of ``floor, ceiling (ceil), Max (max), Min (min), Abs (abs), Mod, gcd,
+  where(cond, a, b)``;
 * comparisons ``== != < <= > >=`` and ``and``/``or``/``not`` only where a condition is expected
   (constraints, the first argument of ``where``).
 
@@ -98,6 +99,8 @@ _FUNCTIONS: dict[str, tuple[Callable[..., sympy.Basic], int | None]] = {
     "Min": (_min, None),
     "min": (_min, None),
     "Mod": (sympy.Mod, 2),
+    "Abs": (sympy.Abs, 1),
+    "abs": (sympy.Abs, 1),
     "where": (_where, 3),
     "gcd": (gcd, 2),
 }

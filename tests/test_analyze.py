@@ -157,17 +157,40 @@ class WithCustom(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def test_custom_module_is_unsupported_and_its_parameters_still_count():
+def test_custom_module_is_costed_by_its_operators_and_its_parameters_still_count():
     model = WithCustom().eval()
     analysis = lc.analyze(model, ("N", 3, "H", "W"))
-    listed = [u for u in analysis.unsupported if u.kind == "module"]
-    assert [(u.name, u.what) for u in listed] == [("scale", "Scale")]
+    # its multiply has a functional rule (mul): costed, so not unsupported, but listed apart
+    assert analysis.unsupported == []
+    listed = analysis.costed_by_operators
+    assert [(m.name, m.what, m.ops) for m in listed] == [("scale", "Scale", ("mul",))]
     # conv 3*4*9 + 4, scale 4, head 4*2 + 2
     assert analysis.params == 112 + 4 + 10
-    # its multiply had a functional rule (mul), so its cost is in the total: the totals equal
-    # the counters
-    assert listed[0].counted
+    # the totals equal the counters
     _assert_matches(analysis, model, [(2, 3, 9, 11)], {"N": 2, "H": 9, "W": 11})
+    (row,) = [r for r in analysis.rows() if r[0] == "scale:mul"]
+    assert row[1] == "Scale (by its ops: mul)"
+    data = analysis.to_json()
+    assert data["unsupported"] == []
+    assert [m["what"] for m in data["costed_by_operators"]] == ["Scale"]
+
+
+class ScaleThenTopk(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return torch.topk(x * self.weight, 2, 1).values  # mul has a rule, topk none
+
+
+def test_a_module_with_an_uncosted_operator_stays_unsupported():
+    analysis = lc.analyze(ScaleThenTopk(), ("N", 3))
+    assert analysis.costed_by_operators == []
+    kinds = {(u.kind, u.counted) for u in analysis.unsupported}
+    assert kinds == {("op", False), ("module", False)}
+    (module,) = [u for u in analysis.unsupported if u.kind == "module"]
+    assert module.what == "ScaleThenTopk" and "topk" in module.detail
 
 
 class UncostedOp(nn.Module):
@@ -347,9 +370,8 @@ def test_more_torchvision_models(name, spec, at):
     analysis = lc.analyze(model, spec)
     # convnext's LayerNorm2d overrides LayerNorm.forward (it permutes around F.layer_norm):
     # listed, and costed from its operators
-    assert all(
-        u.kind == "module" and u.what == "LayerNorm2d" and u.counted for u in analysis.unsupported
-    )
+    assert analysis.unsupported == []
+    assert {m.what for m in analysis.costed_by_operators} <= {"LayerNorm2d"}
     shape = tuple(at.get(d, d) if isinstance(d, str) else d for d in spec)
     _assert_matches(analysis, model, [shape], at)
 
@@ -397,9 +419,13 @@ def test_gpt2_closed_form_at_drawn_shapes(n, length):
 def test_gpt2_runs_the_real_mask_branch_and_states_its_length_limit():
     _, analysis = _gpt2()
     # the mask code's packed-sequence check resolved as in a real run (is_causal, no explicit
-    # mask): every operator has a rule; GPT-2's Conv1D modules are listed, costed by their ops
-    assert not [u for u in analysis.unsupported if u.kind == "op"]
-    assert {u.what for u in analysis.unsupported} == {"Conv1D"}
+    # mask): every operator has a rule; GPT-2's Conv1D modules are costed by their ops (addmm)
+    assert analysis.unsupported == []
+    # Conv1D.forward: view, addmm, view
+    assert {(m.what, m.ops) for m in analysis.costed_by_operators} == {
+        ("Conv1D", ("view", "addmm"))
+    }
+    assert len(analysis.costed_by_operators) == 12 * 4  # c_attn, c_proj, c_fc, mlp.c_proj
     # position ids arange(L) index the 1024-row position embedding wpe
     assert analysis.range == ["L <= 1024"]
     analysis.evaluate({"N": 1, "L": 1024})
@@ -522,7 +548,8 @@ def test_functional_rule_equals_the_counters(name):
     model = _Op(FUNCTIONAL[name])
     analysis = lc.analyze(model, ("N", 6))
     # _Op itself (a leaf with parameters and no rule) is listed; no operator is
-    assert [u.what for u in analysis.unsupported] == ["_Op"] and analysis.unsupported[0].counted
+    assert analysis.unsupported == []
+    assert [m.what for m in analysis.costed_by_operators] == ["_Op"]
     assert name in {layer.rule for layer in analysis.layers}
     for n in (1, 2, 5):
         counted = lc.count(model, (n, 6))
@@ -599,3 +626,66 @@ def test_variants_chosen_by_input_rank():
         for convention in ("exact", "macs", "torch"):
             counted = lc.count(model, x, convention=convention).flops
             assert analysis.evaluate({"L": length}, convention) == counted
+
+
+# -- the rule column: module rules by name, operators summarised ------------------------------
+
+
+def tiny_gpt2() -> nn.Module:
+    """A small GPT2LMHeadModel (its Conv1D projections have no rule: costed by their addmm);
+    also the factory of the CLI test."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_embd=16, n_layer=2, n_head=2, n_positions=32, vocab_size=50, bos_token_id=0,
+        eos_token_id=0, use_cache=False,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+@cache
+def _tiny_gpt2_analysis():
+    return lc.analyze(tiny_gpt2(), ("N", "L"), dtype=torch.long, use_cache=False)
+
+
+def test_rule_column_names_modules_costed_by_their_operators():
+    analysis = _tiny_gpt2_analysis()
+    assert analysis.unsupported == []
+    names = {m.name for m in analysis.costed_by_operators}
+    assert names == {
+        f"transformer.h.{i}.{part}"
+        for i in range(2)
+        for part in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    }
+    rows = {name: rule for name, rule, _params, _cost in analysis.rows()}
+    assert rows["transformer.h.0.attn.c_attn:addmm"] == "Conv1D (by its ops: addmm)"
+    # a module costed by its operators shows its parameters on its row: the rows add up
+    model = tiny_gpt2()
+    params = {name: p for name, _rule, p, _cost in analysis.rows(depth=3)}
+    assert params["transformer.h.0"] == sum(p.numel() for p in model.transformer.h[0].parameters())
+    assert sum(params.values()) == analysis.params == sum(p.numel() for p in model.parameters())
+    for name, rule, _params, _cost in analysis.rows(depth=3):
+        assert len(rule) <= 60, (name, rule)
+    (block,) = [rule for name, rule, *_ in analysis.rows(depth=3) if name == "transformer.h.0"]
+    # the block's ruled modules by name, the Conv1D class, then its other operators in brief
+    assert block.startswith("LayerNorm, Dropout, Conv1D (by its ops: addmm)"), block
+    assert "ops:" in block
+
+
+def test_rule_column_of_swin_t_is_short():
+    model = torchvision.models.swin_t(weights=None).eval()
+    analysis = lc.analyze(model, (1, 3, 224, 224))
+    for depth in (None, 1, 2, 3):
+        for name, rule, _params, _cost in analysis.rows(depth=depth):
+            assert len(rule) <= 60, (depth, name, rule)
+            assert "Dropout.p0" not in rule, rule  # a module rule by its class
+            # data movement is named last, after the operators that cost something (one call
+            # per row at depth None: its own operator)
+            assert depth is None or "_unsafe_view" not in rule, rule
+    rules = {name: rule for name, rule, *_ in analysis.rows(depth=2)}
+    # a Swin stage: LayerNorm, Linear, GELU, Dropout modules and a summary of its operators
+    stage = rules["features.1"]
+    assert stage.startswith("LayerNorm, ") and "Linear" in stage and "ops: " in stage, stage
+    assert "swin_t" not in analysis.table(depth=2)  # smoke: the table prints
+    assert max(len(line) for line in analysis.table(depth=2).splitlines()) < 160

@@ -25,6 +25,9 @@ def test_arithmetic_builds_the_expected_sympy():
     assert parse("ceil(H/s)") == sympy.ceiling(H / s)
     assert parse("max(H, p)") == sympy.Max(H, p)
     assert parse("Min(H, p, s)") == sympy.Min(H, p, s)
+    # str() of the zoo's expressions writes Abs (mobilenet_v2's 0/1 residual factor): it reads back
+    assert parse("1 - Min(1, Abs(H - p))") == 1 - sympy.Min(1, sympy.Abs(H - p))
+    assert parse("abs(H - p)") == sympy.Abs(H - p)
 
 
 @pytest.mark.parametrize("name", ["N", "E", "I", "S", "Q"])

@@ -15,8 +15,10 @@ shape is torch's own symbolic expression of them, floors of strides and pooling 
   ``F.conv*d`` and the ``F.*pool*d`` functions are costed by the rule of the torch.nn module
   that runs the same operator (``exact``, ``macs``, ``torch``, ``fvcore``); thop and ptflops
   count such a call otherwise than the module, as :data:`_AS_FUNCTION` states.
-* A module with parameters and no rule (and no submodules) is listed in ``unsupported`` too;
-  its parameters are counted by ``numel``, its operators by the functional rules.
+* A module with parameters and no rule (and no submodules) has its parameters counted by
+  ``numel`` and its operators by the functional rules: it is listed in
+  :attr:`Analysis.costed_by_operators` (GPT-2's ``Conv1D``, costed by its ``addmm``), or in
+  ``unsupported`` when an operator without a rule ran inside it.
 * The guards torch records while tracing (``(H - 1)//32 + 1 != 1``, ...) are the range where
   the closed form holds; :meth:`Analysis.evaluate` refuses shapes outside it, naming the guard.
   They are shown simplified where that is proven (``H >= 33``; :attr:`Analysis.range`).  An
@@ -51,10 +53,11 @@ from ..errors import ConventionError, EvaluationError, ShapeError, UnknownRuleEr
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
 from ..rule import Rule
+from ..text import clip
 from .opcount import _op_name, op_kind
 from .symbolic import implied_by_bounds, simplify_guard, to_sympy
 
-__all__ = ["Analysis", "Layer", "Unsupported", "analyze"]
+__all__ = ["Analysis", "Layer", "OperatorCostedModule", "Unsupported", "analyze"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,14 +121,27 @@ _PRODUCT_OPS = {"mm", "addmm", "bmm"}
 
 @dataclass(frozen=True)
 class Unsupported:
-    """A module or operator call with no rule. ``counted`` says whether its cost is in the
-    totals anyway (a module without a rule whose operators all had functional rules)."""
+    """A module or operator call with no rule whose cost is not in the totals (an operator
+    with no functional rule, a module running one, a rule that does not bind): never a silent
+    zero.  ``counted`` is False for every entry of :attr:`Analysis.unsupported`."""
 
     name: str
     kind: str  # "module" or "op"
     what: str  # class or operator name
     detail: str
     counted: bool
+
+
+@dataclass(frozen=True)
+class OperatorCostedModule:
+    """A module with parameters and no rule whose operators all have functional rules
+    (GPT-2's ``Conv1D``: ``addmm``): costed by those operators, its parameters by ``numel``."""
+
+    name: str
+    what: str  # class name
+    ops: tuple[str, ...]  # the operators costed inside it, in the order first run
+    detail: str
+    params: int = 0  # its parameters (numel; those no ruled module counts), in Analysis.params
 
 
 @dataclass
@@ -143,6 +159,8 @@ class Analysis:
     backward: bool = False
     # guard -> where it comes from, for guards the analysis adds itself (torch's otherwise)
     guard_sources: dict[sympy.Basic, str] = field(default_factory=dict)
+    # modules with no rule costed by their operators (not unsupported: their cost is counted)
+    costed_by_operators: list[OperatorCostedModule] = field(default_factory=list)
 
     @property
     def conditions(self) -> list[sympy.Basic]:
@@ -244,23 +262,66 @@ class Analysis:
     # -- output ----------------------------------------------------------------------------
     def rows(self, depth: int | None = None, convention: str | None = None):
         """``(name, rules, params, cost)`` per module call, or summed per module prefix of
-        ``depth`` dotted parts (operators count with the module they run in)."""
+        ``depth`` dotted parts (operators count with the module they run in).  ``rules`` is
+        short (:data:`RULES_WIDTH` characters at most): the rules of the modules by name, a
+        module costed by its operators as ``Conv1D (by its ops: addmm)``, then the other
+        operators in brief (``ops: add, mul +3``)."""
+        convention = convention or self.convention
+        return [
+            (name, self._rules_text(group, convention), params, cost)
+            for name, group, params, cost in self._groups(depth, convention)
+        ]
+
+    def _groups(self, depth: int | None, convention: str | None):
+        """``(name, layers, params, cost)`` per row of :meth:`rows`."""
         convention = convention or self.convention
         grouped: dict[str, list[Layer]] = {}
+        # a module costed by its operators owns its parameters: shown on its first call's row
+        owned = {m.name: m.params for m in self.costed_by_operators}
+        extra: dict[str, int] = {}
         for layer in self.layers:
             name = layer.name.split(":")[0] if depth is not None else layer.name
             if depth is not None:
                 name = ".".join(name.split(".")[:depth]) if name else ""
             grouped.setdefault(name, []).append(layer)
+            where = layer.name.split(":")[0]
+            if layer.kind == "op" and where in owned:
+                extra[name] = extra.get(name, 0) + owned.pop(where)
         return [
             (
                 name or "(model)",
-                ", ".join(dict.fromkeys(layer.rule for layer in group)),
-                sympy.Add(*(layer.params for layer in group)),
+                group,
+                sympy.Add(*(layer.params for layer in group)) + extra.get(name, 0),
                 sympy.Add(*(layer.cost(convention) for layer in group)),
             )
             for name, group in grouped.items()
         ]
+
+    def _rules_text(self, group: Sequence[Layer], convention: str) -> str:
+        """The ``rules`` cell of :meth:`rows` for the calls ``group``: operators that cost
+        something under ``convention`` are named first, data movement (views, copies) last."""
+        by_operators = {m.name: m for m in self.costed_by_operators}
+        modules: dict[str, None] = {}
+        # operator -> whether any call of it costs something, per class costed by its
+        # operators ("" for operators run outside such modules)
+        ops: dict[str, dict[str, bool]] = {"": {}}
+        for layer in group:
+            where, _, op = layer.name.partition(":")
+            if layer.kind == "module":
+                modules[layer.rule.split(".")[0]] = None  # the class, not its variant
+                continue
+            seen = ops.setdefault(by_operators[where].what if where in by_operators else "", {})
+            seen[op] = seen.get(op, False) or layer.cost(convention) != 0
+
+        def ranked(found: dict[str, bool]) -> list[str]:
+            return [op for op, c in found.items() if c] + [op for op, c in found.items() if not c]
+
+        classes = [  # a class by the operators that cost something (its views say little)
+            f"{c} (by its ops: {', '.join([o for o, v in found.items() if v] or list(found))})"
+            for c, found in ops.items()
+            if c
+        ]
+        return _summary([*modules, *classes], ranked(ops[""]), RULES_WIDTH)
 
     def table(
         self,
@@ -296,8 +357,15 @@ class Analysis:
             "params": str(self.params),
             "costs": {c: str(self.cost(c)) for c in conventions},
             "layers": [
-                {"name": name, "rules": rules, "params": str(params), "cost": str(cost)}
-                for name, rules, params, cost in self.rows(depth, self.convention)
+                {
+                    "name": name,
+                    # every rule, unabridged: ", ".join of the rows' rules before they were
+                    # summarised for people
+                    "rules": ", ".join(dict.fromkeys(layer.rule for layer in group)),
+                    "params": str(params),
+                    "cost": str(cost),
+                }
+                for name, group, params, cost in self._groups(depth, self.convention)
             ],
             "convention": self.convention,
             "unsupported": [
@@ -309,6 +377,10 @@ class Analysis:
                     "counted": u.counted,
                 }
                 for u in self.unsupported
+            ],
+            "costed_by_operators": [
+                {"name": m.name, "what": m.what, "ops": list(m.ops), "detail": m.detail}
+                for m in self.costed_by_operators
             ],
         }
 
@@ -333,6 +405,24 @@ class Analysis:
             r"\end{tabular}",
         ]
         return "\n".join(lines)
+
+
+RULES_WIDTH = 60  # the widest rules cell of Analysis.rows
+
+
+def _summary(named: Sequence[str], ops: Sequence[str], width: int) -> str:
+    """``named`` (rules, classes) joined, then ``ops: a, b +k`` with as many operators as fit
+    ``width``; what still does not fit is cut with an ellipsis."""
+    head = ", ".join(named)
+    if not ops:
+        return clip(head, width)
+    sep = "; " if head else ""
+    for shown in range(len(ops), 0, -1):
+        rest = len(ops) - shown
+        text = f"{head}{sep}ops: {', '.join(ops[:shown])}" + (f" +{rest}" if rest else "")
+        if len(text) <= width:
+            return text
+    return clip(f"{head}{sep}ops: {len(ops)}", width) if head else f"ops: {len(ops)}"
 
 
 def _shown(conditions: Sequence[sympy.Basic], symbols: Sequence[sympy.Symbol]) -> list:
@@ -1004,17 +1094,38 @@ def analyze(
             h.remove()
         model.train(was_training)
 
+    costed_by_operators = []
+    owned: set[int] = set()  # parameters attributed to a module costed by its operators
     for module_id, ops in tracer.unruled.items():
         module = next(m for m in model.modules() if id(m) == module_id)
         name = tracer.names.get(module_id, "")
+        what = type(module).__name__
+        if ops:  # an operator without a rule ran inside: its cost is not in the totals
+            detail = (
+                f"no rule for class {what}; its parameters are counted by numel, its operators "
+                f"by the functional rules except {', '.join(sorted(set(ops)))}"
+            )
+            tracer.unsupported.append(Unsupported(name, "module", what, detail, False))
+            continue
+        costed = tuple(
+            dict.fromkeys(
+                layer.name.partition(":")[2]
+                for layer in tracer.layers
+                if layer.kind == "op" and layer.name.partition(":")[0] == name
+            )
+        )
         detail = (
-            f"no rule for class {type(module).__name__}; its parameters are counted by "
-            "numel, its operators by the functional rules"
-            + (f" except {', '.join(sorted(set(ops)))}" if ops else "")
+            f"no rule for class {what}; its parameters are counted by numel, its operators "
+            f"({', '.join(costed) or 'none'}) by the functional rules"
         )
-        tracer.unsupported.append(
-            Unsupported(name, "module", type(module).__name__, detail, not ops)
-        )
+        mine = [
+            p
+            for p in module.parameters()
+            if id(p) not in tracer.covered_params and id(p) not in owned
+        ]
+        owned.update(id(p) for p in mine)
+        params = sum(p.numel() for p in mine)
+        costed_by_operators.append(OperatorCostedModule(name, what, costed, detail, params))
     seen: set[int] = set()
     extra = 0
     for p in model.parameters():
@@ -1058,4 +1169,5 @@ def analyze(
         outputs,
         backward,
         sources,
+        costed_by_operators,
     )

@@ -27,7 +27,15 @@ import sympy
 from ..composition import Cost, _as_value, symbols
 from ..errors import ArchitectureError, UnknownArchitectureError
 
-__all__ = ["Architecture", "Hyperparameter", "architecture", "architectures", "register"]
+__all__ = [
+    "Architecture",
+    "Hyperparameter",
+    "architecture",
+    "architectures",
+    "defaults",
+    "defaults_from",
+    "register",
+]
 
 # The modules that define architectures; imported on first use.
 _MODULES = ("transformers", "cnn")
@@ -40,7 +48,10 @@ class Hyperparameter:
     ``choices`` marks a structural hyperparameter (it changes the structure, so it cannot
     stay a symbol): the value must be one of them, and ``default`` is used when it is left
     out.  Other hyperparameters become symbols when left out: integers unless
-    ``integer=False`` (a width multiplier).
+    ``integer=False`` (a width multiplier); their ``default`` is the value of the reference
+    model the architecture mirrors (GPT-2 small's ``d_model = 768``, a 224-pixel input), which
+    :func:`architecture` does *not* substitute: ``layercost arch`` shows each formula's value
+    there beside it, and ``lc.architecture(name, **defaults(name))`` builds that model.
     """
 
     name: str
@@ -57,6 +68,7 @@ class _Spec:
     hyperparameters: tuple[Hyperparameter, ...]
     mirrors: str
     doc: str
+    defaults_from: str = ""
 
 
 _REGISTRY: dict[str, _Spec] = {}
@@ -64,18 +76,25 @@ _loaded = False
 
 
 def register(
-    name: str, *, hyperparameters: tuple[Hyperparameter, ...], mirrors: str
+    name: str,
+    *,
+    hyperparameters: tuple[Hyperparameter, ...],
+    mirrors: str,
+    defaults_from: str = "",
 ) -> Callable[[Callable[..., Cost]], Callable[..., Cost]]:
     """Register ``build(**hyperparameters) -> Cost`` as the architecture ``name``.
 
     ``mirrors`` states the torch structure the composition follows (the class and how it is
-    built), which the bridge tests compare against.  A name registered twice is an error.
+    built), which the bridge tests compare against; ``defaults_from`` names the reference
+    model the hyperparameters' defaults come from (``"GPT-2 small: GPT2Config()"``).  A name
+    registered twice is an error.
     """
 
     def decorate(build: Callable[..., Cost]) -> Callable[..., Cost]:
         if name in _REGISTRY:
             raise ArchitectureError(f"architecture {name!r} is registered twice")
-        _REGISTRY[name] = _Spec(name, build, hyperparameters, mirrors, build.__doc__ or "")
+        doc = build.__doc__ or ""
+        _REGISTRY[name] = _Spec(name, build, hyperparameters, mirrors, doc, defaults_from)
         return build
 
     return decorate
@@ -209,15 +228,38 @@ def architecture(name: str, **hyperparameters: Any) -> Architecture:
     return Architecture(name, values, spec.mirrors, spec.build(**values))
 
 
+def defaults(name: str) -> dict[str, Any]:
+    """The default of each hyperparameter of ``name`` that has one: the reference model's
+    values (see :class:`Hyperparameter`).
+
+    >>> import layercost_sym as lc
+    >>> defaults("gpt")["d_model"], defaults("resnet")
+    (768, {'depth': 50, 'version': 'v1.5', 'resolution': 224})
+    >>> lc.architecture("gpt", **defaults("gpt")).params        # GPT-2 small
+    124439808
+    """
+    return {h.name: h.default for h in _spec(name).hyperparameters if h.default is not None}
+
+
+def defaults_from(name: str) -> str:
+    """The reference model the defaults of ``name`` come from (``""``: not stated)."""
+    return _spec(name).defaults_from
+
+
 def describe(name: str) -> str:
     """The architecture's docstring, hyperparameters and the torch structure it mirrors."""
     spec = _spec(name)
     summary = " ".join(spec.doc.strip().split("\n\n")[0].split())  # the first paragraph
     lines = [f"{name}: {summary}"]
     lines.append(f"mirrors: {spec.mirrors}")
+    if spec.defaults_from:
+        lines.append(f"defaults: {spec.defaults_from}")
     for h in spec.hyperparameters:
-        extra = (
-            f" (one of {', '.join(map(str, h.choices))}; default {h.default})" if h.choices else ""
-        )
+        if h.choices:
+            extra = f" (one of {', '.join(map(str, h.choices))}; default {h.default})"
+        elif h.default is not None:
+            extra = f" (default {h.default})"
+        else:
+            extra = ""
         lines.append(f"  {h.name}: {h.meaning}{extra}")
     return "\n".join(lines)

@@ -333,9 +333,12 @@ def _width(alpha: Any, m: int) -> Any:
 @register(
     "mobilenet_v1",
     hyperparameters=(
-        Hyperparameter("alpha", "width multiplier: alpha*M channels per layer", integer=False),
-        Hyperparameter("resolution", "input side in pixels (the paper's rho*224)"),
+        Hyperparameter(
+            "alpha", "width multiplier: alpha*M channels per layer", integer=False, default=1
+        ),
+        Hyperparameter("resolution", "input side in pixels (the paper's rho*224)", default=224),
     ),
+    defaults_from="the paper's baseline: Table 1, 224 x 224 x 3 input, alpha = 1",
     mirrors=(
         "Howard et al. 2017, Table 1 (no torchvision model): Conv2d(3, 32a, 3, stride 2, "
         "padding 1, bias=False), BatchNorm2d, ReLU; 13 x [depthwise Conv2d 3x3 (padding 1, "
@@ -399,9 +402,12 @@ def make_divisible(v: Any, divisor: int = 8) -> Any:
 @register(
     "mobilenet_v2",
     hyperparameters=(
-        Hyperparameter("alpha", "width multiplier (torchvision's width_mult)", integer=False),
-        Hyperparameter("resolution", "input side in pixels"),
+        Hyperparameter(
+            "alpha", "width multiplier (torchvision's width_mult)", integer=False, default=1
+        ),
+        Hyperparameter("resolution", "input side in pixels", default=224),
     ),
+    defaults_from="torchvision mobilenet_v2(): width_mult 1.0, its weights' 224-pixel crop",
     mirrors="torchvision.models.mobilenet_v2(width_mult=alpha), num_classes=1000, eval mode",
 )
 def mobilenet_v2(alpha: Any, resolution: Any) -> Cost:
@@ -459,8 +465,9 @@ _RESNET = {  # depth: (block, blocks per stage)
             choices=("v1", "v1.5"),
             default="v1.5",
         ),
-        Hyperparameter("resolution", "input side in pixels"),
+        Hyperparameter("resolution", "input side in pixels", default=224),
     ),
+    defaults_from="torchvision resnet50(): its weights' 224-pixel crop",
     mirrors=(
         "torchvision.models.resnet18/34/50/101/152(), num_classes=1000, eval mode (v1.5); "
         "v1 moves each downsampling bottleneck's stride from conv2 (3x3) to conv1 (1x1)"

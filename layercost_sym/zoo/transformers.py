@@ -28,6 +28,7 @@ sequences of ``n_ctx`` tokens, in inference mode (dropout is the identity).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..catalogue import catalogue
@@ -81,7 +82,7 @@ def _check(**hp: Any) -> None:
             raise ArchitectureError(f"{small}={b} must divide {big}={a}")
 
 
-_COMMON = (
+_HYPERPARAMETERS = (
     Hyperparameter("d_model", "width of the residual stream (hidden size)"),
     Hyperparameter("n_layer", "number of transformer blocks"),
     Hyperparameter("n_head", "attention heads (dividing d_model)"),
@@ -90,7 +91,16 @@ _COMMON = (
     Hyperparameter(
         "n_ctx", "context: sequence length processed (and, for learned positions, table size)"
     ),
+    Hyperparameter("n_kv_head", "key/value heads of grouped-query attention (dividing n_head)"),
 )
+
+
+def _hyperparameters(**defaults: int) -> tuple[Hyperparameter, ...]:
+    """The hyperparameters named in ``defaults``, each with its default (the reference
+    configuration's value), in the order of ``_HYPERPARAMETERS``."""
+    return tuple(
+        replace(h, default=defaults[h.name]) for h in _HYPERPARAMETERS if h.name in defaults
+    )
 
 
 def _attention_core(n_ctx: Any, n_head: Any, head_dim: Any, *, causal: bool) -> Cost:
@@ -124,7 +134,12 @@ def _attention_core(n_ctx: Any, n_head: Any, head_dim: Any, *, causal: bool) -> 
 
 @register(
     "gpt",
-    hyperparameters=_COMMON,
+    # GPT2Config(): n_embd 768, n_layer 12, n_head 12, n_inner None (4 * n_embd),
+    # vocab_size 50257, n_positions 1024
+    hyperparameters=_hyperparameters(
+        d_model=768, n_layer=12, n_head=12, d_ff=3072, vocab=50257, n_ctx=1024
+    ),
+    defaults_from="GPT-2 small: transformers GPT2Config()",
     mirrors=(
         "transformers GPT2LMHeadModel(GPT2Config(n_embd=d_model, n_layer=n_layer, "
         "n_head=n_head, n_inner=d_ff, vocab_size=vocab, n_positions=n_ctx)) in eval mode on "
@@ -207,7 +222,12 @@ def gpt(
 
 @register(
     "bert",
-    hyperparameters=_COMMON,
+    # BertConfig(): hidden_size 768, num_hidden_layers 12, num_attention_heads 12,
+    # intermediate_size 3072, vocab_size 30522, max_position_embeddings 512
+    hyperparameters=_hyperparameters(
+        d_model=768, n_layer=12, n_head=12, d_ff=3072, vocab=30522, n_ctx=512
+    ),
+    defaults_from="BERT-base: transformers BertConfig()",
     mirrors=(
         "transformers BertModel(BertConfig(hidden_size=d_model, num_hidden_layers=n_layer, "
         "num_attention_heads=n_head, intermediate_size=d_ff, vocab_size=vocab, "
@@ -273,10 +293,13 @@ def bert(
 
 @register(
     "llama",
-    hyperparameters=(
-        *_COMMON,
-        Hyperparameter("n_kv_head", "key/value heads of grouped-query attention (dividing n_head)"),
+    # LlamaConfig(): hidden_size 4096, num_hidden_layers 32, num_attention_heads 32,
+    # intermediate_size 11008, vocab_size 32000, max_position_embeddings 2048,
+    # num_key_value_heads None (= num_attention_heads)
+    hyperparameters=_hyperparameters(
+        d_model=4096, n_layer=32, n_head=32, d_ff=11008, vocab=32000, n_ctx=2048, n_kv_head=32
     ),
+    defaults_from="LLaMA-7B: transformers LlamaConfig()",
     mirrors=(
         "transformers LlamaForCausalLM(LlamaConfig(hidden_size=d_model, "
         "num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head, "
