@@ -18,7 +18,7 @@ no intermediate can overflow.  The values themselves are checked by
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -28,7 +28,7 @@ from .errors import EvaluationError
 from .glossary import glossary
 from .parsing import gcd
 
-__all__ = ["Compiled", "compile_expression"]
+__all__ = ["Compiled", "compile_expression", "compile_fast", "compile_vector_within", "limits"]
 
 
 class _Unsupported(Exception):
@@ -52,9 +52,26 @@ class _Codegen:
     prints code whose operations broadcast over numpy arrays (``_where``, ``_max``).
     """
 
-    def __init__(self, names: Mapping[sympy.Symbol, str], vector: bool = False) -> None:
+    def __init__(
+        self, names: Mapping[sympy.Symbol, str], vector: bool = False, share: bool = False
+    ) -> None:
         self.names = names
         self.vector = vector
+        # share=True: each floor, ceiling, Max, Min, gcd and Mod is computed once, in a line of
+        # its own (``t0 = ...``, kept in ``lines``), however often the printed code uses it: an
+        # expression and its domain's conditions share their output sides (H_out in both)
+        self.share = share
+        self.lines: list[str] = []
+        self._shared: dict[sympy.Basic, str] = {}
+
+    def _once(self, e: sympy.Basic, code: str) -> str:
+        if not self.share:
+            return code
+        name = self._shared.get(e)
+        if name is None:
+            name = self._shared[e] = f"t{len(self._shared)}"
+            self.lines.append(f"{name} = {code}")
+        return name
 
     def frac(self, e: sympy.Basic) -> tuple[str, str]:
         num, den = sympy.fraction(sympy.together(e))
@@ -84,21 +101,21 @@ class _Codegen:
             return f"({self.poly(e.base)})**{int(e.exp)}"
         if isinstance(e, sympy.floor):
             num, den = self.frac(e.args[0])
-            return num if den == "1" else f"(({num})//({den}))"
+            return num if den == "1" else self._once(e, f"(({num})//({den}))")
         if isinstance(e, sympy.ceiling):
             num, den = self.frac(e.args[0])
-            return num if den == "1" else f"(-((-({num}))//({den})))"
+            return num if den == "1" else self._once(e, f"(-((-({num}))//({den})))")
         if isinstance(e, sympy.Max | sympy.Min):
             fn = (
                 ("_max" if self.vector else "max")
                 if isinstance(e, sympy.Max)
                 else ("_min" if self.vector else "min")
             )
-            return self._fold(fn, [self.exact(a) for a in e.args])
+            return self._once(e, self._fold(fn, [self.exact(a) for a in e.args]))
         if isinstance(e, gcd):
-            return f"_gcd({self.poly(e.args[0])}, {self.poly(e.args[1])})"
+            return self._once(e, f"_gcd({self.poly(e.args[0])}, {self.poly(e.args[1])})")
         if isinstance(e, sympy.Mod):
-            return f"(({self.exact(e.args[0])}) % ({self.exact(e.args[1])}))"
+            return self._once(e, f"(({self.exact(e.args[0])}) % ({self.exact(e.args[1])}))")
         if isinstance(e, sympy.Piecewise):
             out = None
             for value, cond in reversed(e.args):
@@ -202,6 +219,14 @@ def _exec(source: str, helpers: Mapping[str, Any]):
     return namespace["_f"]
 
 
+def limits(symbol: sympy.Symbol) -> tuple[int, int | None]:
+    """The smallest and largest value a symbol may take: 1 for a positive one, else 0; a
+    glossary flag is at most 1, anything else unbounded (None)."""
+    info = glossary().info.get(symbol.name)
+    flag = info is not None and info.domain == "flag" and info.symbol == symbol
+    return (1 if symbol.is_positive else 0), (1 if flag else None)
+
+
 class Compiled:
     """An expression compiled to Python functions of its symbols' values.
 
@@ -214,15 +239,9 @@ class Compiled:
         self.boolean = boolean
         self.symbols: tuple[sympy.Symbol, ...] = tuple(sorted(expr.free_symbols, key=str))
         self.names: tuple[str, ...] = tuple(s.name for s in self.symbols)
-        info = glossary().info
-        self.lows: tuple[int, ...] = tuple(1 if s.is_positive else 0 for s in self.symbols)
+        self.lows: tuple[int, ...] = tuple(limits(s)[0] for s in self.symbols)
         # flags (glossary domain "flag") are 0 or 1; None: no upper limit
-        self.highs: tuple[int | None, ...] = tuple(
-            1
-            if (s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s)
-            else None
-            for s in self.symbols
-        )
+        self.highs: tuple[int | None, ...] = tuple(limits(s)[1] for s in self.symbols)
         self.has_flags = any(h is not None for h in self.highs)
         args = ", ".join(f"v{i}" for i in range(len(self.symbols)))
         names = {s: f"v{i}" for i, s in enumerate(self.symbols)}
@@ -231,7 +250,9 @@ class Compiled:
         self.scalar = _exec(self.source, scalar_helpers) if self.source else self._sympy_fallback
         # The hot path, as one generated function: look every name up, check it is a plain int
         # in its domain, compute; None sends the caller down the general (slower) path.
-        self.fast = _exec(self._fast_source(), scalar_helpers) if self.source else _none
+        self.fast = (compile_fast(expr) or _none) if self.source and not boolean else _none
+        self._within: dict[Any, Callable[[Mapping[Any, Any]], Any]] = {}
+        self._vector_within: dict[Any, Any] = {}
         self._vector_source = self._source(_Codegen(names, vector=True), args)
         # the bound's recorder is an argument, not a global: two threads may bound at once
         bound_args = ", ".join(["_m", *(f"v{i}" for i in range(len(self.symbols)))])
@@ -239,21 +260,26 @@ class Compiled:
         self._vector: Callable[..., Any] | None = None
         self._bound: Callable[..., Any] | None = None
 
-    def _fast_source(self) -> str:
-        body = self.source.split("return ", 1)[1].rstrip()
-        lookups = "\n".join(f"        v{i} = shapes[{n!r}]" for i, n in enumerate(self.names))
-        checks = (
-            " and ".join(
-                f"type(v{i}) is int and v{i} >= {low}" + (f" and v{i} <= {high}" if high else "")
-                for i, (low, high) in enumerate(zip(self.lows, self.highs, strict=True))
-            )
-            or "True"
-        )
-        return (
-            f"def _f(shapes):\n    try:\n{lookups or '        pass'}\n"
-            f"    except (KeyError, TypeError):\n        return None\n"
-            f"    if not ({checks}):\n        return None\n    return {body}\n"
-        )
+    def vector_within(self, domain: Any) -> tuple[tuple[sympy.Symbol, ...], Callable] | None:
+        """:func:`compile_vector_within` for this expression and ``domain`` (made once)."""
+        if domain not in self._vector_within:
+            if len(self._vector_within) > 64:
+                self._vector_within.clear()
+            conditions = [c.condition for c in domain.conditions]
+            self._vector_within[domain] = compile_vector_within(self.expr, conditions)
+        return self._vector_within[domain]
+
+    def fast_within(self, domain: Any) -> Callable[[Mapping[Any, Any]], Any]:
+        """:attr:`fast` that also returns None unless every condition of ``domain`` (a
+        :class:`~layercost_sym.domain.Domain`) is decided by named plain ints and holds: one
+        pass of lookups for the expression and its domain (made once per domain)."""
+        found = self._within.get(domain)
+        if found is None:
+            if len(self._within) > 64:
+                self._within.clear()
+            conditions = [c.condition for c in domain.conditions]
+            found = self._within[domain] = compile_fast(self.expr, conditions) or _none
+        return found
 
     def _source(self, gen: _Codegen, args: str) -> str | None:
         try:
@@ -321,34 +347,56 @@ def compile_expression(expr: sympy.Basic, boolean: bool = False) -> Compiled:
     return compiled
 
 
-def _never(shapes: Mapping[Any, Any]) -> bool:
-    return False
+def compile_vector_within(
+    expr: sympy.Basic, conditions: Sequence[sympy.Basic]
+) -> tuple[tuple[sympy.Symbol, ...], Callable[..., Any]] | None:
+    """``(symbols, f)`` with ``f(*arrays) -> (num, den, holds)``: an expression and the
+    conjunction of its domain's conditions over numpy arrays in one generated function, the
+    terms they share computed once; None where the code does not print."""
+    symbols = tuple(
+        sorted(set().union(expr.free_symbols, *(c.free_symbols for c in conditions)), key=str)
+    )
+    names = {s: f"v{i}" for i, s in enumerate(symbols)}
+    gen = _Codegen(names, vector=True, share=True)
+    try:
+        num, den = gen.frac(expr)
+        holds = gen._fold("_and", [gen.cond(c) for c in conditions]) if conditions else "True"
+    except _Unsupported:
+        return None
+    args = ", ".join(names[s] for s in symbols)
+    body = "".join(f"    {line}\n" for line in gen.lines)
+    source = f"def _f({args}):\n{body}    return {num}, {den}, {holds}\n"
+    return symbols, _exec(source, _vector_helpers())
 
 
-def compile_all_hold(conditions: list[sympy.Basic]) -> Callable[[Mapping[Any, Any]], bool]:
-    """One generated function ``f(shapes) -> bool``: True when every symbol of ``conditions``
-    is given by name as a plain int in its domain and every condition holds.  False means
-    "not shown here" (a size missing, given otherwise, or a condition failing): the caller then
-    decides each condition on its own and explains the one that fails."""
-    symbols = sorted(set().union(*(c.free_symbols for c in conditions)), key=str)
+def compile_fast(
+    expr: sympy.Basic | None, conditions: Sequence[sympy.Basic] = ()
+) -> Callable[[Mapping[Any, Any]], Any] | None:
+    """One generated function ``f(shapes)``, the hot path of evaluation: look every symbol of
+    ``expr`` and ``conditions`` up by name, check each is a plain int in its domain, check every
+    condition holds, and return ``(num, den)`` of ``expr`` (``True`` when ``expr`` is None).
+    It returns None where it cannot answer (a size missing or given otherwise, a condition
+    failing), sending the caller down the general path, which decides and explains; None
+    instead of a function when an expression does not print."""
+    exprs = ([expr] if expr is not None else []) + list(conditions)
+    symbols = sorted(set().union(*(e.free_symbols for e in exprs)), key=str)
     names = {s: f"v{i}" for i, s in enumerate(symbols)}
     gen = _Codegen(names)
     try:
-        body = " and ".join(f"({gen.cond(c)})" for c in conditions) or "True"
+        body = "True" if expr is None else "{}, {}".format(*gen.frac(expr))
+        guards = [f"({gen.cond(c)})" for c in conditions]
     except _Unsupported:
-        return _never
-    info = glossary().info
+        return None
     lookups = "\n".join(f"        v{i} = shapes[{s.name!r}]" for i, s in enumerate(symbols))
     checks = []
     for i, s in enumerate(symbols):
-        check = f"type(v{i}) is int and v{i} >= {1 if s.is_positive else 0}"
-        if s.name in info and info[s.name].domain == "flag" and info[s.name].symbol == s:
-            check += f" and v{i} <= 1"
-        checks.append(check)
+        low, high = limits(s)
+        checks.append(f"type(v{i}) is int and v{i} >= {low}" + (f" and v{i} <= 1" if high else ""))
+    # the conditions come last: `and` evaluates them only once every value is a checked int
+    test = " and ".join(checks + guards) or "True"
     source = (
         f"def _f(shapes):\n    try:\n{lookups or '        pass'}\n"
-        f"    except (KeyError, TypeError):\n        return False\n"
-        f"    if not ({' and '.join(checks) or 'True'}):\n        return False\n"
-        f"    return bool({body})\n"
+        f"    except (KeyError, TypeError):\n        return None\n"
+        f"    if not ({test}):\n        return None\n    return {body}\n"
     )
     return _exec(source, {"_F": Fraction, "_gcd": math.gcd})

@@ -110,6 +110,13 @@ class Domain:
     def __bool__(self) -> bool:
         return bool(self.conditions)
 
+    def __hash__(self) -> int:  # evaluation looks compiled checks up by domain: hash once
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(self.conditions)
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     def __and__(self, other: Domain) -> Domain:
         if not isinstance(other, Domain):
             return NotImplemented

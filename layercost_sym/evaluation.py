@@ -22,7 +22,7 @@ from typing import Any
 
 import sympy
 
-from .codegen import _COMPILED, Compiled, compile_all_hold, compile_expression
+from .codegen import _COMPILED, Compiled, compile_expression, limits
 from .domain import Condition, Domain
 from .domain import domain as domain_of
 from .errors import DomainError, EvaluationError, MissingSymbolError
@@ -177,8 +177,8 @@ def evaluate(
     if domain is not None:
         conditions = conditions & domain
     compiled = _COMPILED.get(expr) or compile_expression(expr)
-    result = compiled.fast(shapes)
-    if result is not None and (not conditions or _holds_fast(conditions, shapes)):
+    result = (compiled.fast_within(conditions) if conditions else compiled.fast)(shapes)
+    if result is not None:
         num, den = result
         if den == 1:
             if num >= 0:
@@ -188,6 +188,10 @@ def evaluate(
             if not r and q >= 0:
                 return q
     values, any_array = _gather(compiled, shapes)
+    if any_array and conditions:
+        within = _evaluate_array_within(compiled, conditions, shapes)
+        if within is not None:
+            return within
     if conditions:
         check_domain(conditions, shapes)
     if any_array:
@@ -199,19 +203,6 @@ def evaluate(
 
 
 # -- domains ---------------------------------------------------------------------------------------
-
-_FAST_CHECKS: dict[Domain, Any] = {}
-
-
-def _holds_fast(domain: Domain, shapes: Mapping[Any, Value]) -> bool:
-    """True when every condition's sizes are given by name as plain ints and all hold; False
-    sends the caller down the general path, which decides (and explains) the rest."""
-    check = _FAST_CHECKS.get(domain)
-    if check is None:
-        if len(_FAST_CHECKS) > 4096:
-            _FAST_CHECKS.clear()
-        check = _FAST_CHECKS[domain] = compile_all_hold([c.condition for c in domain.conditions])
-    return check(shapes)
 
 
 def _condition_values(compiled: Compiled, shapes: Mapping[Any, Value]) -> tuple[list, bool, bool]:
@@ -380,9 +371,58 @@ def _evaluate_array(compiled: Compiled, values: list):
     import numpy as np
 
     arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
-    shape = arrays[0].shape
     args = _vector_arguments(compiled, values, arrays)
-    result = compiled.vector(*args)
+    return _quotients(compiled, compiled.vector(*args), arrays, args)
+
+
+def _evaluate_array_within(compiled: Compiled, domain: Domain, shapes: Mapping[Any, Value]):
+    """Arrays evaluated with their domain in one generated function (shared terms computed
+    once); None where that does not apply (a condition's size not given, code that does not
+    print), for the caller's general path."""
+    import numpy as np
+
+    fused = compiled.vector_within(domain)
+    if fused is None:
+        return None
+    symbols, function = fused
+    values = []
+    for symbol in symbols:
+        try:
+            value = _lookup(shapes, symbol.name, symbol)
+        except KeyError:
+            return None
+        values.append(_as_integer(symbol.name, value)[0])
+    for symbol, value in zip(symbols, values, strict=True):
+        _check_range(symbol.name, value, *limits(symbol), isinstance(value, np.ndarray))
+    arrays = np.broadcast_arrays(*[np.asarray(v) for v in values])
+    position = {s: i for i, s in enumerate(symbols)}
+    parts = [compiled, *(compile_expression(c.condition, True) for c in domain.conditions)]
+    maxima = [
+        int(v.max())
+        if isinstance(v, np.ndarray) and v.size
+        else (0 if isinstance(v, np.ndarray) else v)
+        for v in values
+    ]
+    bounds = [part.bound(*(maxima[position[s]] for s in part.symbols)) for part in parts]
+    safe = all(b is not None and b < _INT64_SAFE for b in bounds)
+    if safe and all(a.dtype != object for a in arrays):
+        args = [a.astype(np.int64, copy=False) for a in arrays]
+    else:
+        args = [a.astype(object) for a in arrays]
+    num, den, holds = function(*args)
+    if not np.all(holds):
+        check_domain(domain, shapes)  # names the first point outside, and why
+    own = [arrays[position[s]] for s in compiled.symbols]
+    return _quotients(compiled, (num, den), own, [args[position[s]] for s in compiled.symbols])
+
+
+def _quotients(compiled: Compiled, result: Any, arrays: list, args: list):
+    """The exact integer quotients ``num // den`` of a vectorised result (checked exact and
+    non-negative, naming the first point where not); one scalar evaluation per point where
+    the expression does not vectorise (``result`` None)."""
+    import numpy as np
+
+    shape = arrays[0].shape if arrays else ()
     if result is None:  # does not vectorise: one exact scalar evaluation per point
         out = np.empty(shape, dtype=object)
         for index in np.ndindex(shape):
