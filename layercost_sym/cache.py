@@ -51,16 +51,11 @@ from .rule import BindSpec, Constraint, InputPattern, Rule
 __all__ = ["ENGINE_MODULES", "KEEP", "cache_dir", "cache_key", "cached_catalogue"]
 
 FORMAT = "layercost_sym catalogue cache 1"
-# the modules whose code decides what the loader builds from formulas/
-ENGINE_MODULES = (
-    "_toml.py",
-    "cache.py",
-    "catalogue.py",
-    "conventions.py",
-    "glossary.py",
-    "parsing.py",
-    "plaindata.py",
-    "rule.py",
+# the modules whose code may decide what the loader builds from formulas/: every module of the
+# package's core (not its subpackages: torch tools, zoo, testing), so that no import the loader
+# gains can leave the key behind
+ENGINE_MODULES = tuple(
+    sorted(p.name for p in Path(__file__).resolve().parent.glob("*.py") if p.name != "__main__.py")
 )
 KEEP = 8  # cache files kept (several checkouts or versions may be in use at once)
 _RECORDS: dict[str, type] = {

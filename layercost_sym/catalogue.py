@@ -29,6 +29,7 @@ from .conventions import CONVENTIONS, DERIVED_CONVENTIONS
 from .errors import CatalogueError, ExpressionError, UnknownRuleError
 from .glossary import Glossary, formulas_dir, glossary
 from .parsing import parse, parse_condition
+from .reading import PATH, check_when, choose, parse_bind_spec, when_input
 from .rule import BindSpec, Constraint, InputPattern, Rule, expand_defines
 
 __all__ = ["Catalogue", "catalogue", "load_catalogue"]
@@ -51,45 +52,7 @@ _VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
 # variant tables merged key by key into the rule's; other fields replace
 _MERGED = ("bind", "define", "data", "cost")
 
-# An attribute path: names joined by dots (submodules: "self_attn.num_heads"), no dunders.
-_PATH = r"([A-Za-z][\w]*(?:\.[A-Za-z][\w]*)*)"
-_BIND_CALL = re.compile(rf"^(prod|len)\({_PATH}\)$")
-_BIND_SIZE = re.compile(rf"^size\({_PATH}(?:,\s*(\d+))?\)$")
-_BIND_ARG = re.compile(r"^arg\((\w+),\s*(-?\d+|True|False)\)$")
-_BIND_ARG_GIVEN = re.compile(r"^arg\((\w+)\)\?$")
-_BIND_PRESENT = re.compile(rf"^{_PATH}\?$")
-_BIND_ATTR = re.compile(rf"^{_PATH}(?:\[(\d+)\])?$")
-_BIND_SCALED = re.compile(rf"^scaled\((\w+),\s*{_PATH}(?:\[(\d+)\])?\)$")
-_BIND_VIEW = re.compile(rf"^view_size\({_PATH}\[(\d+)\],\s*{_PATH}\)$")
-# `when` keys besides an attribute path: "attr?" / "attr[i]?" (the attribute, or its element i,
-# is not None) and "rank(i)" (the
-# rank of input i, known only when the inputs are: lc.bind, not lc.rule_for)
-_WHEN_PRESENT = re.compile(rf"^{_PATH}(?:\[(\d+)\])?\?$")
-_WHEN_RANK = re.compile(r"^rank\((\d+)\)$")
-_WHEN_LEN = re.compile(rf"^len\({_PATH}\)$")  # the length of a sequence attribute
-_ANCHORED = re.compile(rf"^\s*(\w+)\.\.\.\s+(\w+)@{_PATH}(?::{_PATH})?\s+(\w+)\.\.\.\s*$")
-
-
-_MISSING = object()
-
-
-def attribute(module: Any, path: str, default: Any = _MISSING) -> Any:
-    """``module.a.b`` for the path ``"a.b"`` (``default`` if any step is missing)."""
-    value = module
-    for name in path.split("."):
-        value = getattr(value, name, _MISSING)
-        if value is _MISSING:
-            if default is _MISSING:
-                raise AttributeError(path)
-            return default
-    return value
-
-
-def _comparable(value: Any, expected: Any) -> Any:
-    """A callable attribute (``activation=F.gelu`` or ``nn.GELU()``) compares by its name."""
-    if isinstance(expected, str) and callable(value) and not isinstance(value, str):
-        return getattr(value, "__name__", type(value).__name__)
-    return value
+_ANCHORED = re.compile(rf"^\s*(\w+)\.\.\.\s+(\w+)@{PATH}(?::{PATH})?\s+(\w+)\.\.\.\s*$")
 
 
 @dataclass
@@ -135,49 +98,8 @@ class Catalogue:
                 rule = self.by_module[cls.__name__]
                 break
         if rule is None:
-            name = type(module).__name__
-            if name.startswith("Lazy"):
-                raise UnknownRuleError(
-                    f"{name} is not materialised yet: run one forward pass, then ask again"
-                )
             raise UnknownRuleError(f"no rule describes module class {name!r}")
-        for variant in rule.variants:
-            if all(_when_matches(module, k, v, inputs) for k, v in variant.when.items()):
-                return variant
-        return rule
-
-
-def _when_matches(
-    module: Any, key: str, expected: Any, inputs: Sequence[Sequence[int]] | None
-) -> bool:
-    if m := _WHEN_LEN.match(key):
-        value = attribute(module, m.group(1), None)
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            return False
-        return len(value) in expected if isinstance(expected, list) else len(value) == expected
-    if m := _WHEN_RANK.match(key):
-        index = int(m.group(1))
-        if inputs is None or index >= len(inputs):
-            return False  # undecidable without the inputs: the variant is not chosen
-        rank = len(inputs[index])
-        return rank in expected if isinstance(expected, list) else rank == expected
-    return _attr_equals(module, key, expected)
-
-
-def _attr_equals(module: Any, attr: str, expected: Any) -> bool:
-    if m := _WHEN_PRESENT.match(attr):  # "attr?" = true: the attribute is not None
-        value = attribute(module, m.group(1), None)
-        if m.group(2) is not None and isinstance(value, Sequence) and not isinstance(value, str):
-            index = int(m.group(2))  # "attr[i]?": element i, as bind's "attr[i]" reads it
-            value = value[0] if len(value) == 1 else value[index] if index < len(value) else None
-        return (value is not None) == expected
-    value = attribute(module, attr, None)
-    if isinstance(expected, list):
-        value = _comparable(value, expected[0]) if expected else value
-        return value in [e if not isinstance(e, list) else tuple(e) for e in expected] or (
-            isinstance(value, tuple | list) and list(value) in expected
-        )
-    return _comparable(value, expected) == expected
+        return choose(rule, module, inputs)
 
 
 # -- validation helpers --------------------------------------------------------------------------
@@ -392,39 +314,10 @@ class _RuleReader:
         return InputPattern(tuple(names), leading, text, trailing, middle)
 
     def bind_spec(self, sym: str, spec: Any) -> BindSpec:
-        if isinstance(spec, bool | int):
-            return BindSpec("const", value=int(spec), text=str(spec))
-        if isinstance(spec, str):
-            if m := _BIND_SIZE.match(spec):
-                index = int(m.group(2)) if m.group(2) is not None else 0
-                return BindSpec("size", attr=m.group(1), index=index, text=spec)
-            if m := _BIND_ARG_GIVEN.match(spec):
-                return BindSpec("arg_given", attr=m.group(1), text=spec)
-            if m := _BIND_ARG.match(spec):
-                default = {"True": 1, "False": 0}.get(m.group(2))
-                value = default if default is not None else int(m.group(2))
-                return BindSpec("arg", attr=m.group(1), value=value, text=spec)
-            if m := _BIND_CALL.match(spec):
-                return BindSpec(m.group(1), attr=m.group(2), text=spec)
-            if m := _BIND_VIEW.match(spec):
-                return BindSpec(
-                    "view_size", attr=m.group(1), index=int(m.group(2)), text=spec, of=m.group(3)
-                )
-            if m := _BIND_SCALED.match(spec):
-                index = int(m.group(3)) if m.group(3) is not None else None
-                return BindSpec("scaled", attr=m.group(2), index=index, text=spec, of=m.group(1))
-            if m := _BIND_PRESENT.match(spec):
-                return BindSpec("present", attr=m.group(1), text=spec)
-            if m := _BIND_ATTR.match(spec):
-                index = int(m.group(2)) if m.group(2) is not None else None
-                return BindSpec("attr", attr=m.group(1), index=index, text=spec)
-        raise self.error(
-            ("bind", sym),
-            f"bind.{sym}: cannot read {spec!r} (use 'attr', 'attr[i]', 'attr?', 'prod(attr)', "
-            "'len(attr)', 'size(attr)', 'scaled(X, attr[i])', 'view_size(attr[i], dim)', "
-            "'arg(name, default)', "
-            "'arg(name)?' or an integer)",
-        )
+        try:
+            return parse_bind_spec(spec)
+        except ValueError as exc:
+            raise self.error(("bind", sym), f"bind.{sym}: {exc}") from None
 
     def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
         if not isinstance(table, dict):
@@ -498,28 +391,11 @@ def _needed_defines(
 
 
 def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
-    """A ``when`` key is an attribute path (any TOML value), ``"attr?"`` (true / false),
-    ``"rank(i)"`` or ``"len(attr)"`` (an integer or a list of integers)."""
+    """Every ``when`` entry is one :func:`.reading.check_when` can read."""
     for key, value in when.items():
-        if _WHEN_RANK.match(key) or _WHEN_LEN.match(key):
-            what = "rank" if _WHEN_RANK.match(key) else "length"
-            ranks = value if isinstance(value, list) else [value]
-            if not ranks or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks):
-                raise reader.error(
-                    ("when",),
-                    f"when: {key!r} takes a {what} or a list of {what}s, got {value!r}",
-                )
-        elif _WHEN_PRESENT.match(key):
-            if not isinstance(value, bool):
-                raise reader.error(
-                    ("when",), f"when: {key!r} takes true (not None) or false (None), got {value!r}"
-                )
-        elif not re.fullmatch(_PATH, key):
-            raise reader.error(
-                ("when",),
-                f"when: cannot read key {key!r} (use an attribute path, 'attr?', 'rank(i)' or "
-                "'len(attr)')",
-            )
+        message = check_when(key, value)
+        if message is not None:
+            raise reader.error(("when",), message)
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -674,7 +550,7 @@ def _load_file(
                     )
             variant = vreader.build(merged, module, family)
             for key in vtable["when"]:
-                if (m := _WHEN_RANK.match(key)) and int(m.group(1)) >= len(variant.inputs):
+                if (i := when_input(key)) is not None and i >= len(variant.inputs):
                     raise vreader.error(
                         ("when",), f"when: {key!r} names an input the variant does not take"
                     )

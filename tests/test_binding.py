@@ -144,7 +144,7 @@ def test_size_of_the_dimension_an_attribute_names(tmp_path):
     rule = load_catalogue(tmp_path).rules["Softmax"]
     spec = rule.binds["L"]
     assert (spec.kind, spec.attr, spec.index) == ("size", "dim", 0)
-    from layercost_sym.binding import _read
+    from layercost_sym.reading import read_spec as _read
 
     assert _read(torch.nn.Softmax(dim=1), spec, "L", rule, {}, [(2, 7, 3)]) == 7
     assert _read(torch.nn.Softmax(dim=-1), spec, "L", rule, {}, [(2, 7, 3)]) == 3

@@ -342,7 +342,7 @@ def test_arg_given_bind_spec(tmp_path):
     rule = load_catalogue(write(tmp_path, text.replace('"N*C"', '"N*C*(1 + b)"'))).rules["Scale"]
     spec = rule.binds["b"]
     assert (spec.kind, spec.attr) == ("arg_given", "weights")
-    from layercost_sym.binding import _read
+    from layercost_sym.reading import read_spec as _read
 
     assert _read(None, spec, "b", rule, {"weights": object()}, []) == 1
     assert _read(None, spec, "b", rule, {"weights": None}, []) == 0

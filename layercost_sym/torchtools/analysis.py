@@ -45,13 +45,15 @@ from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ..binding import _read, split_input
-from ..catalogue import _attr_equals, attribute, catalogue
+from ..catalogue import catalogue
 from ..conventions import DEFAULT_CONVENTION
 from ..domain import Condition, Domain, with_domain
 from ..errors import ConventionError, EvaluationError, ShapeError, UnknownRuleError
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
+from ..reading import attribute, split_input
+from ..reading import read_spec as _read
+from ..reading import when_matches as _attr_equals
 from ..rule import Rule
 from ..text import clip
 from .opcount import _op_name, op_kind

@@ -1,0 +1,665 @@
+"""Reading a module: the values of a rule's symbols for one call, from the module (or an
+operator's arguments) and the shapes of its inputs.
+
+Everything that looks at a module lives here: attribute paths, the ``when`` keys that choose a
+variant (:func:`choose`), the bind specs of ``formulas/README.md`` (one table, :data:`BIND_KINDS`:
+how each kind's text is recognised and how its value is read, so a new kind of spec is one
+entry here), and the input patterns (:func:`split_input`).  :func:`read` is the one binder: the
+sizes may be ints (:func:`layercost_sym.bind`) or SymPy expressions (the symbolic model
+analysis), and the same checks apply to both.  Nothing here imports torch.
+
+>>> from layercost_sym.catalogue import catalogue
+>>> class Linear:                      # any object with torch.nn.Linear's attributes will do
+...     in_features, out_features, bias = 3, 4, object()
+>>> rule = choose(catalogue().by_module["Linear"], Linear(), [(2, 5, 3)])
+>>> read(rule, Linear(), [(2, 5, 3)]).values
+{'N': 10, 'C_in': 3, 'C_out': 4, 'b': 1}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+
+from .errors import ShapeError
+from .rule import BindSpec, InputPattern, Rule
+
+__all__ = [
+    "BIND_KINDS",
+    "BindKind",
+    "Reading",
+    "attribute",
+    "check_when",
+    "choose",
+    "dims_of",
+    "fractional",
+    "parse_bind_spec",
+    "read",
+    "read_spec",
+    "split_input",
+    "when_matches",
+]
+
+_MISSING = object()
+
+# An attribute path: names joined by dots (submodules: "self_attn.num_heads"), no dunders.
+PATH = r"([A-Za-z][\w]*(?:\.[A-Za-z][\w]*)*)"
+
+
+def attribute(obj: Any, path: str, default: Any = _MISSING) -> Any:
+    """``obj.a.b`` for the path ``"a.b"`` (``default`` if any step is missing)."""
+    value = obj
+    for name in path.split("."):
+        value = getattr(value, name, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise AttributeError(path)
+            return default
+    return value
+
+
+# -- choosing a variant: the `when` keys ------------------------------------------------------
+
+# besides an attribute path (equality): "attr?" / "attr[i]?" (the attribute, or its element i,
+# is not None), "rank(i)" (the rank of input i, known only when the inputs are) and "len(attr)"
+_WHEN_PRESENT = re.compile(rf"^{PATH}(?:\[(\d+)\])?\?$")
+_WHEN_RANK = re.compile(r"^rank\((\d+)\)$")
+_WHEN_LEN = re.compile(rf"^len\({PATH}\)$")
+
+
+def _comparable(value: Any, expected: Any) -> Any:
+    """A callable attribute (``activation=F.gelu`` or ``nn.GELU()``) compares by its name."""
+    if isinstance(expected, str) and callable(value) and not isinstance(value, str):
+        return getattr(value, "__name__", type(value).__name__)
+    return value
+
+
+def when_matches(
+    obj: Any, key: str, expected: Any, inputs: Sequence[Sequence[Any]] | None = None
+) -> bool:
+    """Whether one ``when`` entry holds for ``obj`` called on inputs of ``inputs`` shapes."""
+    if m := _WHEN_LEN.match(key):
+        value = attribute(obj, m.group(1), None)
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            return False
+        return len(value) in expected if isinstance(expected, list) else len(value) == expected
+    if m := _WHEN_RANK.match(key):
+        index = int(m.group(1))
+        if inputs is None or index >= len(inputs):
+            return False  # undecidable without the inputs: the variant is not chosen
+        rank = len(inputs[index])
+        return rank in expected if isinstance(expected, list) else rank == expected
+    if m := _WHEN_PRESENT.match(key):  # "attr?" = true: the attribute is not None
+        value = attribute(obj, m.group(1), None)
+        if m.group(2) is not None and isinstance(value, Sequence) and not isinstance(value, str):
+            index = int(m.group(2))  # "attr[i]?": element i, as bind's "attr[i]" reads it
+            value = value[0] if len(value) == 1 else value[index] if index < len(value) else None
+        return (value is not None) == expected
+    value = attribute(obj, key, None)
+    if isinstance(expected, list):
+        value = _comparable(value, expected[0]) if expected else value
+        return value in [e if not isinstance(e, list) else tuple(e) for e in expected] or (
+            isinstance(value, tuple | list) and list(value) in expected
+        )
+    return _comparable(value, expected) == expected
+
+
+def check_when(key: str, value: Any) -> str | None:
+    """Why a ``when`` entry cannot be read (a message), or None when it can: an attribute path
+    (any value), ``"attr?"`` (true / false), ``"rank(i)"`` or ``"len(attr)"`` (an integer or a
+    list of integers)."""
+    if _WHEN_RANK.match(key) or _WHEN_LEN.match(key):
+        what = "rank" if _WHEN_RANK.match(key) else "length"
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(r, int) and not isinstance(r, bool) for r in values):
+            return f"when: {key!r} takes a {what} or a list of {what}s, got {value!r}"
+    elif _WHEN_PRESENT.match(key):
+        if not isinstance(value, bool):
+            return f"when: {key!r} takes true (not None) or false (None), got {value!r}"
+    elif not re.fullmatch(PATH, key):
+        return (
+            f"when: cannot read key {key!r} (use an attribute path, 'attr?', 'rank(i)' or "
+            "'len(attr)')"
+        )
+    return None
+
+
+def when_input(key: str) -> int | None:
+    """The input a ``rank(i)`` key reads (None for other keys)."""
+    m = _WHEN_RANK.match(key)
+    return int(m.group(1)) if m else None
+
+
+def choose(rule: Rule, obj: Any, inputs: Sequence[Sequence[Any]] | None = None) -> Rule:
+    """The first variant of ``rule`` whose ``when`` holds for ``obj`` (a module, or an
+    operator's arguments as attributes) on inputs of ``inputs`` shapes; else ``rule``."""
+    for variant in rule.variants:
+        if all(when_matches(obj, k, v, inputs) for k, v in variant.when.items()):
+            return variant
+    return rule
+
+
+# -- bind specs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What a bind spec may read: the object, the rule and symbol (for messages), the forward
+    call's keyword arguments and the input shapes."""
+
+    obj: Any
+    rule: Rule
+    symbol: str
+    call: Mapping[str, Any]
+    inputs: Sequence[Sequence[Any]]
+
+    def error(self, message: str) -> ShapeError:
+        return ShapeError(f"{self.rule.name}: {message}")
+
+    def attribute(self, spec: BindSpec) -> Any:
+        try:
+            return attribute(self.obj, spec.attr)
+        except AttributeError:
+            raise self.error(
+                f"module {type(self.obj).__name__} has no attribute {spec.attr!r} "
+                f"(needed for symbol {self.symbol})"
+            ) from None
+
+
+@dataclass(frozen=True)
+class BindKind:
+    """One kind of bind spec: the text it is written as (``form``, matched by ``pattern``),
+    how that text becomes a :class:`BindSpec` (``make``) and how its value is read (``read``)."""
+
+    name: str
+    form: str
+    pattern: re.Pattern[str]
+    make: Callable[[re.Match[str], str], BindSpec]
+    read: Callable[[_Call, BindSpec], Any]
+
+
+def _read_number(c: _Call, spec: BindSpec) -> int:
+    """``attr`` / ``attr[i]``: an integer attribute (or element ``i`` of a sequence; a single
+    element serves every ``i``); a bool is 1/0, an integer-valued float that integer."""
+    value = c.attribute(spec)
+    if spec.index is not None and isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) > 1 and spec.index >= len(value):
+            raise c.error(
+                f"module.{spec.attr} = {tuple(value)} has no element {spec.index} "
+                f"(symbol {c.symbol})"
+            )
+        value = value[spec.index] if len(value) > 1 else value[0]
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # an integer-valued float (scale_factor=2.0) is that integer
+    if isinstance(value, float):
+        raise c.error(
+            f"module.{spec.text} is {value!r}, not a whole number (symbol {c.symbol}): the "
+            "rule's symbols are integers, so this option is not covered"
+        )
+    raise c.error(
+        f"module.{spec.text} is {value!r}, not an integer (symbol {c.symbol}); no variant of "
+        "the rule covers this option"
+    )
+
+
+def _read_size(c: _Call, spec: BindSpec) -> Any:
+    """``size(attr, i)``: the length of input ``i`` along the dimension ``module.attr`` names."""
+    value = c.attribute(spec)
+    index = spec.index or 0
+    dims = c.inputs[index] if index < len(c.inputs) else ()
+    rank = max(len(dims), 1)  # torch lets a 0-d tensor take dim 0 or -1
+    if isinstance(value, bool) or not isinstance(value, int) or not -rank <= value < rank:
+        raise c.error(
+            f"module.{spec.attr} = {value!r} is not a dimension of input {index} of shape "
+            f"{tuple(dims)} (symbol {c.symbol})"
+        )
+    return dims[value] if dims else 1  # a 0-d input has one element along dim 0 or -1
+
+
+def _read_arg(c: _Call, spec: BindSpec) -> int:
+    value = c.call.get(spec.attr, spec.value)
+    if isinstance(value, bool | int):
+        return int(value)
+    raise c.error(f"forward argument {spec.attr}={value!r} is not an integer")
+
+
+def _read_sequence(c: _Call, spec: BindSpec) -> int:
+    value = c.attribute(spec)
+    seq = (value,) if isinstance(value, int) else tuple(value)
+    return math.prod(int(v) for v in seq) if spec.kind == "prod" else len(seq)
+
+
+def _read_view_size(c: _Call, spec: BindSpec) -> Any:
+    """``view_size(attr[i], dim)``: entry ``i`` of a size list that splits input 0's dimension
+    ``module.dim`` (Unflatten), where ``-1`` stands, as in ``Tensor.view``, for that
+    dimension's length divided by the product of the other entries."""
+    value = c.attribute(spec)
+    sizes = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    index = spec.index or 0
+    if index >= len(sizes):
+        raise c.error(f"module.{spec.attr} = {value!r} has no element {index} (symbol {c.symbol})")
+    entry = sizes[index]
+    if entry != -1:
+        return entry
+    dims = c.inputs[0] if c.inputs else ()
+    dim = attribute(c.obj, spec.of, None)
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -len(dims) <= dim < len(dims):
+        raise c.error(
+            f"module.{spec.of} = {dim!r} is not a dimension of input 0 of shape {tuple(dims)} "
+            f"(symbol {c.symbol})"
+        )
+    others = math.prod(s for j, s in enumerate(sizes) if j != index)
+    return dims[dim] // others if others else 0  # 0: refused as a non-positive size
+
+
+def _factor(c: _Call, spec: BindSpec, value: Any) -> int | float:
+    """The factor a ``scaled(X, attr[i])`` spec reads: element ``i`` of the attribute (a single
+    number serves every ``i``), a positive int or float."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if spec.index is not None and len(value) > 1:
+            if spec.index >= len(value):
+                raise c.error(
+                    f"module.{spec.attr} = {tuple(value)} has no element {spec.index} "
+                    f"(symbol {c.symbol})"
+                )
+            value = value[spec.index]
+        elif len(value) == 1:
+            value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise c.error(
+            f"module.{spec.attr} = {value!r} is not a positive number "
+            f"(symbol {c.symbol} = {spec.text})"
+        )
+    return value
+
+
+def _read_scaled(c: _Call, spec: BindSpec) -> Any:
+    """``scaled(X, attr[i])``: ``floor(X * s)`` computed as torch computes an output side from a
+    float factor (``int(float(X) * s)`` in double precision: interpolate's scale_factor,
+    fractional_max_pool's output_ratio), from the input dimension X and the attribute's element
+    ``i``.  A symbolic X is scaled only by a whole factor; otherwise a ``ShapeError``."""
+    value = _factor(c, spec, c.attribute(spec))
+    size = None
+    for pattern, dims in zip(c.rule.inputs, c.inputs, strict=False):
+        if spec.of in pattern.names:
+            split = split_input(pattern, dims, product=lambda d: sympy.Mul(*d))
+            size = dict(split[1]).get(spec.of) if split is not None else None
+            break
+    if size is None:
+        raise c.error(f"no input dimension {spec.of} for {c.symbol} = {spec.text}")
+    if isinstance(size, int) or getattr(size, "is_Integer", False):
+        side = int(float(int(size)) * float(value))  # torch: a double product, truncated
+        if side < 1:  # interpolate refuses it; fractional_max_pool returns an empty tensor
+            raise c.error(
+                f"{c.symbol} = {spec.text} = int({int(size)}*{value!r}) is {side}: an empty "
+                "output side, which the rule's positive sizes do not cover"
+            )
+        return side
+    if float(value).is_integer():
+        return int(value) * size  # a symbolic side scaled by a whole factor stays exact
+    raise c.error(
+        f"{c.symbol} = floor({spec.of}*{value!r}) has no closed form in a symbolic "
+        f"{spec.of} = {size} (give a concrete size, or a whole scale factor)"
+    )
+
+
+def _default(text: str) -> int:
+    """An ``arg(name, default)`` default: an integer, ``True`` (1) or ``False`` (0)."""
+    return {"True": 1, "False": 0}[text] if text in ("True", "False") else int(text)
+
+
+def _kind(name: str, form: str, pattern: str, make: Any, read: Any) -> BindKind:
+    return BindKind(name, form, re.compile(pattern), make, read)
+
+
+# In the order they are tried: the first whose pattern matches reads the spec.
+BIND_KINDS: tuple[BindKind, ...] = (
+    _kind(
+        "size",
+        "size(attr)",
+        rf"^size\({PATH}(?:,\s*(\d+))?\)$",
+        lambda m, t: BindSpec("size", attr=m.group(1), index=int(m.group(2) or 0), text=t),
+        _read_size,
+    ),
+    _kind(
+        "arg_given",
+        "arg(name)?",
+        r"^arg\((\w+)\)\?$",
+        lambda m, t: BindSpec("arg_given", attr=m.group(1), text=t),
+        lambda c, s: int(c.call.get(s.attr) is not None),
+    ),
+    _kind(
+        "arg",
+        "arg(name, default)",
+        r"^arg\((\w+),\s*(-?\d+|True|False)\)$",
+        lambda m, t: BindSpec("arg", attr=m.group(1), value=_default(m.group(2)), text=t),
+        _read_arg,
+    ),
+    _kind(
+        "prod",
+        "prod(attr)",
+        rf"^prod\({PATH}\)$",
+        lambda m, t: BindSpec("prod", attr=m.group(1), text=t),
+        _read_sequence,
+    ),
+    _kind(
+        "len",
+        "len(attr)",
+        rf"^len\({PATH}\)$",
+        lambda m, t: BindSpec("len", attr=m.group(1), text=t),
+        _read_sequence,
+    ),
+    _kind(
+        "view_size",
+        "view_size(attr[i], dim)",
+        rf"^view_size\({PATH}\[(\d+)\],\s*{PATH}\)$",
+        lambda m, t: BindSpec(
+            "view_size", attr=m.group(1), index=int(m.group(2)), text=t, of=m.group(3)
+        ),
+        _read_view_size,
+    ),
+    _kind(
+        "scaled",
+        "scaled(X, attr[i])",
+        rf"^scaled\((\w+),\s*{PATH}(?:\[(\d+)\])?\)$",
+        lambda m, t: BindSpec(
+            "scaled",
+            attr=m.group(2),
+            index=int(m.group(3)) if m.group(3) is not None else None,
+            text=t,
+            of=m.group(1),
+        ),
+        _read_scaled,
+    ),
+    _kind(
+        "present",
+        "attr?",
+        rf"^{PATH}\?$",
+        lambda m, t: BindSpec("present", attr=m.group(1), text=t),
+        lambda c, s: int(c.attribute(s) is not None),
+    ),
+    _kind(
+        "attr",
+        "attr[i]",
+        rf"^{PATH}(?:\[(\d+)\])?$",
+        lambda m, t: BindSpec(
+            "attr",
+            attr=m.group(1),
+            index=int(m.group(2)) if m.group(2) is not None else None,
+            text=t,
+        ),
+        _read_number,
+    ),
+)
+_READERS: dict[str, Callable[[_Call, BindSpec], Any]] = {k.name: k.read for k in BIND_KINDS}
+_READERS["const"] = lambda c, s: s.value
+
+
+def parse_bind_spec(spec: Any) -> BindSpec:
+    """The :class:`BindSpec` a ``bind`` entry's value states; a ``ValueError`` naming the forms
+    it may take when it states none."""
+    if isinstance(spec, bool | int):
+        return BindSpec("const", value=int(spec), text=str(spec))
+    if isinstance(spec, str):
+        for kind in BIND_KINDS:
+            if m := kind.pattern.match(spec):
+                return kind.make(m, spec)
+    forms = ", ".join(f"'{k.form}'" for k in BIND_KINDS)
+    raise ValueError(f"cannot read {spec!r} (use {forms} or an integer)")
+
+
+def read_spec(
+    obj: Any,
+    spec: BindSpec,
+    symbol: str,
+    rule: Rule,
+    call: Mapping[str, Any],
+    inputs: Sequence[Sequence[Any]],
+) -> Any:
+    """The value ``spec`` reads for ``symbol`` from ``obj`` and the call."""
+    return _READERS[spec.kind](_Call(obj, rule, symbol, call, inputs), spec)
+
+
+def fractional(obj: Any, rule: Rule) -> tuple[str, ...]:
+    """The symbols a ``scaled()`` spec bound from a factor that is not a whole number."""
+    out = []
+    for name, spec in rule.binds.items():
+        if spec.kind == "scaled":
+            call = _Call(obj, rule, name, {}, ())
+            if not float(_factor(call, spec, attribute(obj, spec.attr, None))).is_integer():
+                out.append(name)
+    return tuple(out)
+
+
+# -- input patterns ----------------------------------------------------------------------------
+
+
+def dims_of(shape: Any) -> tuple[int, ...]:
+    """The dimensions of a shape given as a sequence of ints, or of a tensor or array."""
+    if hasattr(shape, "shape") and not isinstance(shape, tuple | list):
+        shape = shape.shape  # a tensor or array: its shape
+    try:
+        return tuple(int(d) for d in shape)
+    except TypeError:
+        raise ShapeError(f"an input shape must be a sequence of ints, got {shape!r}") from None
+
+
+def _product(dims: Sequence[Any]) -> Any:
+    """The product of sizes: an int for ints, a SymPy expression otherwise."""
+    if all(isinstance(d, int) for d in dims):
+        return math.prod(dims)
+    return sympy.Mul(*dims)
+
+
+def split_input(
+    pattern: InputPattern, dims: Sequence[Any], product: Any = _product, anchor: Any = None
+) -> tuple[tuple[Any, ...], list[tuple[str, Any]], bool, tuple[Any, ...]] | None:
+    """How one input's dimensions fill its pattern: ``(leading dims, [(symbol, size), ...],
+    trailing dimension absent, trailing dims)``, or None when the rank does not fit.
+    ``N?``/``N...`` take the product of the leading dimensions (1 when there are none), a last
+    ``L...`` the product of the trailing ones; ``product`` multiplies them (ints, or SymPy
+    sizes); an absent trailing ``L?`` is 1.  ``anchor`` is the dimension an anchored pattern's
+    attribute names (``"N... L@dim P..."``), None when unknown (the pattern does not fit)."""
+    if pattern.anchor:  # anchor: one dimension, or (first, last) of a range (inclusive)
+        rank = len(dims)
+        ends = anchor if isinstance(anchor, tuple) else (anchor, anchor)
+        if not all(isinstance(e, int) and not isinstance(e, bool) for e in ends):
+            return None
+        if not all(-rank <= e < rank for e in ends) or ends[0] % rank > ends[1] % rank:
+            return None
+        first, last = ends[0] % rank, ends[1] % rank
+        lead, trail = tuple(dims[:first]), tuple(dims[last + 1 :])
+        middle = dims[first] if first == last else product(tuple(dims[first : last + 1]))
+        pairs = [(pattern.names[0], product(lead)), (pattern.names[1], middle)]
+        return lead, [*pairs, (pattern.names[2], product(trail))], False, trail
+    if pattern.middle >= 0:  # one inner dimension may be absent: its symbol is then 1
+        if len(dims) == len(pattern.names):
+            return (), list(zip(pattern.names, dims, strict=True)), False, ()
+        if len(dims) == len(pattern.names) - 1:
+            at = pattern.middle
+            pairs = [*zip(pattern.names[:at], dims[:at], strict=True), (pattern.names[at], 1)]
+            pairs += zip(pattern.names[at + 1 :], dims[at:], strict=True)
+            return (), pairs, True, ()
+        return None
+    if pattern.trailing == "...":
+        fixed = len(pattern.names) - 1
+        if len(dims) < fixed:
+            return None
+        trail = tuple(dims[fixed:])
+        pairs = [*zip(pattern.names[:-1], dims[:fixed], strict=True)]
+        return (), [*pairs, (pattern.names[-1], product(trail))], False, trail
+    if pattern.trailing:
+        if len(dims) == len(pattern.names):
+            return (), list(zip(pattern.names, dims, strict=True)), False, ()
+        if len(dims) == len(pattern.names) - 1:
+            present = zip(pattern.names[:-1], dims, strict=True)
+            return (), [*present, (pattern.names[-1], 1)], True, ()
+        return None
+    fixed = len(pattern.names) - (1 if pattern.leading else 0)
+    if pattern.leading == "...":
+        ok = len(dims) >= fixed
+    elif pattern.leading == "?":
+        ok = len(dims) in (fixed, fixed + 1)
+    else:
+        ok = len(dims) == fixed
+    if not ok:
+        return None
+    if not pattern.leading:
+        return (), list(zip(pattern.names, dims, strict=True)), False, ()
+    lead, rest = tuple(dims[: len(dims) - fixed]), dims[len(dims) - fixed :]
+    pairs = [(pattern.names[0], product(lead)), *zip(pattern.names[1:], rest, strict=True)]
+    return lead, pairs, False, ()
+
+
+# -- the binder --------------------------------------------------------------------------------
+
+
+def _as_size(value: Any) -> Any:
+    """A size as the reader keeps it: ints stay ints, SymPy integers become ints."""
+    if isinstance(value, sympy.Integer):
+        return int(value)
+    return value
+
+
+def _differ(a: Any, b: Any) -> bool:
+    """Whether two sizes (ints or SymPy expressions) are provably different values."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a != b
+    return a != b and sympy.expand(sympy.sympify(a) - sympy.sympify(b)) != 0
+
+
+def _positive(size: Any) -> bool:
+    """False only for a concrete size below 1 (a symbolic size is positive by assumption)."""
+    return not (isinstance(size, int) and size < 1)
+
+
+@dataclass
+class Reading:
+    """The values a rule's symbols take for one call (ints, or SymPy expressions of symbolic
+    sizes), where each came from, and how the inputs filled the patterns: ``leading`` the
+    leading dimensions of an ``N?``/``N...`` input 0 as given, ``trailing`` those of an
+    ``L...`` input 0, ``trailing_absent`` whether its optional dimension was absent."""
+
+    rule: Rule
+    values: dict[str, Any]
+    origin: dict[str, str] = field(default_factory=dict)
+    leading: tuple[Any, ...] | None = None
+    trailing_absent: bool = False
+    trailing: tuple[Any, ...] | None = None
+
+
+def _expected(pattern: InputPattern) -> str:
+    expected = pattern.describe()
+    if pattern.leading == "?":
+        expected += f" or ({', '.join(pattern.names[1:])})"
+    elif pattern.leading == "...":
+        expected = "(" + ", ".join(["*", *pattern.names[1:]]) + ")"
+    elif pattern.trailing == "?":
+        expected += f" or ({', '.join(pattern.names[:-1])})"
+    elif pattern.middle >= 0:
+        rest = [n for i, n in enumerate(pattern.names) if i != pattern.middle]
+        expected += f" or ({', '.join(rest)})"
+    return expected
+
+
+def read(
+    rule: Rule,
+    obj: Any,
+    shapes: Sequence[Sequence[Any]],
+    call: Mapping[str, Any] | None = None,
+    *,
+    extra_inputs: bool = False,
+) -> Reading:
+    """The values of ``rule``'s input and bound symbols for ``obj`` called on inputs of
+    ``shapes`` (ints, or SymPy sizes) with keyword arguments ``call``.
+
+    Raises :class:`~layercost_sym.ShapeError` where torch would reject the call: a rank that
+    fits no pattern, a dimension that is not positive, two inputs or an input and the module
+    that disagree on a size.  ``extra_inputs=True`` lets ``shapes`` run past the rule's inputs
+    (a functional rule names a prefix of an operator's tensors).  Data-dependent symbols and
+    constraints are the caller's (:func:`layercost_sym.bind`)."""
+    call = dict(call or {})
+    shapes = [tuple(_as_size(d) for d in s) for s in shapes]
+    given = len(shapes) if not extra_inputs else min(len(shapes), len(rule.inputs))
+    if given != len(rule.inputs):
+        raise ShapeError(
+            f"{rule.name} takes {len(rule.inputs)} input(s) "
+            f"{' and '.join(p.describe() for p in rule.inputs)}, got {len(shapes)}"
+        )
+    out = Reading(rule, {})
+    values, origin = out.values, out.origin
+    variadic: dict[str, tuple[Any, ...]] = {}  # "N..." / "P..." symbol -> its dimensions
+    for index, (pattern, dims) in enumerate(zip(rule.inputs, shapes, strict=False)):
+        anchor = None
+        if pattern.anchor:
+            ends = tuple(attribute(obj, a, None) for a in pattern.anchor.split(":"))
+            anchor = ends if len(ends) > 1 else ends[0]
+        split = split_input(pattern, dims, anchor=anchor)
+        if split is None and pattern.anchor:
+            what = "a range of dimensions (first <= last)" if len(ends) > 1 else "a dimension"
+            raise ShapeError(
+                f"{rule.name}: module.{pattern.anchor} = {anchor!r} is not {what} of "
+                f"input {index} of shape {dims}"
+            )
+        if split is None:
+            raise ShapeError(
+                f"{rule.name} expects input {index} of shape {_expected(pattern)}, "
+                f"got rank {len(dims)} shape {dims}"
+            )
+        lead, pairs, absent, trail = split
+        if index == 0:
+            out.leading = lead if pattern.leading else out.leading
+            out.trailing_absent = absent
+            out.trailing = trail if pattern.trailing == "..." else None
+        # a product symbol ("N...", "P...") shared by inputs: equal products are not enough, the
+        # dimensions must match ((2, 3) vs (3, 2) is refused); leading dimensions may differ by
+        # leading 1s, as torch broadcasts them, and the output takes the longest
+        ends_ = [(pattern.names[0], lead, "lead")] if pattern.leading == "..." else []
+        ends_ += [(pattern.names[-1], trail, "trail")] if pattern.trailing == "..." else []
+        for name, part, end in ends_:
+            first = next((i for i, d in enumerate(part) if d != 1), len(part))
+            shown = tuple(part[first:]) if end == "lead" else tuple(part)
+            if name in variadic and (
+                len(variadic[name]) != len(shown)
+                or any(_differ(a, b) for a, b in zip(variadic[name], shown, strict=True))
+            ):
+                raise ShapeError(
+                    f"{rule.name}: the dimensions of {name} are {variadic[name]} from an "
+                    f"earlier input but {shown} from input {index}"
+                )
+            variadic[name] = shown
+            if end == "lead" and index and out.leading is not None:
+                if len(part) > len(out.leading):
+                    out.leading = tuple(part)
+        for name, size in pairs:
+            size = _as_size(size)
+            if not _positive(size):
+                raise ShapeError(
+                    f"{rule.name}: input {index} dimension {name} is {size}; "
+                    "dimensions must be positive"
+                )
+            if name in values and _differ(values[name], size):
+                raise ShapeError(
+                    f"{rule.name}: {name} is {values[name]} from {origin[name]} "
+                    f"but {size} from input {index}"
+                )
+            if name not in values:
+                values[name], origin[name] = size, f"input {index}"
+    for name, spec in rule.binds.items():
+        value = _as_size(read_spec(obj, spec, name, rule, call, shapes))
+        if name in values and _differ(values[name], value):
+            raise ShapeError(
+                f"{rule.name}: {origin[name]} has {name} = {values[name]}, "
+                f"but module.{spec.text} = {value}"
+            )
+        values[name], origin[name] = value, f"module.{spec.text}"
+    return out
