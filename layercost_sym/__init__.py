@@ -128,7 +128,9 @@ def analyze(
     """A whole torch model's parameters and costs as closed forms in its input size.
 
     Shape entries are ints or symbol names: ``lc.analyze(model, ("N", 3, "H", "W"))``;
-    ``("N", "L")`` with ``dtype=torch.long`` for token ids.  The result has ``.params``,
+    token ids ``("N", "L")`` are traced as ``torch.long`` (inferred); keyword inputs are
+    keyword shapes (``input_ids=("N", "L")``); ``hints={"H": 224}`` choose trace sizes;
+    dimensions the model insists on are pinned (``.pinned``).  The result has ``.params``,
     ``.flops``, ``.cost(convention)``, ``.layers`` (one row per module or operator call),
     ``.unsupported`` (calls with no rule, never a silent 0), ``.guards`` (where the closed form
     holds) and ``.evaluate(shapes, convention)``.  Imports torch on first call.

@@ -147,6 +147,29 @@ def test_timm_dynamic_vit_traces_at_multiples_of_its_patch_then_pins():
     assert_pinned_image(analysis, model, "F.interpolate", [(1, 224, 224), (2, 224, 224)])
 
 
+def test_transformers_vit_is_pinned_to_its_configs_image_size():
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=64,
+        patch_size=16,
+    )
+    model = transformers.ViTModel(config).eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    # the model raises "Input image size (227*229) doesn't match model (64*64)." itself
+    assert analysis.pinned["W"] == (
+        64,
+        "transformers/models/vit/modeling_vit.py:153: Input image size (H*W) doesn't match "
+        "model (64*64).",
+    )
+    assert_pinned_image(analysis, model, "modeling_vit.py", [(1, 64, 64), (3, 64, 64)])
+
+
 # -- trace sizes: the caller's hints, square allowed ---------------------------------------------
 
 
@@ -354,6 +377,18 @@ class Branchy(nn.Module):
         return self.fc(x) if x.sum() > 0 else x
 
 
+class WidthOnly(nn.Module):
+    """Accepts one width only."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x):
+        torch._assert(x.shape[-1] == self.width, "wrong width")
+        return x.relu()
+
+
 class FloatIds(nn.Module):
     """Token ids that reach the embedding through arithmetic, not as the input itself."""
 
@@ -371,7 +406,12 @@ def test_an_untraceable_model_raises_one_trace_error_line():
     message = str(info.value)
     assert "\n" not in message and isinstance(info.value, lc.LayercostError)
     assert message.startswith("cannot trace Branchy with N = ")
-    assert "test_analyze_pinning.py:" in message and "hints=" in message and "--hint" in message
+    assert "test_analyze_pinning.py:" in message and "concrete --input sizes" in message
+    with pytest.raises(lc.TraceError) as info:  # nothing symbolic: nothing to pin
+        lc.analyze(SquareOnly(), (1, 3, 20, 24))
+    assert str(info.value).startswith("cannot trace SquareOnly: square images only (test_analyze_")
+    with pytest.raises(lc.TraceError, match=r"hints=\{'W': ...\} \(CLI: --hint W=...\)"):
+        lc.analyze(WidthOnly(32), ("N", 3, 16, "W"), hints={"W": 30})  # pinned to 30: refused
     with pytest.raises(
         lc.TraceError, match=r"token ids: pass dtype=torch.long \(CLI: --dtype long\)"
     ):
@@ -478,3 +518,8 @@ def test_cli_hint_and_pinned_in_json(capsys, monkeypatch, tmp_path):
     assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["pinned"]["H"] == {"value": 224, "note": "squaremodels.py:4: square images only"}
+    assert (
+        main(["compare", "squaremodels:square", "--input", "N,3,H,W", "--conventions", "macs"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "pinned: W = 224 (squaremodels.py:4: square images only)" in out.splitlines()

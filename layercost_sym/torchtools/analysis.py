@@ -1183,6 +1183,8 @@ def _trace(
     except LayercostError:
         raise
     except Exception as exc:  # the model cannot run so: read why (pinning.next_settings)
+        if _pinning.raised_here(exc):  # a fault of this package's own, not the model's
+            raise
         failed = tracer.failed_op if tracer.failed_op and tracer.failed_op[0] is exc else None
         names = {str(k): str(v) for k, v in symbol_map.items()}
         failure = _pinning.describe(exc, names, failed[1:] if failed else None, inputs)

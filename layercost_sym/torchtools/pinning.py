@@ -40,6 +40,7 @@ __all__ = [
     "Settings",
     "describe",
     "next_settings",
+    "raised_here",
     "sequence_limit",
     "specialised",
     "stated_size",
@@ -91,6 +92,8 @@ class Failure:
     embedded_input: int | None = None  # an input the failing embedding looked up as floats
     embedding_dtype: bool = False
     names: dict[str, str] = field(default_factory=dict)  # torch's size symbol -> the caller's
+    # raised by the model's own code (an assertion, a ValueError), not inside torch
+    by_model: bool = False
 
 
 def _relative(filename: str) -> str:
@@ -118,6 +121,19 @@ def _is_model_code(filename: str) -> bool:
         return False
     stdlib = os.path.abspath(paths["stdlib"]) + os.sep
     return path.startswith(packages) or not path.startswith(stdlib)
+
+
+def raised_here(error: BaseException) -> bool:
+    """Whether ``error`` was raised by this package's own code (a fault to show, not a model
+    to pin)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(here)
+
+
+def _raised_in_model_code(error: BaseException) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and _is_model_code(frames[-1].filename)
 
 
 def _model_frame(error: BaseException) -> traceback.FrameSummary | None:
@@ -189,12 +205,22 @@ def describe(
         embedded,
         embedding_dtype,
         dict(names),
+        isinstance(error, AssertionError) or _raised_in_model_code(error),
     )
+
+
+def _sizes(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, tuple | list) and value and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    return None
 
 
 def stated_size(model: torch.nn.Module) -> tuple[int, ...] | None:
     """The input image size a model states (torchvision's ``image_size``, timm's ``img_size``
-    or ``pretrained_cfg["input_size"]``), sides last; None if it states none.
+    or ``pretrained_cfg["input_size"]``, a transformers config's ``image_size``), sides last;
+    None if it states none.
 
     >>> import torch
     >>> m = torch.nn.Identity(); m.image_size = 224
@@ -202,15 +228,15 @@ def stated_size(model: torch.nn.Module) -> tuple[int, ...] | None:
     (224,)
     """
     for module in model.modules():
-        for attr in ("image_size", "img_size", "input_size"):
-            value = getattr(module, attr, None)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return (value,)
-            if isinstance(value, tuple | list) and value and all(isinstance(v, int) for v in value):
-                return tuple(value)
+        for attr in ("image_size", "img_size"):
+            if (size := _sizes(getattr(module, attr, None))) is not None:
+                return size
         cfg = getattr(module, "pretrained_cfg", None)
-        if isinstance(cfg, Mapping) and isinstance(cfg.get("input_size"), tuple | list):
-            return tuple(int(v) for v in cfg["input_size"])
+        if isinstance(cfg, Mapping) and (size := _sizes(cfg.get("input_size"))) is not None:
+            return size
+        config = getattr(module, "config", None)
+        if (size := _sizes(getattr(config, "image_size", None))) is not None:
+            return size
     return None
 
 
@@ -267,15 +293,15 @@ def _pin_value(
                 if len(size) >= len(sides):
                     return size[len(size) - len(sides) + sides.index(name)]
     named = [n for n in dict.fromkeys(failure.numbers) if n >= 2 and n not in traced.values()]
-    if isinstance(failure.error, AssertionError) and len(named) == 1 and len(failure.dims) == 1:
+    if failure.by_model and len(named) == 1 and len(failure.dims) == 1:
         return named[0]
     return IMAGE_SIDE if side else traced[name]
 
 
-def note(failure: Failure, names: Sequence[str]) -> str:
+def _note(failure: Failure, names: Sequence[str]) -> str:
     """Where the pin of ``names`` comes from: the model's code and what it said."""
     where = f"{failure.where}: " if failure.where else ""
-    if isinstance(failure.error, AssertionError):
+    if failure.by_model:  # the model's own words
         return f"{where}{failure.message}"
     code = f"{failure.code} " if failure.code else ""
     dims = ", ".join(names)
@@ -337,7 +363,7 @@ def next_settings(
         return None
     # keep the batch symbolic while anything else can be pinned
     chosen = [n for n in dims if not _is_batch(n, specs)] or dims
-    text = note(failure, chosen)
+    text = _note(failure, chosen)
     pinned = dict(settings.pinned)
     for name in chosen:
         value = _pin_value(name, failure, specs, settings, user_hints, model, traced)
@@ -375,12 +401,15 @@ def untraceable(
         text += f" (after {len(messages) - 1} retraces)"
     if failure.embedding_dtype:
         return f"{text}; token ids: pass dtype=torch.long (CLI: --dtype long)"
-    names = list(dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str)))
-    example = names[-1] if names else "H"
-    return (
-        f"{text}; try sizes the model accepts as ints (concrete --input sizes), or trace "
-        f"sizes it accepts: hints={{{example!r}: ...}} (CLI: --hint {example}=...)"
-    )
+    size = stated_size(model)
+    states = f"; it states {' x '.join(map(str, size))}" if size else ""
+    advice = f"{text}; try sizes the model accepts as ints (concrete --input sizes{states})"
+    named = [n for n in [*failure.dims, *settings.pinned] if not _is_batch(n, specs)]
+    if named:  # dimensions the failure is about: trace sizes to try for them
+        advice += (
+            f", or trace sizes it accepts: hints={{{named[0]!r}: ...}} (CLI: --hint {named[0]}=...)"
+        )
+    return advice
 
 
 def _guard_code(env: Any, sym: Any) -> str:
