@@ -29,6 +29,7 @@ from .errors import (
     LayercostError,
     MissingSymbolError,
     ShapeError,
+    TraceError,
     UncountedOpError,
     UnknownArchitectureError,
     UnknownRuleError,
@@ -62,6 +63,7 @@ __all__ = [
     "MissingSymbolError",
     "Rule",
     "ShapeError",
+    "TraceError",
     "UncountedOpError",
     "UnknownArchitectureError",
     "UnknownRuleError",
@@ -133,7 +135,9 @@ def analyze(
     """A whole torch model's parameters and costs as closed forms in its input size.
 
     Shape entries are ints or symbol names: ``lc.analyze(model, ("N", 3, "H", "W"))``;
-    ``("N", "L")`` with ``dtype=torch.long`` for token ids.  The result has ``.params``,
+    token ids ``("N", "L")`` are traced as ``torch.long`` (inferred); keyword inputs are
+    keyword shapes (``input_ids=("N", "L")``); ``hints={"H": 224}`` choose trace sizes;
+    dimensions the model insists on are pinned (``.pinned``).  The result has ``.params``,
     ``.flops``, ``.cost(convention)``, ``.layers`` (one row per module or operator call),
     ``.unsupported`` (calls with no rule whose cost is not counted, never a silent 0),
     ``.costed_by_operators`` (modules with no rule costed by their operators' rules),

@@ -45,8 +45,12 @@ _EPILOG_MODEL = (
     "example:\n  layercost model torchvision.models:resnet18 --input N,3,H,W --depth 1\n"
     "  layercost model torchvision.models:resnet18 --input N,3,H,W --at N=1,H=224,W=224 "
     "--convention macs\n"
-    "  layercost model mypackage.models:build --input N,L --dtype long --json\n\n"
-    "The model is built by calling the factory with no arguments (torchvision: weights=None)."
+    "  layercost model mypackage.models:build --input N,L --json\n"
+    "  layercost model torchvision.models:vit_b_16 --input N,3,H,W --hint H=224,W=224\n"
+    "  layercost model mymodels:t5 --input input_ids=N,L --input decoder_input_ids=N,T\n\n"
+    "The model is built by calling the factory with no arguments (torchvision: weights=None);\n"
+    "module is imported as python -m would, from the current directory too. Dimensions the\n"
+    "model will not trace symbolically are pinned (printed as 'pinned: H = 224 (...)')."
 )
 
 _EPILOG_ARCH = (
@@ -98,10 +102,22 @@ def _add_model_inputs(p: argparse.ArgumentParser, example: str) -> None:
         "--input",
         action="append",
         required=True,
-        metavar="DIMS",
-        help="one input's dimensions, ints or symbol names: N,3,H,W (repeatable)",
+        metavar="[NAME=]DIMS",
+        help="one input's dimensions, ints or symbol names: N,3,H,W (repeatable); "
+        "NAME=N,L passes it as the forward's keyword argument NAME",
     )
-    p.add_argument("--dtype", default="float32", help="input dtype (long for token ids)")
+    p.add_argument(
+        "--dtype",
+        help="input dtype (default float32; inputs looked up in an embedding: long)",
+    )
+    p.add_argument(
+        "--hint",
+        action="append",
+        default=[],
+        metavar="SYMBOL=INT,...",
+        help="trace size of a symbol, e.g. H=224 (repeatable); a dimension the model pins "
+        "is pinned to its hint",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -298,10 +314,13 @@ def _eval(args) -> int:
 def _load_model(spec: str):
     """The model a ``module:callable`` spec builds (torchvision factories: weights=None)."""
     import importlib
+    import os
 
     module_name, sep, attr = spec.partition(":")
     if not sep or not attr:
         raise LayercostError(f"expected module:callable, got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules in the current directory
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -309,17 +328,45 @@ def _load_model(spec: str):
     return factory(weights=None) if module_name.startswith("torchvision") else factory()
 
 
-def _input_shapes(texts: Sequence[str]) -> list[tuple[int | str, ...]]:
-    """``--input N,3,H,W`` (repeatable): ints or symbol names per dimension."""
-    return [
-        tuple(int(d) if d.strip().isdigit() else d.strip() for d in text.split(","))
-        for text in texts
-    ]
+def _input_shapes(
+    texts: Sequence[str],
+) -> tuple[list[tuple[int | str, ...]], dict[str, tuple[int | str, ...]]]:
+    """``--input N,3,H,W`` (repeatable): ints or symbol names per dimension; ``--input
+    input_ids=N,L``: the forward's keyword argument ``input_ids``.  Positional and keyword
+    shapes.
+
+    >>> _input_shapes(["N,3,H,W", "decoder_input_ids=N,T"])
+    ([('N', 3, 'H', 'W')], {'decoder_input_ids': ('N', 'T')})
+    """
+    positional: list[tuple[int | str, ...]] = []
+    keyword: dict[str, tuple[int | str, ...]] = {}
+    for text in texts:
+        name, eq, dims = text.rpartition("=")
+        shape = tuple(int(d) if d.strip().isdigit() else d.strip() for d in dims.split(","))
+        if any(d == "" for d in shape):
+            raise LayercostError(f"--input {text!r}: empty dimension")
+        if not eq:
+            positional.append(shape)
+        elif not name.isidentifier():
+            raise LayercostError(f"--input {text!r}: expected NAME=DIMS with NAME an identifier")
+        else:
+            keyword[name] = shape
+    return positional, keyword
 
 
-def _dtype(name: str):
+def _hints(texts: Sequence[str]) -> dict[str, int]:
+    """``--hint H=224,W=224`` (repeatable)."""
+    hints: dict[str, int] = {}
+    for text in texts:
+        hints.update(_at(text) or {})
+    return hints
+
+
+def _dtype(name: str | None):
     import torch
 
+    if name is None:
+        return None
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
         raise LayercostError(f"unknown dtype {name!r}")
@@ -343,14 +390,20 @@ def _model(args) -> int:
     from . import analyze
 
     model = _load_model(args.factory)
-    shapes = _input_shapes(args.input)
-    dtype = _dtype(args.dtype)
+    shapes, keyword_shapes = _input_shapes(args.input)
     result = analyze(
-        model, *shapes, dtype=dtype, convention=args.convention, training=args.training
+        model,
+        *shapes,
+        dtype=_dtype(args.dtype),
+        convention=args.convention,
+        training=args.training,
+        hints=_hints(args.hint),
+        **keyword_shapes,
     )
     at = _at(args.at)
     if args.json:
         data = result.to_json(args.depth)
+        data["pinned"] = {n: {"value": v, "note": note} for n, (v, note) in result.pinned.items()}
         if at is not None:
             data["at"] = at
             data["values"] = {
@@ -363,6 +416,9 @@ def _model(args) -> int:
     else:
         print(result.table(args.depth, args.convention, at))
         _print_uncosted(result)
+    if not args.json and not args.latex:
+        for name, (value, note) in result.pinned.items():
+            print(f"pinned: {name} = {value} ({note})")
     return 0
 
 
@@ -496,17 +552,22 @@ def _compare(args) -> int:
         )
     if args.diff:  # the two compared conventions are part of the comparison
         conventions += tuple(c for c in args.diff if c not in conventions)
+    shapes, keyword_shapes = _input_shapes(args.input)
     result = compare(
         _load_model(args.factory),
-        *_input_shapes(args.input),
+        *shapes,
         conventions=conventions,
         at=_at(args.at),
         dtype=_dtype(args.dtype),
         training=args.training,
+        hints=_hints(args.hint),
+        **keyword_shapes,
     )
     diffs = [tuple(args.diff)] if args.diff else []
     if args.json:
         data = {"model": args.factory, "inputs": args.input, **result.to_json(diffs)}
+        pins = result.analysis.pinned
+        data["pinned"] = {n: {"value": v, "note": note} for n, (v, note) in pins.items()}
         print(json.dumps(data, indent=2))
         return 0
     print(f"model   {args.factory}")
@@ -518,6 +579,8 @@ def _compare(args) -> int:
         print()
         print(result.diff_table(a, b, top=args.top))
     _print_uncosted(result.analysis)
+    for name, (value, note) in result.analysis.pinned.items():
+        print(f"pinned: {name} = {value} ({note})")
     return 0
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "MissingSymbolError",
     "PlainDataError",
     "ShapeError",
+    "TraceError",
     "UncountedOpError",
     "UnknownArchitectureError",
     "UnknownRuleError",
@@ -91,3 +92,8 @@ class UnknownArchitectureError(LayercostError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TraceError(LayercostError, ValueError):
+    """``analyze`` could not trace a model at all, even with dimensions pinned (says what failed
+    and what to try)."""

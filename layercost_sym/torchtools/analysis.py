@@ -48,7 +48,14 @@ from torch.utils._pytree import tree_flatten
 from ..catalogue import catalogue
 from ..conventions import DEFAULT_CONVENTION
 from ..domain import Condition, Domain, with_domain
-from ..errors import ConventionError, EvaluationError, ShapeError, UnknownRuleError
+from ..errors import (
+    ConventionError,
+    EvaluationError,
+    LayercostError,
+    ShapeError,
+    TraceError,
+    UnknownRuleError,
+)
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
 from ..reading import attribute, split_input
@@ -56,6 +63,7 @@ from ..reading import read_spec as _read
 from ..reading import when_matches as _attr_equals
 from ..rule import Rule
 from ..text import clip
+from . import pinning as _pinning
 from .opcount import _op_name, op_kind
 from .symbolic import implied_by_bounds, simplify_guard, to_sympy
 
@@ -163,6 +171,9 @@ class Analysis:
     guard_sources: dict[sympy.Basic, str] = field(default_factory=dict)
     # modules with no rule costed by their operators (not unsupported: their cost is counted)
     costed_by_operators: list[OperatorCostedModule] = field(default_factory=list)
+    # symbol -> (value, note): dimensions the model would not trace symbolically, traced at
+    # that value (a guard ``H == 224`` each); the note names the model code that forced it
+    pinned: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def conditions(self) -> list[sympy.Basic]:
@@ -459,6 +470,9 @@ def _shown(conditions: Sequence[sympy.Basic], symbols: Sequence[sympy.Symbol]) -
     order = list(dict.fromkeys([*symbols, *lower, *upper]))
     shown: list[sympy.Basic] = []
     for x in order:
+        if x in lower and lower[x] == upper.get(x):  # one value: a pinned size
+            shown.append(sympy.Eq(x, lower[x]))
+            continue
         if x in lower:
             shown.append(sympy.Ge(x, lower[x]))
         if x in upper:
@@ -574,6 +588,10 @@ _VALUE_PRESERVING = {
     "lift_fresh",
 }
 
+# operators whose fake kernel needs concrete sizes (F.pad's constant_pad_nd: torch would
+# specialise every size of its input to the trace size, or fail on a symbolic padding)
+_SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
+
 _DEFAULT_HINTS = {"N": 3, "B": 3}
 _SPATIAL_HINTS = (227, 229, 233, 239, 241, 251, 257, 263)
 
@@ -589,6 +607,21 @@ def _generic_conv_backend() -> Iterator[None]:
         yield
     finally:
         torch._C._select_conv_backend = original
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_log() -> Iterator[None]:
+    """Fake tensors log a traceback for every operator that fails (``failed while attempting
+    to run meta``); a failed trace is read and retried (:mod:`.pinning`), never printed."""
+    import logging
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was
 
 
 def _math_sdpa():
@@ -654,6 +687,8 @@ class _Tracer:
         # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
         # on one; see _AS_FUNCTION)
         self.row_unsqueezed: dict[int, torch.Tensor] = {}
+        # (error, operator, args, kwargs) of the innermost operator that raised an error
+        self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
@@ -773,6 +808,25 @@ class _Tracer:
 
     # operators outside ruled modules
     def op(self, mode: TorchDispatchMode, func, args, kwargs):
+        try:
+            return self._op(mode, func, args, kwargs)
+        except Exception as exc:
+            if not self.failed_op or self.failed_op[0] is not exc:  # the innermost operator
+                self.failed_op = (exc, _op_name(func), args, kwargs)
+            raise
+
+    def _op(self, mode: TorchDispatchMode, func, args, kwargs):
+        if func in _SIZE_SPECIALISING and not _pinning.symbols_in(args[1:]):
+            # data movement whose kernel reads every size of its input as an int (pinning N,
+            # H, W to their trace sizes): torch's decomposition keeps them symbolic; its
+            # operators are the same data movement, not costed.  A padding by a symbolic amount
+            # is left to the kernel, which refuses it: the dimensions it depends on are pinned.
+            self.ruled_depth += 1
+            try:
+                with mode:
+                    return decomposition_table[func](*args, **kwargs)
+            finally:
+                self.ruled_depth -= 1
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
         name = _op_name(func)
@@ -991,50 +1045,180 @@ class _OpMode(TorchDispatchMode):
         return self.tracer.op(self, func, args, kwargs or {})
 
 
-def _hints(specs: Sequence[Sequence[Any]], hints: Mapping[str, int]) -> dict[str, int]:
+def _hints(
+    specs: Sequence[Sequence[Any]],
+    hints: Mapping[str, int],
+    limits: Mapping[str, int] | None = None,
+    multiples: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """The trace size of each symbol of ``specs``: the caller's ``hints`` as given (two sides
+    may be equal); otherwise batch 3 and odd primes 227, 229, ... (sizes that make floors and
+    branches visible), each different from every other size, traced below ``limits[name]``
+    (a length the model states) and at a multiple of ``multiples[name]`` (a size the model
+    wants divisible).
+
+    >>> _hints([("N", 3, "H", "W")], {})
+    {'N': 4, 'H': 227, 'W': 229}
+    >>> _hints([("N", "L")], {"N": 2}, limits={"L": 128}), _hints([("H",)], {}, multiples={"H": 16})
+    ({'N': 2, 'L': 127}, {'H': 224})
+    """
+    limits, multiples = limits or {}, multiples or {}
     chosen: dict[str, int] = {}
     spatial = iter(_SPATIAL_HINTS)
     used = {int(d) for spec in specs for d in spec if not isinstance(d, str)}
+    used |= {hints[d] for spec in specs for d in spec if isinstance(d, str) and d in hints}
     for spec in specs:
         for d in spec:
             if isinstance(d, str) and d not in chosen:
-                value = hints.get(d, _DEFAULT_HINTS.get(d))
-                while value is None or value in used:
-                    value = next(spatial) if value is None or value in _SPATIAL_HINTS else value + 1
+                if d in hints:
+                    chosen[d] = hints[d]
+                    continue
+                limit = limits.get(d)
+                if d in multiples:
+                    value = _multiple(multiples[d], used, limit)
+                else:
+                    value = _DEFAULT_HINTS.get(d)
+                    while value is None or value in used:
+                        value = (
+                            next(spatial) if value is None or value in _SPATIAL_HINTS else value + 1
+                        )
+                    if limit is not None and value >= limit:
+                        value = _prime_below(limit, used)
                 chosen[d] = value
                 used.add(value)
     return chosen
+
+
+def _prime_below(limit: int, used: set[int]) -> int:
+    """The largest prime below ``limit`` that is not in ``used`` (2 if there is none)."""
+    for n in range(limit - 1, 2, -1):
+        if n not in used and all(n % p for p in range(2, int(n**0.5) + 1)):
+            return n
+    return 2
+
+
+def _multiple(factor: int, used: set[int], limit: int | None) -> int:
+    """A multiple of ``factor`` near the pinned image side (224), below ``limit``, unused."""
+    k = max(1, -(-_pinning.IMAGE_SIDE // factor))
+    if limit is not None:
+        k = min(k, max(1, (limit - 1) // factor))
+    while factor * k in used:
+        k += 1
+    return factor * k
 
 
 def _user_symbol(name: str) -> sympy.Symbol:
     return glossary().symbols.get(name) or sympy.Symbol(name, integer=True, positive=True)
 
 
+def _is_shape(value: Any) -> bool:
+    """Whether a keyword argument of :func:`analyze` is an input's shape (a tuple or list of
+    ints and symbol names) rather than an option of the model's forward."""
+    return (
+        isinstance(value, tuple | list)
+        and len(value) > 0
+        and all(
+            isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool)) for d in value
+        )
+    )
+
+
+# a failing trace is retried with what it showed (pinned or integer inputs, other trace sizes)
+# at most this many times
+_MAX_TRACES = 8
+
+
 def analyze(
     model: torch.nn.Module,
     *input_shapes: Sequence[int | str],
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     convention: str = DEFAULT_CONVENTION,
     training: bool = False,
     hints: Mapping[str, int] | None = None,
     backward: bool = False,
     **call_kwargs: Any,
 ) -> Analysis:
-    """Trace ``model`` once on inputs whose dimensions are ints or symbol names and return its
+    """Trace ``model`` on inputs whose dimensions are ints or symbol names and return its
     parameters and costs as closed forms (see the module docstring).
 
+    Inputs are positional shapes, or keyword arguments whose value is a shape (a tuple of
+    ints and names: ``input_ids=("N", "L"), decoder_input_ids=("N", "T")``); other keyword
+    arguments go to the model's forward as they are (``use_cache=False``).  Inputs are
+    ``dtype`` (float32 by default); an input that reaches an embedding lookup is made
+    ``torch.long`` (token ids need no ``dtype``).
+
     ``hints`` choose the size each symbol has while tracing (torch may only take one branch of
-    a shape-dependent ``if``; the result holds where the recorded guards hold).  A model that
-    accepts one size only (ViT's image size) needs that size as an int.  ``backward=True``
-    adds the backward pass of a loss on the output (``macs`` and ``torch``: each weighted
-    product's input and weight gradients, as FlopCounterMode counts ``loss.backward()``).
+    a shape-dependent ``if``; the result holds where the recorded guards hold); by default sizes
+    are odd primes (227, 229, ...; below the ``max_position_embeddings`` of a transformers
+    config), batch 3 or 4.  When the model cannot be traced with a dimension left symbolic
+    (it asserts a size, torch needs an int, a ``view`` needs a divisible size), the dimensions
+    the failure names are pinned, the batch last: to their hint, the image size the model
+    states, or 224 (:mod:`.pinning`).  A pin is a guard ``H == 224`` in :attr:`Analysis.guards`
+    and an entry of :attr:`Analysis.pinned` whose note names the model code that forced it; the
+    other dimensions stay symbolic.  A model that cannot be traced at all raises
+    :class:`~layercost_sym.errors.TraceError`.  ``backward=True`` adds the backward pass of a
+    loss on the output (``macs`` and ``torch``: each weighted product's input and weight
+    gradients, as FlopCounterMode counts ``loss.backward()``).
 
     >>> import torch, layercost_sym as lc
     >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU())
     >>> a = lc.analyze(model, ("N", 8))
     >>> a.params, a.cost("exact"), a.cost("macs")
     (36, 68*N, 32*N)
+    >>> table = torch.nn.Embedding(100, 8)  # token ids: inferred torch.long
+    >>> lc.analyze(table, ("N", "L"), hints={"L": 7}).range
+    []
     """
+    keyword_shapes = {k: v for k, v in call_kwargs.items() if _is_shape(v)}
+    call_kwargs = {k: v for k, v in call_kwargs.items() if k not in keyword_shapes}
+    specs = [tuple(s) for s in input_shapes] + [tuple(s) for s in keyword_shapes.values()]
+    if not specs:
+        raise ShapeError("analyze needs at least one input shape, e.g. ('N', 3, 'H', 'W')")
+    user_hints = dict(hints or {})
+    limit = _pinning.sequence_limit(model)
+    settings = _pinning.Settings()
+    if limit is not None:  # trace below the positions a transformers config states
+        settings.limits = {
+            d: limit for spec in specs for d in spec[1:] if isinstance(d, str) and d not in "NB"
+        }
+    seen: list[str] = []
+    for _ in range(_MAX_TRACES):
+        result = _trace(
+            model,
+            specs,
+            list(keyword_shapes),
+            settings,
+            user_hints,
+            dtype,
+            convention,
+            training,
+            backward,
+            call_kwargs,
+        )
+        if isinstance(result, Analysis):
+            return result
+        failure, traced = result
+        seen.append(failure.message)
+        after = _pinning.next_settings(failure, settings, specs, user_hints, model, traced)
+        if after is None:
+            break
+        settings = after
+    raise TraceError(_pinning.untraceable(model, failure, settings, specs, seen))
+
+
+def _trace(
+    model: torch.nn.Module,
+    specs: Sequence[tuple[int | str, ...]],
+    keywords: Sequence[str],
+    settings: _pinning.Settings,
+    user_hints: Mapping[str, int],
+    dtype: torch.dtype | None,
+    convention: str,
+    training: bool,
+    backward: bool,
+    call_kwargs: Mapping[str, Any],
+) -> Analysis | tuple[_pinning.Failure, dict[str, int]]:
+    """One trace with ``settings``: the analysis, or ``(failure, each symbol's trace size)``."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import (
         DimDynamic,
@@ -1042,20 +1226,23 @@ def analyze(
         StatelessSymbolicContext,
     )
 
-    if not input_shapes:
-        raise ShapeError("analyze needs at least one input shape, e.g. ('N', 3, 'H', 'W')")
-    chosen = _hints(input_shapes, hints or {})
-    env = ShapeEnv()
+    pinned = {name: value for name, (value, _note) in settings.pinned.items()}
+    traced_specs = [tuple(pinned.get(d, d) if isinstance(d, str) else d for d in s) for s in specs]
+    hints = {k: v for k, v in user_hints.items() if k not in pinned}
+    chosen = _hints(traced_specs, hints, settings.limits, settings.multiples)
+    # distinct symbols for equal trace sizes (torch's duck sizing would make H and W one)
+    env = ShapeEnv(duck_shape=False)
     fake = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
     symbol_map: dict[sympy.Symbol, sympy.Expr] = {}
     inputs = []
-    for spec in input_shapes:
+    for position, spec in enumerate(traced_specs):
         concrete = tuple(chosen[d] if isinstance(d, str) else int(d) for d in spec)
         dynamic = [DimDynamic.DYNAMIC if isinstance(d, str) else DimDynamic.STATIC for d in spec]
+        kind = torch.long if position in settings.integer_inputs else (dtype or torch.float32)
         real = (
-            torch.zeros(concrete, dtype=dtype)
-            if not dtype.is_floating_point
-            else torch.empty(concrete, dtype=dtype)
+            torch.zeros(concrete, dtype=kind)
+            if not kind.is_floating_point
+            else torch.empty(concrete, dtype=kind)
         )
         x = fake.from_tensor(real, symbolic_context=StatelessSymbolicContext(dynamic_sizes=dynamic))
         for d, size in zip(spec, x.shape, strict=True):
@@ -1064,6 +1251,8 @@ def analyze(
                 if expr.is_Symbol and expr not in symbol_map:
                     symbol_map[expr] = _user_symbol(d)
         inputs.append(x)
+    positional = inputs[: len(inputs) - len(keywords)]
+    keyword_inputs = dict(zip(keywords, inputs[len(positional) :], strict=True))
 
     def convert(size: Any) -> sympy.Expr:
         if isinstance(size, int):
@@ -1083,14 +1272,24 @@ def analyze(
         model.train(training)
         with (
             _generic_conv_backend(),
-            _real_run_branches(call_kwargs),
+            _real_run_branches({**call_kwargs, **keyword_inputs}),
             torch.enable_grad(),
             _math_sdpa(),
+            _quiet_fake_tensor_log(),
             fake,
             _OpMode(tracer),
         ):
-            out = model(*inputs, **call_kwargs)
+            out = model(*positional, **keyword_inputs, **call_kwargs)
             outputs = [tracer.shape(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    except LayercostError:
+        raise
+    except Exception as exc:  # the model cannot run so: read why (pinning.next_settings)
+        if _pinning.raised_here(exc):  # a fault of this package's own, not the model's
+            raise
+        failed = tracer.failed_op if tracer.failed_op and tracer.failed_op[0] is exc else None
+        names = {str(k): str(v) for k, v in symbol_map.items()}
+        failure = _pinning.describe(exc, names, failed[1:] if failed else None, inputs)
+        return failure, {d: chosen[d] for spec in traced_specs for d in spec if d in chosen}
     finally:
         for h in handles:
             h.remove()
@@ -1145,6 +1344,17 @@ def analyze(
         if cond not in guards and cond is not sympy.true:
             guards.append(cond)
             sources[cond] = source
+    for sym, value, note in _pinning.unified(env, symbol_map):
+        cond = sympy.Eq(symbol_map[sym], to_sympy(value, symbol_map))
+        guards.append(cond)
+        sources[cond] = note
+    pins = dict(settings.pinned)
+    pins.update(_pinning.specialised(env, symbol_map))  # sizes torch made ints itself
+    for name, (value, note) in pins.items():
+        cond = sympy.Eq(_user_symbol(name), value)
+        if cond not in guards:
+            guards.append(cond)
+        sources[cond] = f"{name} is pinned to {value}: {note}"
     for sym, user in symbol_map.items():
         vr = env.var_to_range.get(sym)
         if vr is not None and vr.upper.is_Integer:
@@ -1159,7 +1369,8 @@ def analyze(
         # of every operator, which do not change any cost.
         if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
             guards.append(sympy.Ge(user, int(vr.lower)))
-    symbols = tuple(dict.fromkeys(symbol_map.values()))
+    names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
+    symbols = tuple(_user_symbol(name) for name in names)
     return Analysis(
         symbols,
         tracer.layers,
@@ -1172,4 +1383,5 @@ def analyze(
         backward,
         sources,
         costed_by_operators,
+        {name: pins[name] for name in names if name in pins},
     )

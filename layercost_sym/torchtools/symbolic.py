@@ -160,6 +160,8 @@ def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
     H <= 1024
     >>> simplify_guard(sympy.Ge(sympy.floor(H / 2 - sympy.Rational(1, 2)) + 1, 1))
     True
+    >>> simplify_guard(sympy.Eq(sympy.floor(H / 16), 14)), simplify_guard(sympy.Eq(H, 224))
+    ((H >= 224) & (H <= 239), Eq(H, 224))
     """
     if isinstance(cond, sympy.And | sympy.Or):
         return cond.func(*(simplify_guard(a, lower) for a in cond.args))
@@ -189,6 +191,8 @@ def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
         if end == start:  # g never 0
             return sympy.false if rel == "==" else sympy.true
         if rel == "==":
+            if start > lower and end == start + 1:  # one value (a pinned size)
+                return sympy.Eq(x, start)
             above = [sympy.Ge(x, start)] if start > lower else []
             return sympy.And(*above, sympy.Le(x, end - 1))
         if start > lower:  # true below start and from end on: not one bound
