@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .binding import Binding, bind
-from .catalogue import catalogue
+from .cache import catalogue
 from .composition import Cost, symbols
-from .conventions import CONVENTIONS
 from .domain import Condition, Domain, domain, with_domain
 from .errors import (
     ArchitectureError,
@@ -37,6 +37,7 @@ from .errors import (
 from .evaluation import evaluate, sweep
 from .parsing import parse
 from .printing import latex, simplify
+from .quantities import CONVENTIONS, quantities, quantity
 from .rule import Rule
 from .zoo import Architecture, architecture, architectures
 
@@ -77,6 +78,8 @@ __all__ = [
     "evaluate",
     "latex",
     "parse",
+    "quantities",
+    "quantity",
     "rule",
     "rule_for",
     "rules",
@@ -85,8 +88,6 @@ __all__ = [
     "symbols",
     "with_domain",
 ]
-
-__version__ = "0.1.0"
 
 
 def rules() -> list[str]:
@@ -110,7 +111,11 @@ def rule_for(module: Any) -> Rule:
 
 
 def count(
-    module: Any, *inputs: Any, convention: str = "exact", training: bool = False, **call_kwargs: Any
+    module: Any,
+    *inputs: Any,
+    convention: str | None = None,
+    training: bool = False,
+    **call_kwargs: Any,
 ) -> CountResult:
     """Run a real torch module on ``inputs`` (tensors or shapes) and count what it did.
 
@@ -144,7 +149,7 @@ def analyze(
     ``.guards`` (where the closed form holds) and ``.evaluate(shapes, convention)``.  Imports
     torch on first call.
     """
-    from .torchtools.analysis import analyze as _analyze
+    from .torchtools.tracing import analyze as _analyze
 
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -154,13 +159,15 @@ def analyze(
 def compare(
     model: Any,
     *input_shapes: Any,
-    conventions: Any = ("exact", "macs", "torch", "fvcore", "thop", "ptflops"),
+    conventions: Any = None,
     at: Any = None,
     **kwargs: Any,
 ) -> Comparison:
     """One model's cost under several conventions, per family, and why two of them differ.
 
-    Traces the model once (as :func:`analyze`, which ``kwargs`` go to) and returns a
+    ``conventions`` left out are the FLOPs conventions stated for every layer
+    (``quantity("flops").compared``).  Traces the model once (as :func:`analyze`, which
+    ``kwargs`` go to) and returns a
     :class:`~layercost_sym.torchtools.compare.Comparison`: ``.totals`` per convention,
     ``.breakdown(convention)`` over the families conv, linear, norm, activation, pooling,
     attention and other, ``.diff(a, b)`` (the difference as a formula and the rows it comes

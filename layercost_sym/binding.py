@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sympy
-
-from .catalogue import catalogue
+from .cache import catalogue
 from .errors import ConventionError, ShapeError
 from .evaluation import check_domain, evaluate
 from .reading import dims_of, fractional, read
@@ -52,11 +50,9 @@ class Binding(dict):
         self.trailing = trailing  # for an "L..." input: its trailing dimensions as given
         self.fractional: tuple[str, ...] = ()  # sizes scaled by a factor that is not whole
 
-    def evaluate(self, expr: sympy.Basic) -> int:
-        return evaluate(self.rule.expand(expr), self)
-
-    def cost(self, convention: str = "exact") -> int:
-        """The rule's cost at this binding, in the binding's mode (training or not).
+    def quantity(self, quantity: str, convention: str | None = None) -> int:
+        """The rule's ``quantity`` under ``convention`` (None: the quantity's default) at this
+        binding, in the binding's mode (training or not).
 
         A convention whose formula holds for whole scale factors only (a peer tool that counts
         in floating point, ``whole_factors_only`` in its convention file) raises
@@ -68,11 +64,16 @@ class Binding(dict):
                 f"factors only, and {', '.join(self.fractional)} came from a fractional one "
                 f"(the tool's own count is not an exact integer formula there). {note}".strip()
             )
-        return evaluate(self.rule.cost(convention, self.training), self)
+        return evaluate(self.rule.quantity(quantity, convention, self.training), self)
+
+    def cost(self, convention: str | None = None) -> int:
+        """The rule's FLOPs under ``convention`` at this binding (:meth:`quantity`)."""
+        return self.quantity("flops", convention)
 
     @property
     def params(self) -> int:
-        return evaluate(self.rule.params, self)
+        """The rule's parameters at this binding."""
+        return self.quantity("params")
 
     def output_shape(self) -> tuple[int, ...]:
         """The concrete output shape torch would produce."""

@@ -37,18 +37,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import sympy
 
+from ._version import __version__
 from .catalogue import Catalogue, load_catalogue
 from .errors import PlainDataError
 from .glossary import Glossary, formulas_dir, glossary
 from .plaindata import ExpressionReader, ExpressionWriter, from_plain, to_plain
 from .rule import BindSpec, Constraint, InputPattern, Rule
 
-__all__ = ["ENGINE_MODULES", "KEEP", "cache_dir", "cache_key", "cached_catalogue"]
+__all__ = ["ENGINE_MODULES", "KEEP", "cache_dir", "cache_key", "cached_catalogue", "catalogue"]
 
 FORMAT = "layercost_sym catalogue cache 1"
 # the modules whose code may decide what the loader builds from formulas/: every module of the
@@ -75,8 +77,6 @@ def cache_dir() -> Path:
 
 def cache_key(directory: Path) -> str:
     """A hash of everything the loaded catalogue of ``directory`` depends on."""
-    from . import __version__
-
     digest = hashlib.sha256()
 
     def add(label: str, data: bytes) -> None:
@@ -90,6 +90,7 @@ def cache_key(directory: Path) -> str:
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         add(f"formulas/{path.relative_to(directory).as_posix()}", path.read_bytes())
     add("glossary", (formulas_dir() / "symbols.toml").read_bytes())
+    add("quantities", (formulas_dir() / "quantities.toml").read_bytes())
     for name in ENGINE_MODULES:
         add(f"engine/{name}", (_PACKAGE / name).read_bytes())
     return digest.hexdigest()
@@ -325,3 +326,17 @@ def _prune(folder: Path) -> None:
             old.unlink()
         except OSError:
             pass
+
+
+@cache
+def catalogue() -> Catalogue:
+    """The installed catalogue, loaded and validated once per process, on first use.
+
+    What the loader builds is kept in a user cache directory between processes, keyed by the
+    contents of ``formulas/`` and of the engine (see the module docstring); its rules are
+    rebuilt from there one at a time, when first looked up.
+
+    >>> "Conv2d" in catalogue().rules
+    True
+    """
+    return cached_catalogue(formulas_dir())

@@ -8,8 +8,9 @@ class) are separate steps; every error names ``file:line`` and the rule.
 the contents of ``formulas/`` and of this engine (:mod:`layercost_sym.cache`), so a process
 validates the files only when they (or the engine) changed since the cache was written.
 
->>> from layercost_sym.catalogue import catalogue
->>> "Conv2d" in catalogue().rules
+>>> from layercost_sym.catalogue import load_catalogue
+>>> from layercost_sym.glossary import formulas_dir
+>>> "Conv2d" in load_catalogue(formulas_dir()).rules
 True
 """
 
@@ -18,39 +19,46 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import sympy
 
 from ._toml import SourceFile
-from .conventions import CONVENTIONS, DERIVED_CONVENTIONS
 from .errors import CatalogueError, ExpressionError, UnknownRuleError
-from .glossary import Glossary, formulas_dir, glossary
+from .glossary import Glossary, glossary
 from .parsing import parse, parse_condition
+from .quantities import Quantity, quantities
 from .reading import PATH, check_when, choose, parse_bind_spec, when_input
 from .rule import BindSpec, Constraint, InputPattern, Rule, expand_defines
 
-__all__ = ["Catalogue", "catalogue", "load_catalogue"]
+__all__ = ["FUNCTIONAL_CALLS", "Catalogue", "functional_calls", "load_catalogue"]
 
+# A rule's own fields; besides these, one field per quantity of formulas/quantities.toml
+# (``params``, ``flops``): see _fields().
 _RULE_FIELDS = {
     "module",
     "note",
     "inputs",
-    "params",
     "output_shape",
     "constraints",
     "bind",
     "define",
     "data",
-    "cost",
     "variants",
 }
-_REQUIRED = ("module", "note", "inputs", "params", "output_shape", "cost")
-_VARIANT_FIELDS = (_RULE_FIELDS - {"module", "variants"}) | {"when", "unbind"}
-# variant tables merged key by key into the rule's; other fields replace
-_MERGED = ("bind", "define", "data", "cost")
+_REQUIRED = ("module", "note", "inputs", "output_shape")
+# variant tables merged key by key into the rule's (and the quantities' tables); others replace
+_MERGED = ("bind", "define", "data")
+
+
+def _fields() -> tuple[set[str], set[str], tuple[str, ...]]:
+    """(a rule's fields, a variant's fields, the fields a variant merges key by key)."""
+    names = set(quantities())
+    rule = _RULE_FIELDS | names
+    variant = (rule - {"module", "variants"}) | {"when", "unbind"}
+    return rule, variant, (*_MERGED, *sorted(names))
+
 
 _ANCHORED = re.compile(rf"^\s*(\w+)\.\.\.\s+(\w+)@{PATH}(?::{PATH})?\s+(\w+)\.\.\.\s*$")
 
@@ -127,7 +135,8 @@ class _RuleReader:
 
     def build(self, table: Mapping[str, Any], module: str, family: str) -> Rule:
         symbols = self.gloss.symbols
-        missing = [f for f in _REQUIRED if f not in table]
+        required = [q.name for q in quantities().values() if q.required]
+        missing = [f for f in (*_REQUIRED, *required) if f not in table]
         if missing:
             raise self.error((), f"missing field(s) {', '.join(missing)}")
         if not isinstance(table["note"], str) or not table["note"].strip():
@@ -168,7 +177,6 @@ class _RuleReader:
                 raise self.error(("data", sym), f"data: {sym!r} is also bound or defined")
             data[symbols[sym]] = self.expr(("data", sym), text, symbols)
 
-        params = self.expr(("params",), table["params"], symbols)
         raw_shape = self._list("output_shape", table)
         output_leading = ""
         if isinstance(raw_shape[0], str) and raw_shape[0].endswith(("...", "?")):
@@ -205,7 +213,10 @@ class _RuleReader:
                 output_middle = position
                 raw_shape = [*raw_shape[:position], entry[:-1], *raw_shape[position + 1 :]]
         shape = tuple(self.expr(("output_shape",), t, symbols) for t in raw_shape)
-        costs = self.costs(table["cost"])
+        values: dict[tuple[str, str, bool], sympy.Expr] = {}
+        for q in quantities().values():
+            if q.name in table:
+                values.update(self.quantity(q, table[q.name]))
         # Conditions are parsed with the defined quantities already substituted: SymPy would
         # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
         if not isinstance(table.get("constraints", []), list):
@@ -231,9 +242,8 @@ class _RuleReader:
         bound |= earlier
         used: dict[str, tuple[str, ...]] = {}
         for key, e in [
-            (("params",), params),
             *((("output_shape",), e) for e in shape),
-            *(((("cost", c)), e) for (c, _), e in costs.items()),
+            *(((q, c), e) for (q, c, _), e in values.items()),
             *(((("define", s.name)), e) for s, e in defines.items()),
             *(((("constraints",)), c.condition) for c in constraints),
         ]:
@@ -254,9 +264,8 @@ class _RuleReader:
             inputs=inputs,
             binds=binds,
             defines=defines,
-            compact_params=params,
             compact_output_shape=shape,
-            compact_costs=costs,
+            compact=values,
             constraints=constraints,
             output_leading=output_leading,
             output_trailing=output_trailing,
@@ -319,38 +328,54 @@ class _RuleReader:
         except ValueError as exc:
             raise self.error(("bind", sym), f"bind.{sym}: {exc}") from None
 
-    def costs(self, table: Any) -> dict[tuple[str, bool], sympy.Expr]:
-        if not isinstance(table, dict):
-            raise self.error(("cost",), "cost must be a table of convention = expression")
+    def quantity(self, q: Quantity, table: Any) -> dict[tuple[str, str, bool], sympy.Expr]:
+        """The values a rule states for quantity ``q``: ``{(q, convention, training): expr}``,
+        training mode inheriting what it does not restate, derived conventions added."""
         symbols = self.gloss.symbols
+        if isinstance(table, str | int) and not isinstance(table, bool):
+            if len(q.stated) != 1:
+                raise self.error(
+                    (q.name,),
+                    f"{q.name} has conventions {', '.join(q.stated)}: state it as a table "
+                    "of convention = expression",
+                )
+            table = {q.stated[0]: table}
+        if not isinstance(table, dict):
+            raise self.error((q.name,), f"{q.name} must be a table of convention = expression")
         out: dict[tuple[str, bool], sympy.Expr] = {}
         for training in (False, True):
             entries = table.get("training", {}) if training else table
-            keys = ("cost", "training") if training else ("cost",)
+            keys = (q.name, "training") if training else (q.name,)
+            if training and entries and not q.training:
+                raise self.error(keys, f"{q.name} has no training mode")
             for conv, text in entries.items():
                 if conv == "training" and not training:
                     continue
-                if conv in DERIVED_CONVENTIONS:
-                    base, factor = DERIVED_CONVENTIONS[conv]
+                if conv in q.derived:
+                    base, factor = q.derived[conv]
                     raise self.error(
                         (*keys, conv),
-                        f"cost.{conv} is derived ({factor} x {base}); do not state it",
+                        f"{q.name}.{conv} is derived ({factor} x {base}); do not state it",
                     )
-                if conv not in CONVENTIONS:
+                if conv not in q.conventions:
                     raise self.error(
                         (*keys, conv),
-                        f"unknown convention {conv!r} (known: {', '.join(CONVENTIONS)})",
+                        f"unknown convention {conv!r} of {q.name} (known: "
+                        f"{', '.join(q.conventions)})",
                     )
                 out[(conv, training)] = self.expr((*keys, conv), text, symbols)
-        if ("exact", False) not in out:
-            raise self.error(("cost",), "cost.exact is required")
-        for conv in dict.fromkeys(c for c, _ in out):  # training inherits what it does not restate
-            out.setdefault((conv, True), out[(conv, False)])
-        for derived, (base, factor) in DERIVED_CONVENTIONS.items():
-            for training in (False, True):
+        for conv in q.required:
+            if (conv, False) not in out:
+                raise self.error((q.name,), f"{q.name}.{conv} is required")
+        modes = (False, True) if q.training else (False,)
+        if q.training:  # training inherits what it does not restate
+            for conv in dict.fromkeys(c for c, _ in out):
+                out.setdefault((conv, True), out[(conv, False)])
+        for derived, (base, factor) in q.derived.items():
+            for training in modes:
                 if (base, training) in out:
                     out[(derived, training)] = factor * out[(base, training)]
-        return out
+        return {(q.name, c, t): e for (c, t), e in out.items()}
 
     def constraint(self, entry: Any, names: Mapping[str, sympy.Expr]) -> Constraint:
         if isinstance(entry, str):
@@ -400,8 +425,9 @@ def _check_when(reader: _RuleReader, when: Mapping[str, Any]) -> None:
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
+    merged_fields = _fields()[2]
     for key, value in override.items():
-        if key in _MERGED and isinstance(value, dict):
+        if key in merged_fields and isinstance(value, dict):
             inner = dict(merged.get(key, {}))
             for k, v in value.items():
                 if isinstance(v, dict) and isinstance(inner.get(k), dict):
@@ -414,14 +440,19 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-_OVERLAY_FIELDS = {"cost", "training", "note", "variants", "whole_factors_only"}
+_OVERLAY_FIELDS = {"training", "note", "variants", "whole_factors_only"}
+# the reserved table of a convention file that says how the tool counts a layer's operator
+# called as a function (F.conv2d, F.max_pool2d, ...): see functional_calls()
+FUNCTIONAL_CALLS = "functional_calls"
 
 
 @dataclass
 class _Overlay:
-    """One rule's entry in a convention file ``formulas/conventions/<convention>.toml``."""
+    """One rule's entry in a convention file ``formulas/conventions/<convention>.toml``: the
+    value of ``quantity`` under ``convention`` (the quantity the convention belongs to)."""
 
     convention: str
+    quantity: str
     source: SourceFile
     path: tuple[str, ...]
     entry: dict[str, Any]
@@ -437,21 +468,28 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
     for path in sorted((directory / "conventions").glob("*.toml")):
         source = SourceFile(path)
         convention = path.stem
-        if convention not in CONVENTIONS or convention in DERIVED_CONVENTIONS:
+        owner = next((q for q in quantities().values() if convention in q.conventions), None)
+        if owner is None or convention in owner.derived:
+            known = [c for q in quantities().values() for c in q.stated]
             raise CatalogueError(
                 f"{source.where()}: {convention!r} is not a convention a file "
-                f"may state (known: {', '.join(CONVENTIONS)})"
+                f"may state (known: {', '.join(known)})"
             )
+        fields = _OVERLAY_FIELDS | {owner.name}
         for name, entry in source.data.items():
+            if name == FUNCTIONAL_CALLS:  # not a rule: read by functional_calls()
+                continue
             entries = [((name,), entry)]
             if isinstance(entry, dict):
                 entries += [
                     ((name, "variants", v), e) for v, e in entry.get("variants", {}).items()
                 ]
             for where, item in entries:
-                if not isinstance(item, dict) or "cost" not in item:
-                    raise source.error(where, f"{'.'.join(where)}: needs a 'cost' expression")
-                unknown = set(item) - _OVERLAY_FIELDS
+                if not isinstance(item, dict) or owner.name not in item:
+                    raise source.error(
+                        where, f"{'.'.join(where)}: needs a '{owner.name}' expression"
+                    )
+                unknown = set(item) - fields
                 if unknown:
                     raise source.error(
                         where, f"{'.'.join(where)}: unknown field(s) {sorted(unknown)}"
@@ -461,7 +499,9 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
                         (*where, "whole_factors_only"),
                         f"{'.'.join(where)}.whole_factors_only: must be true or false",
                     )
-                for key in ("cost", "training"):
+                if "training" in item and not owner.training:
+                    raise source.error((*where, "training"), f"{owner.name} has no training mode")
+                for key in (owner.name, "training"):
                     if key in item:
                         try:
                             parse(str(item[key]), gloss.symbols)
@@ -469,7 +509,8 @@ def _read_overlays(directory: Path, gloss: Glossary) -> dict[str, list[_Overlay]
                             raise source.error(
                                 (*where, key), f"{'.'.join(where)}.{key}: {exc}"
                             ) from None
-            overlays.setdefault(name, []).append(_Overlay(convention, source, (name,), entry))
+            overlay = _Overlay(convention, owner.name, source, (name,), entry)
+            overlays.setdefault(name, []).append(overlay)
     return overlays
 
 
@@ -484,19 +525,18 @@ def _overlay_entry(overlay: _Overlay, variant: str | None) -> dict[str, Any]:
 def _apply_overlays(
     table: dict[str, Any], overlays: list[_Overlay], variant: str | None
 ) -> dict[str, Any]:
-    """The rule table with the convention files' costs added to its ``cost`` tables."""
-    if not overlays:
-        return table
-    cost = dict(table.get("cost", {}))
-    training = dict(cost.get("training", {}))
+    """The rule table with the convention files' values added to its quantities' tables."""
+    out = dict(table)
     for overlay in overlays:
         entry = _overlay_entry(overlay, variant)
-        cost[overlay.convention] = entry["cost"]
+        values = out.get(overlay.quantity, {})
+        values = dict(values) if isinstance(values, dict) else {}
+        values[overlay.convention] = entry[overlay.quantity]
         if "training" in entry:
-            training[overlay.convention] = entry["training"]
-    if training:
-        cost["training"] = training
-    return {**table, "cost": cost}
+            training = {**values.get("training", {}), overlay.convention: entry["training"]}
+            values["training"] = training
+        out[overlay.quantity] = values
+    return out
 
 
 def _load_file(
@@ -512,7 +552,8 @@ def _load_file(
             raise source.error((name,), f"rule name {name!r} is not an identifier")
         table = _apply_overlays(table, overlays.get(name, []), None)
         reader = _RuleReader(source, gloss, (name,), name)
-        unknown = set(table) - _RULE_FIELDS
+        rule_fields, variant_fields, _ = _fields()
+        unknown = set(table) - rule_fields
         if unknown:
             raise reader.error((sorted(unknown)[0],), f"unknown field(s) {sorted(unknown)}")
         module = table.get("module")
@@ -527,7 +568,7 @@ def _load_file(
             if not isinstance(vtable, dict) or not isinstance(vtable.get("when"), dict):
                 raise vreader.error((), "a variant needs a 'when' table of attribute = value")
             _check_when(vreader, vtable["when"])
-            unknown = set(vtable) - _VARIANT_FIELDS
+            unknown = set(vtable) - variant_fields
             if unknown:
                 raise vreader.error((), f"unknown field(s) {sorted(unknown)}")
             merged = _merge(
@@ -577,7 +618,9 @@ def _load_file(
 def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     """Load and validate every ``*.toml`` rule file of ``directory`` (the glossary excluded)."""
     gloss = glossary() if gloss is None else gloss
-    files = tuple(sorted(p for p in directory.glob("*.toml") if p.name != "symbols.toml"))
+    # the glossary and the quantities are not rule files
+    not_rules = ("symbols.toml", "quantities.toml", "families.toml")
+    files = tuple(sorted(p for p in directory.glob("*.toml") if p.name not in not_rules))
     rules: dict[str, Rule] = {}
     by_module: dict[str, Rule] = {}
     result = Catalogue(rules, by_module, files)
@@ -614,13 +657,30 @@ def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     return result
 
 
-@cache
-def catalogue() -> Catalogue:
-    """The installed catalogue, loaded and validated once per process, on first use.
-
-    What the loader builds is kept in a user cache directory between processes, keyed by the
-    contents of ``formulas/`` and of the engine (see :mod:`layercost_sym.cache`); its rules are
-    rebuilt from there one at a time, when first looked up."""
-    from .cache import cached_catalogue  # imports this module
-
-    return cached_catalogue(formulas_dir())
+def functional_calls(directory: Path) -> dict[str, dict[str, tuple[str, str]]]:
+    """``{convention: {family or function: (flops, note)}}``: how each convention file's tool
+    counts a layer's operator called as a function between modules (its ``functional_calls``
+    table; formulas/README.md).  ``flops`` is ``"rule"``, ``"numel"`` or an integer's text;
+    every entry is checked here, an error naming the file and line."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for path in sorted((directory / "conventions").glob("*.toml")):
+        source = SourceFile(path)
+        table = source.data.get(FUNCTIONAL_CALLS, {})
+        entries: dict[str, tuple[str, str]] = {}
+        for name, entry in table.items():
+            where = (FUNCTIONAL_CALLS, name)
+            if not isinstance(entry, dict) or set(entry) != {"flops", "note"}:
+                raise source.error(where, f"{FUNCTIONAL_CALLS}.{name}: needs flops and note only")
+            flops = str(entry["flops"])
+            if flops not in ("rule", "numel") and not flops.isdigit():
+                raise source.error(
+                    (*where, "flops"),
+                    f"{FUNCTIONAL_CALLS}.{name}.flops: 'rule', 'numel' or an integer, got "
+                    f"{flops!r}",
+                )
+            entries[name] = (flops, str(entry["note"]))
+        if table and not {"conv", "pool"} <= set(entries):
+            raise source.error((FUNCTIONAL_CALLS,), f"{FUNCTIONAL_CALLS}: needs conv and pool")
+        if entries:
+            out[path.stem] = entries
+    return out

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 from . import rule as get_rule
 from . import rules as rule_names
-from .catalogue import catalogue
-from .conventions import CONVENTIONS, DEFAULT_CONVENTION
+from .cache import catalogue
 from .errors import LayercostError, MissingSymbolError
 from .evaluation import evaluate
 from .glossary import glossary
 from .printing import latex
+from .quantities import quantity
 from .text import clip
 
 __all__ = ["main"]
@@ -65,7 +65,6 @@ _EPILOG_ARCH = (
 )
 _ARCH_WIDTH = 180  # the widest line of `layercost arch NAME` without --full
 
-_COMPARE_DEFAULT = ("exact", "macs", "torch", "fvcore", "thop", "ptflops")
 _EPILOG_COMPARE = (
     "example:\n  layercost compare torchvision.models:resnet50 --input 1,3,224,224\n"
     "  layercost compare torchvision.models:resnet50 --input N,3,H,W --at N=1,H=224,W=224 "
@@ -81,9 +80,9 @@ _EPILOG_COMPARE = (
 def _add_convention(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--convention",
-        default=DEFAULT_CONVENTION,
-        choices=sorted(CONVENTIONS),
-        help=f"cost convention (default {DEFAULT_CONVENTION})",
+        default=quantity("flops").default,
+        choices=sorted(quantity("flops").conventions),
+        help=f"cost convention (default {quantity('flops').default})",
     )
 
 
@@ -187,9 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_inputs(p, "resnet50")
     p.add_argument(
         "--conventions",
-        default=",".join(_COMPARE_DEFAULT),
+        default=",".join(quantity("flops").compared),
         metavar="NAME,...",
-        help=f"conventions to compare (default {','.join(_COMPARE_DEFAULT)})",
+        help=f"conventions to compare (default {','.join(quantity('flops').compared)})",
     )
     p.add_argument(
         "--diff",
@@ -269,7 +268,7 @@ def _show(args) -> int:
         "inputs": [p.text for p in r.inputs],
         "symbols": list(r.symbols),
         "defines": {str(s): str(e) for s, e in r.defines.items()},
-        "params": str(r.compact_params),
+        "params": str(r.compact_quantity("params")),
         "output_shape": [str(e) for e in r.compact_output_shape],
         "convention": args.convention,
         "training": args.training,
@@ -407,7 +406,7 @@ def _model(args) -> int:
         if at is not None:
             data["at"] = at
             data["values"] = {
-                "params": result.evaluate(at, what="params"),
+                "params": result.evaluate(at, quantity="params"),
                 **{c: result.evaluate(at, c) for c in result.conventions},
             }
         print(json.dumps(data, indent=2))
@@ -544,11 +543,12 @@ def _compare(args) -> int:
     from .torchtools.compare import compare
 
     conventions = tuple(c.strip() for c in args.conventions.split(",") if c.strip())
-    unknown = [c for c in conventions + tuple(args.diff or ()) if c not in CONVENTIONS]
+    known = quantity("flops").conventions
+    unknown = [c for c in conventions + tuple(args.diff or ()) if c not in known]
     if unknown:
         raise LayercostError(
             f"unknown convention(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(CONVENTIONS))})"
+            f"(known: {', '.join(sorted(known))})"
         )
     if args.diff:  # the two compared conventions are part of the comparison
         conventions += tuple(c for c in args.diff if c not in conventions)

@@ -32,11 +32,11 @@ from typing import Any
 
 import sympy
 
-from .conventions import DEFAULT_CONVENTION
 from .domain import Condition, Domain, with_domain
 from .errors import CompositionError, ConventionError, DomainError
 from .evaluation import evaluate
 from .glossary import glossary
+from .quantities import quantity as _quantity
 
 __all__ = ["Cost", "Part", "rule_at", "symbols"]
 
@@ -97,17 +97,41 @@ def _as_value(key: str, value: Any) -> sympy.Expr:
 
 @dataclass(frozen=True)
 class Part:
-    """One named part of a :class:`Cost`: its parameters and its cost per convention."""
+    """One named part of a :class:`Cost`: its value of each quantity under each convention,
+    ``{(quantity, convention): expression}`` (``("params", "count")``, ``("flops", "macs")``)."""
 
     name: str
-    params: sympy.Expr
-    costs: Mapping[str, sympy.Expr]
+    values: Mapping[tuple[str, str], sympy.Expr]
     rule: str | None = None  # the catalogue rule, for a part made by Rule.at
 
-    def _map(self, fn) -> Part:
-        return Part(
-            self.name, fn(self.params), {c: fn(e) for c, e in self.costs.items()}, self.rule
-        )
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        params: sympy.Expr,
+        costs: Mapping[str, sympy.Expr],
+        rule: str | None = None,
+    ) -> Part:
+        """A part from its parameter count and its FLOPs per convention."""
+        values = {("params", "count"): sympy.sympify(params)}
+        values.update({("flops", c): e for c, e in costs.items()})
+        return cls(name, values, rule)
+
+    @property
+    def params(self) -> sympy.Expr:
+        """The part's parameters."""
+        return self.values.get(("params", "count"), sympy.Integer(0))
+
+    @property
+    def costs(self) -> dict[str, sympy.Expr]:
+        """The part's FLOPs per convention."""
+        return {c: e for (q, c), e in self.values.items() if q == "flops"}
+
+    def _map(self, fn: Any) -> Part:
+        return Part(self.name, {k: fn(e) for k, e in self.values.items()}, self.rule)
+
+    def renamed(self, name: str) -> Part:
+        return Part(name, self.values, self.rule)
 
 
 class Cost:
@@ -134,11 +158,10 @@ class Cost:
             if seen is None:
                 merged[part.name] = part
                 continue
-            common = seen.costs.keys() & part.costs.keys()
+            common = [k for k in seen.values if k in part.values]  # in the first one's order
             merged[part.name] = Part(
                 part.name,
-                seen.params + part.params,
-                {c: seen.costs[c] + part.costs[c] for c in sorted(common)},
+                {k: seen.values[k] + part.values[k] for k in common},
                 seen.rule if seen.rule == part.rule else None,
             )
         self.parts: tuple[Part, ...] = tuple(merged.values())
@@ -152,38 +175,51 @@ class Cost:
         (each expression :meth:`cost` and :attr:`params` return carries it)."""
         return Domain(self.conditions)
 
-    @property
-    def params(self) -> sympy.Expr:
-        """Number of parameters of all parts."""
-        return with_domain(sympy.Add(*(p.params for p in self.parts)), self.domain)
-
-    @property
-    def flops(self) -> sympy.Expr:
-        """Cost under the default convention, ``exact``."""
-        return self.cost(DEFAULT_CONVENTION)
+    def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
+        """The conventions under which every part states ``quantity``, sorted."""
+        if not self.parts:
+            return ()
+        sets = [{c for q, c in p.values if q == quantity} for p in self.parts]
+        return tuple(sorted(set.intersection(*sets)))
 
     @property
     def conventions(self) -> tuple[str, ...]:
-        """Conventions every part defines."""
-        if not self.parts:
-            return ()
-        common = set.intersection(*(set(p.costs) for p in self.parts))
-        return tuple(sorted(common))
+        """The conventions of FLOPs every part defines."""
+        return self.conventions_of("flops")
 
-    def cost(self, convention: str = DEFAULT_CONVENTION) -> sympy.Expr:
-        """Total cost under ``convention``; an error names the parts that do not define it."""
-        missing = [p.name for p in self.parts if convention not in p.costs]
+    def quantity(self, quantity: str, convention: str | None = None) -> sympy.Expr:
+        """The total of ``quantity`` under ``convention`` (None: the quantity's default),
+        carrying the cost's domain; an error names the parts that do not define it."""
+        name = _quantity(quantity).convention(convention)
+        missing = [p.name for p in self.parts if (quantity, name) not in p.values]
         if missing:
             raise ConventionError(
-                f"convention {convention!r} is not defined for part(s) {', '.join(missing)}; "
-                f"defined for all parts: {', '.join(self.conventions) or 'none'}"
+                f"{quantity} under convention {name!r} is not defined for part(s) "
+                f"{', '.join(missing)}; defined for all parts: "
+                f"{', '.join(self.conventions_of(quantity)) or 'none'}"
             )
-        return with_domain(sympy.Add(*(p.costs[convention] for p in self.parts)), self.domain)
+        total = sympy.Add(*(p.values[(quantity, name)] for p in self.parts))
+        return with_domain(total, self.domain)
 
-    def breakdown(self, convention: str = DEFAULT_CONVENTION) -> dict[str, tuple]:
-        """``{part name: (params, cost)}`` in the order the parts were added."""
+    @property
+    def params(self) -> sympy.Expr:
+        """Number of parameters of all parts."""
+        return self.quantity("params")
+
+    @property
+    def flops(self) -> sympy.Expr:
+        """FLOPs under the default convention, ``exact``."""
+        return self.quantity("flops")
+
+    def cost(self, convention: str | None = None) -> sympy.Expr:
+        """Total FLOPs under ``convention`` (:meth:`quantity` ``"flops"``)."""
+        return self.quantity("flops", convention)
+
+    def breakdown(self, convention: str | None = None) -> dict[str, tuple]:
+        """``{part name: (params, FLOPs)}`` in the order the parts were added."""
         self.cost(convention)  # one clear error for a missing convention
-        return {p.name: (p.params, p.costs[convention]) for p in self.parts}
+        name = _quantity("flops").convention(convention)
+        return {p.name: (p.params, p.values[("flops", name)]) for p in self.parts}
 
     # -- algebra -----------------------------------------------------------------------------
     def __add__(self, other: Any) -> Cost:
@@ -209,15 +245,15 @@ class Cost:
     def named(self, name: str) -> Cost:
         """The same cost with its part(s) named ``name`` (one part) or ``name.<part>``."""
         if len(self.parts) == 1:
-            renamed = [Part(name, *_fields(self.parts[0]))]
+            renamed = [self.parts[0].renamed(name)]
         else:
-            renamed = [Part(f"{name}.{p.name}", *_fields(p)) for p in self.parts]
+            renamed = [p.renamed(f"{name}.{p.name}") for p in self.parts]
         return Cost(renamed, self.output_shape, self.conditions)
 
     def group(self, name: str) -> Cost:
         """All parts collapsed into one part called ``name``."""
         return Cost(
-            (Part(name, p.params, p.costs, p.rule) for p in self.parts),
+            (p.renamed(name) for p in self.parts),
             self.output_shape,
             self.conditions,
         )
@@ -232,7 +268,10 @@ class Cost:
         (0, 800)
         """
         return Cost(
-            (Part(p.name, sympy.Integer(0), p.costs, p.rule) for p in self.parts),
+            (
+                Part(p.name, {**p.values, ("params", "count"): sympy.Integer(0)}, p.rule)
+                for p in self.parts
+            ),
             self.output_shape,
             self.conditions,
         )
@@ -249,13 +288,25 @@ class Cost:
             _decide(self.conditions, mapping),
         )
 
-    def evaluate(self, values: Mapping[Any, Any], convention: str = DEFAULT_CONVENTION) -> Any:
-        """The exact total under ``convention`` at ``values`` (see :func:`layercost_sym.evaluate`);
-        ``convention="params"`` gives the parameter count.  The rules' constraints its values
-        left undecided are checked (a :class:`~layercost_sym.DomainError` names the one that
-        fails)."""
-        expr = self.params if convention == "params" else self.cost(convention)
-        return evaluate(expr, values, domain=self.domain)
+    def evaluate(
+        self,
+        values: Mapping[Any, Any],
+        convention: str | None = None,
+        *,
+        quantity: str = "flops",
+    ) -> Any:
+        """The exact total of ``quantity`` under ``convention`` at ``values``, as
+        :func:`layercost_sym.evaluate` gives it: the rules' constraints its values left
+        undecided are checked (a :class:`~layercost_sym.DomainError` names the one that
+        fails).
+
+        >>> import layercost_sym as lc
+        >>> d = lc.symbols("d")
+        >>> proj = lc.rule("Linear").at(C_in=d, C_out=d, N=4, b=1)
+        >>> proj.evaluate({"d": 8}), proj.evaluate({"d": 8}, quantity="params")  # 4*8*16, 72
+        (512, 72)
+        """
+        return evaluate(self.quantity(quantity, convention), values, domain=self.domain)
 
     def simplify(self) -> Cost:
         """Every expression through :func:`sympy.simplify` (may take a while on big costs)."""
@@ -285,7 +336,7 @@ class Cost:
     # -- printing ----------------------------------------------------------------------------
     def table(
         self,
-        convention: str = DEFAULT_CONVENTION,
+        convention: str | None = None,
         *,
         width: int | None = None,
         values: Mapping[str, Any] | None = None,
@@ -312,6 +363,7 @@ class Cost:
         """
         from .text import collected, shortened
 
+        convention = _quantity("flops").convention(convention)
         names = [*self.breakdown(convention), "total"]
         exprs = [(p, c) for p, c in self.breakdown(convention).values()]
         exprs.append((self.params, self.cost(convention)))
@@ -360,7 +412,7 @@ class Cost:
         out.insert(-1, "-" * (sum(widths) + 2 * (len(widths) - 1)))
         return "\n".join(out)
 
-    def to_latex(self, convention: str = DEFAULT_CONVENTION, *, math: bool = False) -> str:
+    def to_latex(self, convention: str | None = None, *, math: bool = False) -> str:
         r"""A LaTeX table (part, params, cost) with the total as its last row.
 
         ``math=False`` gives a ``tabular`` for a paper; ``math=True`` an ``array`` for math
@@ -377,6 +429,7 @@ class Cost:
         total & $d^{2}$ & $d^{2}$ \\
         \end{tabular}
         """
+        convention = _quantity("flops").convention(convention)
         from .printing import latex
 
         rows = [
@@ -403,9 +456,9 @@ class Cost:
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
+        default = _quantity("flops").default
         conventions = self.conventions
-        shown = conventions[0] if conventions and DEFAULT_CONVENTION not in conventions else None
-        shown = shown or DEFAULT_CONVENTION
+        shown = default if default in conventions or not conventions else conventions[0]
         return "$" + self.to_latex(shown, math=True) + "$"
 
     def __repr__(self) -> str:
@@ -429,10 +482,6 @@ def _column_caps(needs: list[int], room: int | None) -> list[int]:
 
 
 _MIN_COLUMN = 40  # room for a leading term, or for the size of a formula that has none
-
-
-def _fields(part: Part) -> tuple:
-    return (part.params, part.costs, part.rule)
 
 
 def _mapping(symbols: set[sympy.Symbol], values: Mapping[str, Any], owner: str) -> dict:
@@ -509,22 +558,22 @@ def rule_at(rule: Any, *, training: bool = False, name: str | None = None, **val
         if symbol not in mapping:
             mapping[symbol] = default.xreplace(mapping)
     part_name = name or rule.name
-    costs = {}
-    for (convention, mode), _ in rule.compact_costs.items():
-        if mode == bool(training):
-            costs[convention] = rule.cost(convention, training).xreplace(mapping)
+    values = {}
+    for quantity, convention, mode in rule.compact:
+        if mode == (bool(training) and _quantity(quantity).training):
+            expr = rule.quantity(quantity, convention, training)
+            values[(quantity, convention)] = expr.xreplace(mapping)
     origin = rule.name if part_name == rule.name else f"{part_name} ({rule.name})"
     conditions = [replace(c, origin=origin) for c in rule.domain(training).conditions]
     return Cost(
-        [Part(part_name, rule.params.xreplace(mapping), costs, rule.name)],
+        [Part(part_name, values, rule.name)],
         tuple(e.xreplace(mapping) for e in rule.output_shape),
         _decide(conditions, mapping),
     )
 
 
 def _rule_symbols(rule: Any) -> set[sympy.Symbol]:
-    exprs = [rule.params, *rule.output_shape]
-    exprs += [rule.expand(e) for e in rule.compact_costs.values()]
+    exprs = [*rule.output_shape, *(rule.expand(e) for e in rule.compact.values())]
     exprs += [c.condition for c in rule.constraints]
     out: set = set()
     for e in exprs:

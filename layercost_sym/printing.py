@@ -13,14 +13,18 @@ made by ``lc.symbols``) by :func:`symbol_latex`, which sets names of several let
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import sympy
 from sympy.printing.conventions import split_super_sub
 from sympy.printing.latex import translate
 
-from .conventions import DEFAULT_CONVENTION
 from .glossary import glossary
 from .parsing import parse
-from .rule import Rule
+from .quantities import quantity
+
+if TYPE_CHECKING:  # printing knows rules by what they offer, not by import (no import cycle)
+    from .rule import Rule
 
 __all__ = ["latex", "simplify", "symbol_latex"]
 
@@ -74,25 +78,31 @@ def _latex(expr: sympy.Basic) -> str:
 
 
 def latex(
-    obj: sympy.Basic | Rule | str, convention: str = DEFAULT_CONVENTION, training: bool = False
+    obj: sympy.Basic | Rule | str, convention: str | None = None, training: bool = False
 ) -> str:
     """LaTeX for an expression, expression text, or a whole rule.
 
     A rule prints as an ``aligned`` block: its defined quantities (``H_{out} = ...``), then its
-    parameters and its cost under ``convention``, written with those quantities.
+    parameters and its FLOPs under ``convention`` (None: ``exact``), written with those
+    quantities.
     """
-    if isinstance(obj, Rule):
+    if _is_rule(obj):
         mode = ", training" if training else ""
+        name = quantity("flops").convention(convention)
         lines = [f"{_latex(s)} &= {_latex(e)}" for s, e in obj.defines.items()]
-        lines.append(rf"\mathrm{{params}} &= {_latex(obj.compact_params)}")
+        lines.append(rf"\mathrm{{params}} &= {_latex(obj.compact_quantity('params'))}")
         lines.append(
-            rf"\mathrm{{FLOPs}}_{{\mathrm{{{convention}}}{mode}}} &= "
-            f"{_latex(obj.compact_cost(convention, training))}"
+            rf"\mathrm{{FLOPs}}_{{\mathrm{{{name}}}{mode}}} &= "
+            f"{_latex(obj.compact_quantity('flops', convention, training))}"
         )
         return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
     if isinstance(obj, str):
         obj = parse(obj)
     return _latex(obj)
+
+
+def _is_rule(obj: Any) -> bool:
+    return hasattr(obj, "compact_quantity") and hasattr(obj, "defines")
 
 
 def simplify(expr: sympy.Basic | str) -> sympy.Expr:

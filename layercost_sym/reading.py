@@ -8,7 +8,7 @@ entry here), and the input patterns (:func:`split_input`).  :func:`read` is the 
 sizes may be ints (:func:`layercost_sym.bind`) or SymPy expressions (the symbolic model
 analysis), and the same checks apply to both.  Nothing here imports torch.
 
->>> from layercost_sym.catalogue import catalogue
+>>> from layercost_sym.cache import catalogue
 >>> class Linear:                      # any object with torch.nn.Linear's attributes will do
 ...     in_features, out_features, bias = 3, 4, object()
 >>> rule = choose(catalogue().by_module["Linear"], Linear(), [(2, 5, 3)])

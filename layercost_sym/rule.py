@@ -16,16 +16,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sympy
 
-from .conventions import CONVENTIONS, DEFAULT_CONVENTION
+from .composition import Cost, rule_at
 from .domain import Condition, Domain, with_domain
 from .errors import ConventionError
-
-if TYPE_CHECKING:
-    from .composition import Cost
+from .quantities import quantity as _quantity
 
 __all__ = ["BindSpec", "Constraint", "InputPattern", "Rule", "expand_defines"]
 
@@ -133,9 +131,9 @@ class Rule:
     inputs: tuple[InputPattern, ...]
     binds: Mapping[str, BindSpec]
     defines: Mapping[sympy.Symbol, sympy.Expr]
-    compact_params: sympy.Expr
     compact_output_shape: tuple[sympy.Expr, ...]
-    compact_costs: Mapping[tuple[str, bool], sympy.Expr]
+    # (quantity, convention, training) -> the value as written, derived conventions included
+    compact: Mapping[tuple[str, str, bool], sympy.Expr]
     constraints: tuple[Constraint, ...] = ()
     output_leading: str = ""  # "?" or "...": the first output dimension follows inputs[0]'s
     output_trailing: str = ""  # "?" / "...": the last output dimension(s) follow inputs[0]'s
@@ -216,15 +214,70 @@ class Rule:
         return out
 
     # -- the public view -----------------------------------------------------------------------
+    @cached_property
+    def quantities(self) -> tuple[str, ...]:
+        """The quantities the rule states (``params``, ``flops``, ...), in file order."""
+        return tuple(dict.fromkeys(q for q, _, _ in self.compact))
+
+    def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
+        """The conventions under which the rule states ``quantity``, sorted."""
+        return tuple(sorted({c for q, c, _ in self.compact if q == quantity}))
+
+    @property
+    def conventions(self) -> tuple[str, ...]:
+        """The conventions of the rule's FLOPs (:meth:`conventions_of` ``"flops"``)."""
+        return self.conventions_of("flops")
+
+    def compact_quantity(
+        self, quantity: str, convention: str | None = None, training: bool = False
+    ) -> sympy.Expr:
+        """``quantity`` under ``convention`` (None: the quantity's default) as written in the
+        catalogue, its defined quantities (``H_out``) left as symbols."""
+        q = _quantity(quantity)
+        name = q.convention(convention)
+        key = (q.name, name, bool(training) and q.training)
+        if key not in self.compact:
+            raise ConventionError(
+                f"rule {self.name} does not define {q.name} under convention {name!r}; "
+                f"it defines: {', '.join(self.conventions_of(q.name)) or 'none'}"
+            )
+        return self.compact[key]
+
+    def quantity(
+        self, quantity: str, convention: str | None = None, training: bool = False
+    ) -> sympy.Expr:
+        """``quantity`` (``"params"``, ``"flops"``, ...) under ``convention`` (None: the
+        quantity's default), for the module in training mode with ``training=True``: an
+        expression in the rule's symbols that carries the rule's domain.
+
+        >>> import layercost_sym as lc
+        >>> lc.rule("Linear").quantity("flops", "macs")
+        C_in*C_out*N
+        """
+        q = _quantity(quantity)
+        mode = bool(training) and q.training  # a quantity without a training mode has one value
+        compact = self.compact_quantity(quantity, convention, mode)
+        key = (quantity, q.convention(convention), mode)
+        return self._carrying(key, mode, lambda: self.expand(compact))
+
     @property
     def params(self) -> sympy.Expr:
         """Number of parameters (``sum(p.numel() for p in module.parameters())``)."""
-        return self._carrying(("params",), False, lambda: self.expand(self.compact_params))
+        return self.quantity("params")
 
     @property
     def flops(self) -> sympy.Expr:
-        """Cost under the default convention, ``exact``, in inference mode."""
-        return self.cost(DEFAULT_CONVENTION)
+        """FLOPs under the default convention, ``exact``, in inference mode."""
+        return self.quantity("flops")
+
+    def cost(self, convention: str | None = None, training: bool = False) -> sympy.Expr:
+        """FLOPs under ``convention`` (None: ``exact``); ``training=True`` for the module in
+        training mode (:meth:`quantity` ``"flops"``)."""
+        return self.quantity("flops", convention, training)
+
+    def compact_cost(self, convention: str | None = None, training: bool = False) -> sympy.Expr:
+        """FLOPs as written in the catalogue (:meth:`compact_quantity` ``"flops"``)."""
+        return self.compact_quantity("flops", convention, training)
 
     @property
     def output_shape(self) -> tuple[sympy.Expr, ...]:
@@ -235,38 +288,9 @@ class Rule:
         )
 
     @property
-    def conventions(self) -> tuple[str, ...]:
-        """Names of the conventions this rule defines."""
-        return tuple(sorted({c for c, _ in self.compact_costs}))
-
-    def compact_cost(self, convention: str = DEFAULT_CONVENTION, training: bool = False):
-        """The cost as written in the catalogue, with defined quantities left as symbols."""
-        if convention not in CONVENTIONS:
-            raise ConventionError(
-                f"unknown convention {convention!r}; known conventions: {', '.join(CONVENTIONS)}"
-            )
-        key = (convention, bool(training))
-        if key not in self.compact_costs:
-            raise ConventionError(
-                f"rule {self.name} does not define convention {convention!r}; "
-                f"it defines: {', '.join(self.conventions)}"
-            )
-        return self.compact_costs[key]
-
-    def cost(self, convention: str = DEFAULT_CONVENTION, training: bool = False) -> sympy.Expr:
-        """Cost under ``convention``; ``training=True`` for the module in training mode."""
-        compact = self.compact_cost(convention, training)
-        key = ("cost", convention, bool(training))
-        return self._carrying(key, training, lambda: self.expand(compact))
-
-    @property
     def symbols(self) -> tuple[str, ...]:
         """Names of the shape symbols the rule's expressions are written in."""
-        exprs = [
-            self.params,
-            *self.output_shape,
-            *(self.expand(e) for e in self.compact_costs.values()),
-        ]
+        exprs = [*self.output_shape, *(self.expand(e) for e in self.compact.values())]
         names = set().union(*(e.free_symbols for e in exprs))
         return tuple(sorted(s.name for s in names))
 
@@ -275,8 +299,6 @@ class Rule:
 
         See :mod:`layercost_sym.composition`.
         """
-        from .composition import rule_at
-
         return rule_at(self, training=training, name=name, **values)
 
     def variant(self, name: str) -> Rule:

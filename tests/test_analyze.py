@@ -33,7 +33,7 @@ def _analysis(name: str):
 
 def _assert_matches(analysis, model, inputs, at):
     counted = lc.count(model, *inputs)
-    assert analysis.evaluate(at, what="params") == counted.params
+    assert analysis.evaluate(at, quantity="params") == counted.params
     for convention in CONVENTIONS:
         assert analysis.evaluate(at, convention) == counted.cost(convention), convention
 
@@ -347,7 +347,7 @@ def test_table_json_and_latex():
     data = analysis.to_json()
     for convention in CONVENTIONS:  # expression text round-trips through lc.evaluate
         assert lc.evaluate(data["costs"][convention], at) == analysis.evaluate(at, convention)
-    assert lc.evaluate(data["params"], {}) == analysis.evaluate(at, what="params")
+    assert lc.evaluate(data["params"], {}) == analysis.evaluate(at, quantity="params")
     from layercost_sym.evaluation import check_condition
     from layercost_sym.parsing import parse_condition
 
@@ -409,7 +409,7 @@ def test_gpt2_closed_form_at_drawn_shapes(n, length):
     model, analysis = _gpt2()
     counted = lc.count(model, torch.randint(0, 50257, (n, length)), use_cache=False)
     at = {"N": n, "L": length}
-    assert analysis.evaluate(at, what="params") == counted.params == 124_439_808  # tied lm_head
+    assert analysis.evaluate(at, quantity="params") == counted.params == 124_439_808  # tied lm_head
     # exact from L = 2: torch traces sizes as >= 2, and at L = 1 transformers' SDPA wrapper
     # passes is_causal=False: the real run skips the causal mask's 12*N + 4 operations per layer
     for convention in CONVENTIONS if length >= 2 else ("macs", "torch"):

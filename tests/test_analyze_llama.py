@@ -73,7 +73,7 @@ def test_llama_closed_form_equals_counters_at_drawn_shapes(n, length):
     ids = torch.randint(0, LLAMA_CONFIG["vocab_size"], (n, length))
     counted = lc.count(model, ids, use_cache=False)
     at = {"N": n, "L": length}
-    assert analysis.evaluate(at, what="params") == counted.params
+    assert analysis.evaluate(at, quantity="params") == counted.params
     # exact from L = 2: at L = 1 transformers' SDPA wrapper passes is_causal=False and the
     # real run skips the causal mask's operations (torch traces sizes as >= 2)
     for convention in ("exact", "macs", "torch") if length >= 2 else ("macs", "torch"):

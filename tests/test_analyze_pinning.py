@@ -53,7 +53,7 @@ def assert_pinned_image(analysis, model, where: str, shapes=((1, 224, 224),)) ->
         flops = flop_counter(model, torch.randn(n, 3, h, w))
         assert analysis.evaluate(at, "torch") == flops
         assert analysis.evaluate(at, "macs") * 2 == flops
-        assert analysis.evaluate(at, what="params") == params
+        assert analysis.evaluate(at, quantity="params") == params
 
 
 # -- torchvision: an asserted size, a padding by a size-dependent amount, a window view ---------
@@ -281,7 +281,7 @@ def test_bert_traces_below_its_position_table_with_token_ids_inferred():
     assert "L <= 128" in analysis.range
     for n, length in [(1, 5), (2, 128)]:
         counted = lc.count(model, torch.randint(0, 100, (n, length)))
-        assert analysis.evaluate({"N": n, "L": length}, what="params") == counted.params
+        assert analysis.evaluate({"N": n, "L": length}, quantity="params") == counted.params
         for convention in ("exact", "macs", "torch"):
             assert analysis.evaluate({"N": n, "L": length}, convention) == counted.cost(convention)
 
@@ -358,7 +358,7 @@ def test_t5_with_keyword_inputs():
         decoder_ids = torch.randint(0, 100, (n_, t_))
         counted = lc.count(model, input_ids=ids, decoder_input_ids=decoder_ids)
         at = {"N": n_, "L": l_, "T": t_}
-        assert analysis.evaluate(at, what="params") == counted.params
+        assert analysis.evaluate(at, quantity="params") == counted.params
         for convention in ("exact", "macs", "torch"):
             assert analysis.evaluate(at, convention) == counted.cost(convention), convention
 

@@ -182,8 +182,8 @@ def test_each_part_equals_the_calls_of_the_torch_modules_it_names(key):
 def test_architecture_equals_analyze_at_drawn_points(key, n, side):
     analysis, arch = _analysis(key), _architecture(key)
     at = {"N": n, "H": side, "W": side}
-    assert arch.evaluate({"N": n, "resolution": side}, "params") == analysis.evaluate(
-        at, what="params"
+    assert arch.evaluate({"N": n, "resolution": side}, quantity="params") == analysis.evaluate(
+        at, quantity="params"
     )
     for convention in ("exact", "macs", "torch"):
         assert arch.evaluate({"N": n, "resolution": side}, convention) == analysis.evaluate(

@@ -139,7 +139,7 @@ def test_size_of_the_dimension_an_attribute_names(tmp_path):
     (tmp_path / "t.toml").write_text(
         '[Softmax]\nmodule = "Softmax"\nnote = "rows of L"\ninputs = ["N..."]\nparams = "0"\n'
         'output_shape = ["N..."]\n[Softmax.bind]\nL = "size(dim)"\n'
-        '[Softmax.cost]\nexact = "(N/L)*(5*L - 2)"\nmacs = "0"\n'
+        '[Softmax.flops]\nexact = "(N/L)*(5*L - 2)"\nmacs = "0"\n'
     )
     rule = load_catalogue(tmp_path).rules["Softmax"]
     spec = rule.binds["L"]

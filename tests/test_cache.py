@@ -106,11 +106,11 @@ def assert_same_rule(fresh: Rule, cached: Rule) -> None:
         assert_same_value(f.params, c.params, f"{f.name}.params")
         assert_same_value(f.output_shape, c.output_shape, f"{f.name}.output_shape")
         assert_same_value(f.data_defaults(), c.data_defaults(), f"{f.name}.data_defaults")
-        for convention, training in f.compact_costs:
+        for quantity, convention, training in f.compact:
             assert_same_value(
-                f.cost(convention, training),
-                c.cost(convention, training),
-                f"{f.name}.cost({convention}, {training})",
+                f.quantity(quantity, convention, training),
+                c.quantity(quantity, convention, training),
+                f"{f.name}.quantity({quantity}, {convention}, {training})",
             )
 
 
@@ -198,7 +198,7 @@ def test_the_key_covers_formulas_engine_and_versions(small_formulas, tmp_path, m
     monkeypatch.setattr(sympy, "__version__", "0.0.1")
     assert cache_key(small_formulas) != key
     key = cache_key(small_formulas)
-    monkeypatch.setattr(layercost_sym, "__version__", "0.0.1")
+    monkeypatch.setattr(cache_module, "__version__", "0.0.1")  # the version the key reads
     assert cache_key(small_formulas) != key
 
 

@@ -20,7 +20,7 @@ output_shape = ["N...", "C"]
 [Scale.bind]
 C = "num_features"
 
-[Scale.cost]
+[Scale.flops]
 exact = "N*C"
 macs = "0"
 """
@@ -63,7 +63,7 @@ def test_a_good_file_loads(tmp_path):
         ('macs = "0"', 'torch = "0"', 13, "derived"),
         ('macs = "0"', 'flopz = "0"', 13, "unknown convention 'flopz'"),
         ('module = "Scale"', 'module = "Scale"\ncolour = "red"', 3, "unknown field"),
-        ('exact = "N*C"\n', "", 11, "cost.exact is required"),
+        ('exact = "N*C"\n', "", 11, "flops.exact is required"),
     ],
 )
 def test_broken_rules_are_reported_at_file_and_line(tmp_path, old, new, line, message):
@@ -129,7 +129,8 @@ def test_unknown_rule_and_convention_errors_name_the_problem():
     with pytest.raises(KeyError):  # callers may catch the builtin
         lc.rule("Nope")
     with pytest.raises(
-        ConventionError, match=r"rule ReLU does not define convention 'seed'; it defines: exact"
+        ConventionError,
+        match=r"rule ReLU does not define flops under convention 'seed'; it defines: exact",
     ):
         lc.rule("ReLU").cost("seed")
     with pytest.raises(ConventionError, match="unknown convention 'flops'"):
@@ -156,16 +157,16 @@ def test_formulas_dir_is_the_checkout_or_package_copy():
 OVERLAY = """\
 [Scale]
 note = "thop counts one per element"
-cost = "N*C"
+flops = "N*C"
 training = "3*N*C"
 
 [Scale.variants.odd]
-cost = "5*N*C"
+flops = "5*N*C"
 """
 
 
 def test_convention_files_add_a_convention_to_rules_and_variants(tmp_path):
-    variant = '\n[Scale.variants.odd]\nwhen = { odd = true }\ncost = { exact = "2*N*C" }\n'
+    variant = '\n[Scale.variants.odd]\nwhen = { odd = true }\nflops = { exact = "2*N*C" }\n'
     write(tmp_path, GOOD + variant)
     (tmp_path / "symbols.toml").write_text((formulas_dir() / "symbols.toml").read_text())
     (tmp_path / "conventions").mkdir()
@@ -180,13 +181,13 @@ def test_convention_files_add_a_convention_to_rules_and_variants(tmp_path):
 @pytest.mark.parametrize(
     ("text", "name", "message"),
     [
-        ('[Nope]\ncost = "N"\n', "thop", r"conventions/thop.toml:1: no rule named 'Nope'"),
-        ('[Scale]\ncost = "N*"\n', "thop", r"conventions/thop.toml:2: Scale.cost: cannot parse"),
-        ('[Scale]\nnote = "x"\n', "thop", r"conventions/thop.toml:1: Scale: needs a 'cost'"),
-        ('[Scale]\ncost = "N"\ncolour = 1\n', "thop", "unknown field"),
-        ('[Scale]\ncost = "N"\n', "torch", "'torch' is not a convention a file may state"),
+        ('[Nope]\nflops = "N"\n', "thop", r"conventions/thop.toml:1: no rule named 'Nope'"),
+        ('[Scale]\nflops = "N*"\n', "thop", r"conventions/thop.toml:2: Scale.flops: cannot parse"),
+        ('[Scale]\nnote = "x"\n', "thop", r"conventions/thop.toml:1: Scale: needs a 'flops'"),
+        ('[Scale]\nflops = "N"\ncolour = 1\n', "thop", "unknown field"),
+        ('[Scale]\nflops = "N"\n', "torch", "'torch' is not a convention a file may state"),
         (
-            '[Scale]\ncost = "N"\nwhole_factors_only = "yes"\n',
+            '[Scale]\nflops = "N"\nwhole_factors_only = "yes"\n',
             "thop",
             r"conventions/thop.toml:3: Scale.whole_factors_only: must be true or false",
         ),
@@ -202,15 +203,15 @@ def test_broken_convention_files_are_reported(tmp_path, text, name, message):
 
 
 def test_whole_factors_only_is_read_per_variant_with_the_rule_as_default(tmp_path):
-    variant = '\n[Scale.variants.odd]\nwhen = { odd = true }\ncost = { exact = "2*N*C" }\n'
+    variant = '\n[Scale.variants.odd]\nwhen = { odd = true }\nflops = { exact = "2*N*C" }\n'
     write(tmp_path, GOOD + variant)
     (tmp_path / "symbols.toml").write_text((formulas_dir() / "symbols.toml").read_text())
     (tmp_path / "conventions").mkdir()
-    overlay = '[Scale]\ncost = "N"\nwhole_factors_only = true\n'
+    overlay = '[Scale]\nflops = "N"\nwhole_factors_only = true\n'
     (tmp_path / "conventions" / "thop.toml").write_text(overlay)
     rule = load_catalogue(tmp_path).rules["Scale"]
     assert rule.whole_factor_conventions == rule.variants[0].whole_factor_conventions == {"thop"}
-    overlay += '[Scale.variants.odd]\ncost = "N"\nwhole_factors_only = false\n'
+    overlay += '[Scale.variants.odd]\nflops = "N"\nwhole_factors_only = false\n'
     (tmp_path / "conventions" / "thop.toml").write_text(overlay)
     rule = load_catalogue(tmp_path).rules["Scale"]
     assert (
@@ -250,11 +251,11 @@ RANKED = (
 when = { "rank(0)" = [1, 2], "weight?" = false }
 inputs = ["C"]
 output_shape = ["C"]
-cost = { exact = "C" }
+flops = { exact = "C" }
 
 [Scale.variants.weighted]
 when = { "weight?" = true }
-cost = { exact = "2*N*C" }
+flops = { exact = "2*N*C" }
 """
 )
 

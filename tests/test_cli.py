@@ -123,7 +123,7 @@ def test_eval_fills_data_dependent_symbols_with_their_default(capsys):
 
 
 def test_list_cuts_long_notes_at_a_word_with_an_ellipsis(capsys):
-    from layercost_sym.catalogue import catalogue
+    from layercost_sym.cache import catalogue
 
     _, out, _ = run(capsys, "list")
     cut = 0

@@ -17,15 +17,14 @@ import torch
 import torch.nn.functional as F
 
 import layercost_sym as lc
-from layercost_sym.cli import _COMPARE_DEFAULT, main
+from layercost_sym.cli import main
 from layercost_sym.errors import ConventionError
-from layercost_sym.torchtools.compare import (
-    DEFAULT_CONVENTIONS,
-    FAMILIES,
-    Comparison,
-    compare,
-    family_of,
-)
+from layercost_sym.families import families, family_of
+from layercost_sym.torchtools.compare import Comparison, compare
+
+FAMILIES = families().order
+# the default: every FLOPs convention stated for every layer (the seed article's is not)
+DEFAULT_CONVENTIONS = ("exact", "macs", "torch", "fvcore", "thop", "ptflops")
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -140,7 +139,7 @@ def test_operators_map_as_documented():
 
 def test_totals_are_the_analysis_costs():
     c = _comparison()
-    assert c.conventions == DEFAULT_CONVENTIONS == _COMPARE_DEFAULT
+    assert c.conventions == DEFAULT_CONVENTIONS == lc.quantity("flops").compared
     for convention, total in c.totals.items():
         assert total == c.analysis.cost(convention)
         assert sympy.expand(sum(c.breakdown(convention).values()) - total) == 0
@@ -201,7 +200,9 @@ def test_diff_without_sizes_orders_for_large_inputs():
 def test_conventions_a_layer_lacks_are_named():
     with pytest.raises(ConventionError, match=r"'seed'.*pool"):
         Comparison(_comparison().analysis, ("macs", "seed"))
-    with pytest.raises(ConventionError, match=r"unknown convention 'flops' \(known: exact"):
+    with pytest.raises(
+        ConventionError, match=r"unknown convention 'flops' of flops; known conventions: exact"
+    ):
         _comparison().diff("macs", "flops")
     with pytest.raises(ConventionError, match="forward pass only"):
         compare(tiny_model(), (1, 3, 4, 4), backward=True)

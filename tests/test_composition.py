@@ -131,7 +131,7 @@ def test_at_and_evaluate_on_costs():
     c = lc.rule("Linear").at(C_in=d, C_out=2 * d, N=B, b=1)
     assert c.at(d=3).params == 3 * 6 + 6
     assert c.evaluate({"d": 3, "B": 5}, "exact") == 5 * 6 * (2 * 3 - 1 + 1)
-    assert c.evaluate({"d": 3, "B": 5}, "params") == 24
+    assert c.evaluate({"d": 3, "B": 5}, quantity="params") == 24
     with pytest.raises(lc.CompositionError, match="no symbol 'e'"):
         c.at(e=1)
 

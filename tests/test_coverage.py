@@ -5,7 +5,7 @@ import inspect
 import torch.nn as nn
 
 import layercost_sym as lc
-from layercost_sym.catalogue import catalogue
+from layercost_sym.cache import catalogue
 
 # One line of reason each. Losses are objectives, not layers of a model's forward pass.
 EXCLUDED = {

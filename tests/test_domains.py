@@ -296,21 +296,21 @@ def test_domain_of_a_number_and_of_text_is_empty():
 
 
 def test_handed_out_expressions_are_the_catalogue_formulas_with_their_domain():
-    from layercost_sym.catalogue import catalogue
+    from layercost_sym.cache import catalogue
 
     checked = 0
     for rule in catalogue().rules.values():
         for r in (rule, *rule.variants):
-            for (convention, training), compact in r.compact_costs.items():
-                handed = r.cost(convention, training)
+            for (quantity, convention, training), compact in r.compact.items():
+                handed = r.quantity(quantity, convention, training)
                 plain = r.expand(compact)
                 assert handed == plain and plain == handed and hash(handed) == hash(plain)
                 assert sympy.srepr(handed) == sympy.srepr(plain), r.name
                 if r.constraints and not isinstance(type(plain), sympy.core.singleton.Singleton):
                     assert lc.domain(handed) == r.domain(training), (r.name, convention)
-                assert r.cost(convention, training) is handed  # handed out once, then cached
+                assert r.quantity(quantity, convention, training) is handed  # made once
                 checked += 1
-            assert r.params == r.expand(r.compact_params)
+            assert r.params == r.expand(r.compact_quantity("params"))
     assert checked > 2000
 
 

@@ -1,12 +1,13 @@
 """``compare``: one model's cost under several conventions side by side, and why they differ.
 
-A :class:`Comparison` holds one :func:`~layercost_sym.torchtools.analysis.analyze` trace and
+A :class:`Comparison` holds one :func:`~layercost_sym.torchtools.tracing.analyze` trace and
 reads it under each convention: the total, a breakdown into seven families and, for any two
 conventions, their difference as an expression together with the rows (module or operator
 calls) it comes from, largest first.  Nothing is traced twice: every convention is a sum over
 the same rows.
 
-Families.  A row's family comes from its rule's catalogue file (``formulas/<family>.toml``):
+Families.  A row's family comes from its rule's catalogue file (``formulas/<family>.toml``),
+or from the rule's own entry in ``formulas/families.toml`` (:mod:`layercost_sym.families`):
 
 ============  ==============================================================================
 family        rules
@@ -47,69 +48,18 @@ from typing import Any
 
 import sympy
 
-from ..catalogue import catalogue
-from ..conventions import CONVENTIONS
 from ..errors import ConventionError
 from ..evaluation import evaluate
+from ..families import families, family_of
+from ..quantities import quantity
 from .analysis import Analysis, Layer
 
 __all__ = [
-    "DEFAULT_CONVENTIONS",
-    "FAMILIES",
     "Comparison",
     "Diff",
     "DiffRow",
     "compare",
-    "family_of",
 ]
-
-FAMILIES = ("conv", "linear", "norm", "activation", "pooling", "attention", "other")
-DEFAULT_CONVENTIONS = ("exact", "macs", "torch", "fvcore", "thop", "ptflops")
-
-# catalogue file -> family (files not named here: "other")
-_CATALOGUE_FAMILY = {
-    "conv": "conv",
-    "linear": "linear",
-    "norm": "norm",
-    "activation": "activation",
-    "pooling": "pooling",
-    "attention": "attention",
-}
-# rules whose file says less than their arithmetic: shape layers in linear.toml, and operators
-# (formulas/functional.toml) that belong to a family; other operators are "other"
-_RULE_FAMILY = {
-    "Flatten": "other",
-    "Unflatten": "other",
-    "Identity": "other",
-    "mm": "linear",
-    "addmm": "linear",
-    "bmm": "linear",
-    "native_layer_norm": "norm",
-    "relu": "activation",
-    "gelu": "activation",
-    "silu": "activation",
-    "hardswish": "activation",
-    "sigmoid": "activation",
-    "tanh": "activation",
-    "_softmax": "activation",
-    "softmax": "activation",
-    "_safe_softmax": "attention",
-    "mean.adaptive_avg_pool2d": "pooling",
-    "mean.adaptive_avg_pool3d": "pooling",
-}
-
-
-def family_of(rule_name: str) -> str:
-    """The comparison family of a rule or variant name (see the module docstring).
-
-    >>> family_of("Conv2d.same"), family_of("addmm"), family_of("add"), family_of("LSTM")
-    ('conv', 'linear', 'other', 'other')
-    """
-    for name in (rule_name, rule_name.split(".")[0]):
-        if name in _RULE_FAMILY:
-            return _RULE_FAMILY[name]
-    family = catalogue().get(rule_name).family
-    return _CATALOGUE_FAMILY.get(family, "other")
 
 
 @dataclass(frozen=True)
@@ -145,7 +95,7 @@ class Diff:
     @property
     def families(self) -> dict[str, sympy.Expr]:
         """The difference per family (all seven, 0 where the conventions agree)."""
-        out = {f: sympy.Integer(0) for f in FAMILIES}
+        out = {f: sympy.Integer(0) for f in families().order}
         for r in self.rows:
             out[r.family] += r.difference
         return out
@@ -166,11 +116,14 @@ class Comparison:
     """Costs of one traced model under several conventions (see the module docstring)."""
 
     analysis: Analysis
-    conventions: tuple[str, ...] = DEFAULT_CONVENTIONS
+    # None: the FLOPs conventions stated for every layer (quantity("flops").compared)
+    conventions: tuple[str, ...] | None = None
     at: Mapping[str, int] | None = None
     _families: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if self.conventions is None:
+            self.conventions = quantity("flops").compared
         self.conventions = tuple(self.conventions)
         if not self.conventions:
             raise ConventionError("compare needs at least one convention")
@@ -181,10 +134,7 @@ class Comparison:
             self.analysis.check(self.at)
 
     def _require(self, convention: str) -> None:
-        if convention not in CONVENTIONS:
-            raise ConventionError(
-                f"unknown convention {convention!r} (known: {', '.join(sorted(CONVENTIONS))})"
-            )
+        quantity("flops").convention(convention)  # an unknown name: an error naming the known
         missing = [
             f"{layer.name} ({layer.rule})"
             for layer in self.analysis.layers
@@ -213,7 +163,7 @@ class Comparison:
     def breakdown(self, convention: str) -> dict[str, sympy.Expr]:
         """Family -> cost under ``convention`` (all seven families; they sum to the total)."""
         self._require(convention)
-        out: dict[str, list[sympy.Expr]] = {f: [] for f in FAMILIES}
+        out: dict[str, list[sympy.Expr]] = {f: [] for f in families().order}
         for layer in self.analysis.layers:
             out[self.family(layer)].append(layer.cost(convention))
         return {f: sympy.Add(*terms) for f, terms in out.items()}
@@ -271,7 +221,7 @@ class Comparison:
                 blocks.append("\n".join(lines))
             return "\n".join(blocks)
         header = ["family", *self.conventions]
-        rows = [[f, *(str(values[c][f]) for c in self.conventions)] for f in FAMILIES]
+        rows = [[f, *(str(values[c][f]) for c in self.conventions)] for f in families().order]
         rows.append(["total", *(str(values[c]["total"]) for c in self.conventions)])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = []
@@ -358,20 +308,22 @@ def _signed(expr: sympy.Expr, at: Mapping[str, int]) -> int:
 def compare(
     model: Any,
     *input_shapes: Sequence[int | str],
-    conventions: Sequence[str] = DEFAULT_CONVENTIONS,
+    conventions: Sequence[str] | None = None,
     at: Mapping[str, int] | None = None,
     **analyze_kwargs: Any,
 ) -> Comparison:
-    """Trace ``model`` once (:func:`~layercost_sym.torchtools.analysis.analyze`, to which
+    """Trace ``model`` once (:func:`~layercost_sym.torchtools.tracing.analyze`, to which
     ``analyze_kwargs`` go: ``dtype``, ``training``, ``hints``, forward keyword arguments) and
-    compare it under ``conventions`` (default: exact, macs, torch, fvcore, thop, ptflops).
+    compare it under ``conventions`` (default: ``quantity("flops").compared``: exact, macs,
+    torch, fvcore, thop, ptflops).
 
     ``at`` gives the input symbols' sizes for exact values (:meth:`Comparison.values`, the
     ordering of :meth:`Comparison.diff`); a convention some layer does not define raises
     :class:`~layercost_sym.errors.ConventionError` naming the layers.
     """
-    from .analysis import analyze
+    from .tracing import analyze
 
     if "backward" in analyze_kwargs:
         raise ConventionError("compare covers the forward pass only (no backward=...)")
-    return Comparison(analyze(model, *input_shapes, **analyze_kwargs), tuple(conventions), at)
+    chosen = None if conventions is None else tuple(conventions)
+    return Comparison(analyze(model, *input_shapes, **analyze_kwargs), chosen, at)

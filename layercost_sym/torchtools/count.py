@@ -1,52 +1,86 @@
-"""``count``: run a real torch module and count its parameters, output shape and costs.
+"""``count``: run a real torch module and measure what the catalogue states of it.
 
-``exact`` comes from :class:`~layercost_sym.torchtools.opcount.ExactCounter`; ``torch`` from
+Each measured quantity and convention (``formulas/quantities.toml``: those with ``measured``)
+has one entry in :data:`MEASUREMENTS`, a function of the run: ``params`` is the ``numel`` of the
+module's parameters; ``flops`` under ``exact`` comes from
+:class:`~layercost_sym.torchtools.opcount.ExactCounter`, under ``torch`` from
 ``torch.utils.flop_counter.FlopCounterMode`` on the non-fused path (grad enabled, the math
-backend of scaled dot-product attention); ``macs`` is ``torch / 2``.
+backend of scaled dot-product attention), under ``macs`` as ``torch / 2``.  A new quantity is a
+new entry here (and, where it needs one, a new instrument in the run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..conventions import DEFAULT_CONVENTION
 from ..errors import ConventionError
+from ..quantities import quantity as _quantity
 from .opcount import ExactCounter
+from .patches import math_sdpa
 
-__all__ = ["CountResult", "count"]
+__all__ = ["MEASUREMENTS", "CountResult", "Run", "count"]
 
-COUNTED_CONVENTIONS = ("exact", "macs", "torch")
+
+@dataclass(frozen=True)
+class Run:
+    """What one counted forward pass of a module saw: the module (its state restored), the
+    ``exact`` op counter and the FLOPs FlopCounterMode reported."""
+
+    module: torch.nn.Module
+    exact: ExactCounter
+    torch_flops: int
+
+
+# (quantity, convention) -> how it is measured from a run
+MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int]] = {
+    ("params", "count"): lambda run: sum(p.numel() for p in run.module.parameters()),
+    ("flops", "exact"): lambda run: run.exact.total,
+    ("flops", "macs"): lambda run: run.torch_flops // 2,
+    ("flops", "torch"): lambda run: run.torch_flops,
+}
 
 
 @dataclass(frozen=True)
 class CountResult:
-    """What one forward pass of a real module counted."""
+    """What one forward pass of a real module measured: ``values[(quantity, convention)]``
+    for every measured quantity and convention, and the output shape."""
 
-    params: int
+    values: dict[tuple[str, str], int]
     output_shape: tuple[int, ...]
-    costs: dict[str, int]
-    convention: str = DEFAULT_CONVENTION
+    convention: str | None = None  # of .flops (None: the default, exact)
     by_op: dict[str, int] = field(default_factory=dict)
+
+    def quantity(self, quantity: str, convention: str | None = None) -> int:
+        """The measured ``quantity`` under ``convention`` (None: the quantity's default)."""
+        name = _quantity(quantity).convention(convention)
+        if (quantity, name) not in self.values:
+            measured = ", ".join(f"{q}/{c}" for q, c in self.values)
+            raise ConventionError(f"count() measures {measured}, not {quantity}/{name}")
+        return self.values[(quantity, name)]
+
+    @property
+    def params(self) -> int:
+        """The module's parameters (numel)."""
+        return self.quantity("params")
+
+    @property
+    def costs(self) -> dict[str, int]:
+        """The measured FLOPs per convention."""
+        return {c: v for (q, c), v in self.values.items() if q == "flops"}
 
     @property
     def flops(self) -> int:
-        """The cost under the convention asked for."""
-        return self.costs[self.convention]
+        """The FLOPs under the convention asked for."""
+        return self.quantity("flops", self.convention)
 
     def cost(self, convention: str) -> int:
-        if convention not in self.costs:
-            raise ConventionError(f"count() measures {', '.join(self.costs)}, not {convention!r}")
-        return self.costs[convention]
-
-
-def _math_sdpa():
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.MATH)
+        """The measured FLOPs under ``convention``."""
+        return self.quantity("flops", convention)
 
 
 def _materialise(inputs: tuple) -> tuple:
@@ -75,7 +109,7 @@ def _restore(module: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
 def count(
     module: torch.nn.Module,
     *inputs: Any,
-    convention: str = DEFAULT_CONVENTION,
+    convention: str | None = None,
     training: bool = False,
     **call_kwargs: Any,
 ) -> CountResult:
@@ -89,10 +123,11 @@ def count(
     >>> c.params, c.output_shape, c.costs
     (16, (2, 4), {'exact': 48, 'macs': 24, 'torch': 48})
     """
-    if convention not in COUNTED_CONVENTIONS:
+    convention = _quantity("flops").convention(convention)
+    if ("flops", convention) not in MEASUREMENTS:
+        measured = [c for q, c in MEASUREMENTS if q == "flops"]
         raise ConventionError(
-            f"count() measures {', '.join(COUNTED_CONVENTIONS)}; "
-            f"{convention!r} is a rule-only convention"
+            f"count() measures {', '.join(measured)}; {convention!r} is a rule-only convention"
         )
     tensors = _materialise(inputs)
     was_training = module.training
@@ -103,7 +138,7 @@ def count(
         saved = {k: v.clone() for k, v in module.state_dict().items()}
     try:
         module.train(training)
-        with torch.enable_grad(), _math_sdpa():
+        with torch.enable_grad(), math_sdpa():
             counter = ExactCounter()
             with counter:
                 output = module(*tensors, **call_kwargs)
@@ -114,7 +149,6 @@ def count(
     finally:
         _restore(module, saved)
         module.train(was_training)
-    params = sum(p.numel() for p in module.parameters())
-    torch_flops = int(flop_counter.get_total_flops())
-    costs = {"exact": counter.total, "macs": torch_flops // 2, "torch": torch_flops}
-    return CountResult(params, _shape(output), costs, convention, dict(counter.by_op))
+    run = Run(module, counter, int(flop_counter.get_total_flops()))
+    values = {key: measure(run) for key, measure in MEASUREMENTS.items()}
+    return CountResult(values, _shape(output), convention, dict(counter.by_op))

@@ -1,4 +1,4 @@
-"""What :func:`~layercost_sym.torchtools.analysis.analyze` does when a trace fails.
+"""What :func:`~layercost_sym.torchtools.tracing.analyze` does when a trace fails.
 
 A model may refuse to run with a dimension left symbolic: its code asserts a size
 (torchvision's ViT: ``Wrong image height! Expected 224``), torch needs a concrete int

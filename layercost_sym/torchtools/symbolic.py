@@ -10,7 +10,7 @@ arithmetic with its own SymPy functions (``FloorDiv``, ``CleanDiv``, ``PythonMod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sympy
 
@@ -251,3 +251,57 @@ def implied_by_bounds(cond: sympy.Basic, lower: dict[sympy.Symbol, int]) -> bool
         return False
     value = g.xreplace(corner)
     return bool(value >= 0) if cond.rel_op in (">=", "<=") else bool(value > 0)
+
+
+# -- showing guards --------------------------------------------------------------------------
+
+
+def shown_conditions(conditions: Sequence[sympy.Basic], symbols: Sequence[sympy.Symbol]) -> list:
+    """The conjunction of ``conditions`` with each symbol's bounds merged to its tightest and
+    the conditions those lower bounds imply (:func:`.symbolic.implied_by_bounds`) left out."""
+    lower: dict[sympy.Symbol, int] = {}
+    upper: dict[sympy.Symbol, int] = {}
+    pending = list(conditions)
+    while True:  # bounds found so far may simplify the rest further (a smaller domain)
+        others: list[sympy.Basic] = []
+        found = False
+        for cond in pending:
+            for part in cond.args if isinstance(cond, sympy.And) else (cond,):
+                if part is sympy.true:
+                    continue
+                if len(part.free_symbols) == 1:
+                    (x,) = part.free_symbols
+                    part = simplify_guard(part, lower.get(x, 1))
+                bound = isinstance(part, sympy.Ge | sympy.Le) and part.lhs.is_Symbol
+                if bound and part.rhs.is_Integer:
+                    found = True
+                    value = int(part.rhs)
+                    if isinstance(part, sympy.Ge):
+                        lower[part.lhs] = max(lower.get(part.lhs, value), value)
+                    else:
+                        upper[part.lhs] = min(upper.get(part.lhs, value), value)
+                elif part is not sympy.true:
+                    others.append(part)
+        if not found or not others:
+            break
+        pending = others
+    order = list(dict.fromkeys([*symbols, *lower, *upper]))
+    shown: list[sympy.Basic] = []
+    for x in order:
+        if x in lower and lower[x] == upper.get(x):  # one value: a pinned size
+            shown.append(sympy.Eq(x, lower[x]))
+            continue
+        if x in lower:
+            shown.append(sympy.Ge(x, lower[x]))
+        if x in upper:
+            shown.append(sympy.Le(x, upper[x]))
+    shown += [c for c in dict.fromkeys(others) if not implied_by_bounds(c, lower)]
+    return shown
+
+
+def condition_text(cond: sympy.Basic) -> str:
+    if isinstance(cond, sympy.core.relational.Relational):
+        return f"{cond.lhs} {cond.rel_op} {cond.rhs}"
+    if isinstance(cond, sympy.And):
+        return " and ".join(f"({condition_text(a)})" for a in cond.args)
+    return str(cond)

@@ -31,8 +31,8 @@ from typing import Any
 
 import sympy
 
-from ..catalogue import catalogue
-from ..composition import Cost, Part, symbols
+from ..cache import catalogue
+from ..composition import Cost, symbols
 from ..errors import ArchitectureError
 from . import Hyperparameter, register
 
@@ -98,10 +98,7 @@ def _tidy(cost: Cost, pool: bool = False) -> Cost:
     def tidy(e: sympy.Basic) -> sympy.Basic:
         return _merge_floors(_floor_clause(e) if pool else e)
 
-    parts = [
-        Part(p.name, tidy(p.params), {c: tidy(e) for c, e in p.costs.items()}, p.rule)
-        for p in cost.parts
-    ]
+    parts = [p._map(tidy) for p in cost.parts]
     out = cost.output_shape
     if out is not None:
         out = tuple(tidy(e) for e in out)  # rule outputs: SymPy already

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..catalogue import catalogue
+from ..cache import catalogue
 from ..composition import Cost, Part, _as_value, symbols
 from ..errors import ArchitectureError
 from . import Hyperparameter, register
@@ -67,7 +67,8 @@ def _with_weights(cost: Cost, params: Any) -> Cost:
     """A functional product (``addmm`` of transformers' ``Conv1D``) with the parameters of the
     module that calls it: the rule of an operator owns none."""
     (part,) = cost.parts
-    weighted = Part(part.name, part.params + params, part.costs, part.rule)
+    values = {**part.values, ("params", "count"): part.params + params}
+    weighted = Part(part.name, values, part.rule)
     return Cost([weighted], cost.output_shape, cost.conditions)
 
 

@@ -1,0 +1,188 @@
+"""Which rule costs a call, and the values of its symbols there.
+
+* :func:`module_rule`: the rule (or variant) of a module instance, None where a subclass
+  overrides the ruled class's ``forward``.
+* :func:`op_rule`: the functional rule (``formulas/functional.toml``) of an ATen operator.
+* :func:`module_view`: ``F.conv*d`` and the ``F.*pool*d`` functions read as the torch.nn module
+  that runs the same operator, costed by its rule; each peer tool counts such a call as its
+  convention file's ``functional_calls`` table states (:func:`as_function`).
+* :func:`bind_call`: the values of a rule's symbols at a call with symbolic sizes, through the
+  same reader as :func:`layercost_sym.bind` (:mod:`layercost_sym.reading`), its data-dependent
+  symbols at their defaults and its constraints decided where the sizes decide them.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+import sympy
+import torch
+
+from ..cache import catalogue
+from ..catalogue import functional_calls
+from ..domain import Condition
+from ..errors import ShapeError, UnknownRuleError
+from ..glossary import formulas_dir, glossary
+from ..quantities import quantity as _quantity
+from ..reading import choose, read
+from ..rule import Rule
+
+__all__ = [
+    "MODULE_OPS",
+    "as_function",
+    "bind_call",
+    "module_rule",
+    "module_view",
+    "op_rule",
+    "params_at",
+]
+
+
+def bind_call(
+    rule: Rule,
+    obj: Any,
+    shapes: Sequence[Sequence[Any]],
+    call: Mapping[str, Any],
+    training: bool = False,
+) -> tuple[dict[str, sympy.Expr], tuple[Condition, ...]]:
+    """``({symbol name: expr}, undecided constraints)`` for ``rule`` at a call of ``obj`` (a
+    module, or an operator's arguments) on inputs of symbolic ``shapes``.
+
+    Extra shapes beyond the rule's inputs are ignored (functional rules list a prefix).  A
+    data-dependent symbol takes its default; a constraint the sizes decide false raises
+    :class:`~layercost_sym.ShapeError` naming it, one they leave open is returned (the
+    analysis' domain carries it)."""
+    reading = read(rule, obj, shapes, call, extra_inputs=True)
+    symbols = glossary().symbols
+    values = {k: sympy.sympify(v) for k, v in reading.values.items()}
+    subs = {symbols[k]: v for k, v in values.items()}
+    for symbol, default in rule.data_defaults().items():
+        values[symbol.name] = subs[symbol] = default.xreplace(subs)
+    open_: list[Condition] = []
+    for c in rule.domain(training).conditions:
+        decided = c.condition.xreplace(subs)
+        if decided is sympy.false or decided == sympy.false:
+            given = {k: v for k, v in values.items() if isinstance(v, sympy.Integer)}
+            raise ShapeError(c.message({k: int(v) for k, v in given.items()}))
+        if decided is not sympy.true and decided != sympy.true:
+            quantities = tuple((n, e.xreplace(subs)) for n, e in c.quantities)
+            open_.append(replace(c, condition=decided, quantities=quantities))
+    return values, tuple(open_)
+
+
+def params_at(rule: Rule, values: Mapping[str, sympy.Expr]) -> sympy.Expr:
+    """The rule's parameter count at bound ``values``."""
+    symbols = glossary().symbols
+    return rule.params.xreplace({symbols[k]: v for k, v in values.items()})
+
+
+def module_rule(module: torch.nn.Module, inputs: list | None = None) -> Rule | None:
+    """The rule of a module instance, or None; a subclass that overrides the ruled class's
+    ``forward`` (torchvision's LayerNorm2d) is not described by that class's rule.  ``inputs``
+    (the call's input shapes; only their ranks are read) choose variants keyed on rank."""
+    by_module = catalogue().by_module
+    for cls in type(module).__mro__:
+        if cls.__name__ in by_module:
+            if type(module).forward is not cls.forward:
+                return None
+            try:
+                return catalogue().for_module(module, inputs)
+            except UnknownRuleError:
+                return None
+    return None
+
+
+def op_rule(name: str, arguments: Any) -> Rule | None:
+    """The functional rule (or variant) of the ATen operator ``name`` called with
+    ``arguments`` (its schema arguments as attributes), or None."""
+    rule = catalogue().by_module.get(name)
+    if rule is None or name[:1].isupper():  # a torch.nn class rule, not an operator
+        return None
+    return choose(rule, arguments)
+
+
+@cache
+def _calls() -> dict[str, dict[str, tuple[str, str]]]:
+    return functional_calls(formulas_dir())
+
+
+# ATen operators of F.conv*d and the F.*pool*d functions, costed by the rule of the torch.nn
+# module that runs the same operator (the pools' schema arguments carry the module's attribute
+# names; a convolution's channels and kernel come from its weight).  The conventions below are
+# taken from the module's rule; each peer tool counts such a call as _AS_FUNCTION states.
+MODULE_OPS = {
+    "convolution": "Conv",
+    "max_pool2d_with_indices": "MaxPool2d",
+    "max_pool3d_with_indices": "MaxPool3d",
+    "avg_pool2d": "AvgPool2d",
+    "avg_pool3d": "AvgPool3d",
+    "_adaptive_avg_pool2d": "AdaptiveAvgPool2d",
+    "_adaptive_avg_pool3d": "AdaptiveAvgPool3d",
+    "adaptive_max_pool2d": "AdaptiveMaxPool2d",
+    "adaptive_max_pool3d": "AdaptiveMaxPool3d",
+}
+
+
+def as_function(
+    rule: Rule, function: str, input_shape: Sequence[sympy.Expr]
+) -> tuple[tuple[str, ...], dict[str, sympy.Expr], dict[str, str]]:
+    """``(FLOPs conventions taken from the rule, FLOPs stated instead, notes)`` for ``rule``'s
+    operator called as ``function`` (ATen's name, or the F.* function it is told apart as) on
+    an input of ``input_shape``: the measured conventions are the rule's (the same operator
+    runs), each peer tool's as its convention file's ``functional_calls`` table states."""
+    family = "conv" if rule.name.startswith("Conv") else "pool"  # ConvTranspose too
+    only = list(_quantity("flops").measured)
+    stated: dict[str, sympy.Expr] = {}
+    notes: dict[str, str] = {}
+    for tool, entries in _calls().items():
+        cost, notes[tool] = entries.get(function, entries[family])
+        if cost == "rule":
+            only.append(tool)
+        elif cost == "numel":
+            stated[tool] = sympy.Mul(*input_shape)
+        else:
+            stated[tool] = sympy.Integer(int(cost))
+    return tuple(only), stated, notes
+
+
+def module_view(name: str, named: dict[str, Any], schema) -> tuple[Rule, Any] | None:
+    """``(rule, attributes)`` describing an operator call as its torch.nn module, or None."""
+    attrs = dict(named)
+    for arg in schema:  # arguments left at their defaults (avg_pool2d's stride, ...)
+        if arg.name not in attrs and arg.has_default_value():
+            attrs[arg.name] = arg.default_value
+    if name == "convolution":
+        weight = attrs["weight"]
+        try:
+            shape = [int(d) for d in weight.shape]
+        except (TypeError, RuntimeError):  # a weight of symbolic shape: not a module's
+            return None
+        dims, groups = len(shape) - 2, int(attrs["groups"])
+        transposed = bool(attrs["transposed"])
+        cls = f"{'ConvTranspose' if transposed else 'Conv'}{dims}d"
+        channels = (shape[0], shape[1] * groups) if transposed else (shape[1] * groups, shape[0])
+        attrs.update(
+            in_channels=channels[0],
+            out_channels=channels[1],
+            kernel_size=tuple(shape[2:]),
+            padding_mode="zeros",
+        )
+        spatial = dims
+    else:
+        cls = MODULE_OPS[name]
+        spatial = int(cls[-2])
+        if not attrs.get("stride", True):  # stride [] means the kernel size
+            attrs["stride"] = attrs["kernel_size"]
+    for key, value in attrs.items():  # int[2] arguments given as one value
+        if isinstance(value, list | tuple) and len(value) == 1 and spatial > 1:
+            attrs[key] = tuple(value) * spatial
+    try:
+        rule = catalogue().get(cls)
+    except UnknownRuleError:
+        return None
+    ns = types.SimpleNamespace(**attrs)
+    return choose(rule, ns), ns

@@ -1,0 +1,331 @@
+"""The tracer of :func:`~layercost_sym.torchtools.tracing.analyze`: module hooks and a
+dispatch mode that turn one run of a model on fake tensors into costed calls.
+
+Each call of a module with a rule (the outermost one) becomes a :class:`.analysis.Layer` bound
+from the module's attributes and its inputs' symbolic shapes; every operator run outside such
+modules is costed by its functional rule, broken up by torch's decomposition table where the
+op counter breaks it up, or listed as unsupported (never a silent 0).  Integer index tensors
+made by ``arange`` are followed into embedding lookups, which bound the size they index.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import sympy
+import torch
+from torch._decomp import decomposition_table
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from ..errors import ShapeError
+from . import pinning as _pinning
+from .analysis import Layer, Unsupported
+from .lookup import (
+    MODULE_OPS,
+    as_function,
+    bind_call,
+    module_rule,
+    module_view,
+    op_rule,
+    params_at,
+)
+from .opcount import _op_name, op_kind
+
+__all__ = ["OpMode", "Tracer"]
+
+# operators whose output holds exactly the values of their first input (index tracking)
+_VALUE_PRESERVING = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "clone",
+    "_to_copy",
+    "alias",
+    "detach",
+    "permute",
+    "transpose",
+    "t",
+    "lift_fresh",
+}
+
+# operators whose fake kernel needs concrete sizes (F.pad's constant_pad_nd: torch would
+# specialise every size of its input to the trace size, or fail on a symbolic padding)
+_SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
+
+# products whose backward is two products of the same size (FlopCounterMode's formulas for
+# mm, addmm, bmm and convolution_backward): input and weight gradients
+_SIMPLE_PRODUCTS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear"}
+_PRODUCT_OPS = {"mm", "addmm", "bmm"}
+
+
+class Tracer:
+    def __init__(self, model: torch.nn.Module, convert, training: bool) -> None:
+        self.model = model
+        self.convert = convert  # torch size -> user sympy
+        self.training = training
+        self.names = {id(m): name for name, m in model.named_modules()}
+        self.stack: list[str] = []
+        self.ruled_depth = 0  # > 0 while inside a ruled module
+        self.layers: list[Layer] = []
+        self.unsupported: list[Unsupported] = []
+        self.counted_modules: set[int] = set()
+        self.covered_params: set[int] = set()
+        self.unruled: dict[int, list[str]] = {}  # unruled leaf module -> its uncosted ops
+        self.current_unruled: list[int] = []
+        # integer tensors made by arange (and views, casts, shifts of them): id -> (tensor, the
+        # largest value in it, which some element attains)
+        self.index_max: dict[int, tuple[torch.Tensor, sympy.Expr]] = {}
+        self.guards: list[tuple[sympy.Basic, str]] = []  # (condition, where it comes from)
+        # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
+        # on one; see _AS_FUNCTION)
+        self.row_unsqueezed: dict[int, torch.Tensor] = {}
+        # (error, operator, args, kwargs) of the innermost operator that raised an error
+        self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
+
+    def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
+        return tuple(self.convert(d) for d in t.shape)
+
+    # index ranges: an embedding looked up at arange(L) needs L rows
+    def _largest(self, t: Any) -> sympy.Expr | None:
+        entry = self.index_max.get(id(t)) if isinstance(t, torch.Tensor) else None
+        return entry[1] if entry is not None and entry[0] is t else None
+
+    def _track(self, name: str, args: tuple, kwargs: Mapping[str, Any], out: Any) -> None:
+        """Follow the largest value of integer index tensors made by ``arange``: exact through
+        ``arange`` itself, views, casts and shifts by a scalar (each keeps or moves every value, so
+        the largest is still attained)."""
+        if not isinstance(out, torch.Tensor) or out.is_floating_point() or out.is_complex():
+            return
+        largest = None
+        if name == "arange" and out.dim() == 1:
+            numbers = [a for a in args if isinstance(a, int | torch.SymInt)]
+            start = numbers[0] if len(numbers) >= 2 else 0
+            step = numbers[2] if len(numbers) >= 3 else 1
+            if isinstance(step, int) and step > 0 and not isinstance(args[0], float):
+                largest = self.convert(start) + step * (self.convert(out.shape[0]) - 1)
+        elif args and (source := self._largest(args[0])) is not None:
+            if name in _VALUE_PRESERVING:
+                largest = source
+            elif (
+                name in ("add", "sub")
+                and len(args) > 1
+                and isinstance(args[1], int | torch.SymInt)
+                and kwargs.get("alpha", 1) == 1
+            ):
+                shift = self.convert(args[1])
+                largest = source + shift if name == "add" else source - shift
+        if largest is not None:
+            self.index_max[id(out)] = (out, largest)
+
+    def _index_guard(self, where: str, indices: Any, rows: int) -> None:
+        largest = self._largest(indices)
+        if largest is None or not largest.free_symbols:
+            return
+        self.guards.append(
+            (
+                sympy.Le(largest, rows - 1),
+                f"{where} looks up rows arange() made, up to {largest}, in a table of {rows}: a "
+                "real run raises IndexError beyond it",
+            )
+        )
+
+    # module hooks
+    def pre(self, module, args, kwargs):
+        name = self.names.get(id(module), type(module).__name__)
+        self.stack.append(name)
+        if isinstance(module, torch.nn.Embedding) and args:
+            self._index_guard(name, args[0], module.num_embeddings)
+        if self.ruled_depth:
+            self.ruled_depth += 1
+            return
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        rule = module_rule(module, [tuple(t.shape) for t in tensors])
+        if rule is None:
+            if not list(module.children()) and list(module.parameters(recurse=False)):
+                self.current_unruled.append(id(module))
+                self.unruled.setdefault(id(module), [])
+            return
+        self.ruled_depth = 1
+        shapes = [self.shape(t) for t in tensors][: len(rule.inputs)]
+        call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
+        try:
+            values, conditions = bind_call(rule, module, shapes, call, bool(module.training))
+            params = params_at(rule, values)
+        except ShapeError as exc:
+            self.unsupported.append(
+                Unsupported(
+                    name,
+                    "module",
+                    type(module).__name__,
+                    f"rule {rule.name} does not bind: {exc}",
+                    False,
+                )
+            )
+            return
+        if id(module) in self.counted_modules:
+            params = sympy.Integer(0)  # a module called again: its parameters counted once
+        else:  # a parameter shared with a module seen before (tied embeddings) counts once
+            params -= sum(p.numel() for p in module.parameters() if id(p) in self.covered_params)
+        self.counted_modules.add(id(module))
+        self.covered_params.update(id(p) for p in module.parameters())
+        input_grad = any(t.requires_grad for t in tensors)
+        weights = [p.requires_grad for p in module.parameters()]
+        if input_grad and all(weights):
+            factor: int | None = 2 if weights else None
+        elif rule.name.split(".")[0] in _SIMPLE_PRODUCTS and weights:
+            factor = int(input_grad) + int(all(weights))
+        else:
+            factor = None
+        self.layers.append(
+            Layer(
+                name,
+                rule.name,
+                "module",
+                params,
+                tuple(shapes),
+                values,
+                bool(module.training),
+                rule,
+                factor,
+                conditions=conditions,
+            )
+        )
+
+    def post(self, module, args, kwargs, output):
+        self.stack.pop()
+        if self.ruled_depth:
+            self.ruled_depth -= 1
+        elif self.current_unruled and self.current_unruled[-1] == id(module):
+            self.current_unruled.pop()
+
+    # operators outside ruled modules
+    def op(self, mode: TorchDispatchMode, func, args, kwargs):
+        try:
+            return self._op(mode, func, args, kwargs)
+        except Exception as exc:
+            if not self.failed_op or self.failed_op[0] is not exc:  # the innermost operator
+                self.failed_op = (exc, _op_name(func), args, kwargs)
+            raise
+
+    def _op(self, mode: TorchDispatchMode, func, args, kwargs):
+        if func in _SIZE_SPECIALISING and not _pinning.symbols_in(args[1:]):
+            # data movement whose kernel reads every size of its input as an int (pinning N,
+            # H, W to their trace sizes): torch's decomposition keeps them symbolic; its
+            # operators are the same data movement, not costed.  A padding by a symbolic amount
+            # is left to the kernel, which refuses it: the dimensions it depends on are pinned.
+            self.ruled_depth += 1
+            try:
+                with mode:
+                    return decomposition_table[func](*args, **kwargs)
+            finally:
+                self.ruled_depth -= 1
+        if self.ruled_depth or func.namespace == "prim":
+            return func(*args, **kwargs)
+        name = _op_name(func)
+        if name == "embedding" and len(args) > 1:  # F.embedding between modules
+            self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
+        out = self._cost(mode, func, name, args, kwargs)
+        self._track(name, args, kwargs, out)
+        if name == "unsqueeze" and isinstance(out, torch.Tensor) and out.dim() >= 3:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if isinstance(dim, int) and dim % out.dim() == out.dim() - 2:
+                self.row_unsqueezed[id(out)] = out
+        return out
+
+    def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
+        schema = func._schema.arguments
+        named = {a.name: v for a, v in zip(schema, args, strict=False)}
+        named.update(kwargs)
+        where = self.stack[-1] if self.stack else ""
+        if name in MODULE_OPS:
+            view = module_view(name, named, schema)
+            if view is not None:
+                return self._cost_as_module(func, name, where, view, args, kwargs)
+        rule = op_rule(name, types.SimpleNamespace(**named))
+        if rule is None and op_kind(func) is None and func in decomposition_table:
+            with mode:  # as the op counter does: count the primitives torch decomposes it to
+                return decomposition_table[func](*args, **kwargs)
+        out = func(*args, **kwargs)
+        if rule is None and op_kind(func) == "movement":
+            return out
+        if rule is None:
+            self.unsupported.append(
+                Unsupported(
+                    f"{where}:{name}",
+                    "op",
+                    str(func),
+                    "no functional rule for this operator",
+                    False,
+                )
+            )
+            if self.current_unruled:
+                self.unruled[self.current_unruled[-1]].append(name)
+            return out
+        tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)][:1]
+        tensors += [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        shapes = [self.shape(t) for t in tensors]
+        obj = types.SimpleNamespace(**named)
+        values, conditions = bind_call(rule, obj, shapes, named, self.training)
+        operands = tensors[-2:] if rule.name in _PRODUCT_OPS else []
+        factor = sum(int(t.requires_grad) for t in operands)
+        self.layers.append(
+            Layer(
+                f"{where}:{name}",
+                rule.name,
+                "op",
+                params_at(rule, values),
+                tuple(shapes[1:]),
+                values,
+                self.training,
+                rule,
+                factor,
+                conditions=conditions,
+            )
+        )
+        return out
+
+    def _cost_as_module(self, func, name: str, where: str, view, args, kwargs):
+        rule, attrs = view
+        out = func(*args, **kwargs)
+        x = args[0]
+        values, conditions = bind_call(rule, attrs, [self.shape(x)], {}, self.training)
+        weight = getattr(attrs, "weight", None)
+        factor = int(x.requires_grad) + int(weight is not None and weight.requires_grad)
+        function = name
+        if name == "_adaptive_avg_pool2d" and self.row_unsqueezed.get(id(x)) is x:
+            function = "adaptive_avg_pool1d"  # ATen's adaptive_avg_pool1d: unsqueeze(-2), 2-d
+        only, stated, notes = as_function(rule, function, self.shape(x))
+        self.layers.append(
+            Layer(
+                f"{where}:{name}",
+                rule.name,
+                "op",
+                params_at(rule, values) if weight is None else sympy.Integer(0),
+                (self.shape(x),),
+                values,
+                self.training,
+                rule,
+                factor,
+                only=only,
+                stated=stated,
+                notes=notes,
+                conditions=conditions,
+            )
+        )
+        return out
+
+
+class OpMode(TorchDispatchMode):
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
+        return self.tracer.op(self, func, args, kwargs or {})

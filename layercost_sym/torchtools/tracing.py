@@ -1,0 +1,402 @@
+"""``analyze``: a whole torch model's parameters and costs as closed forms in its input size.
+
+The model runs eagerly on fake tensors (``FakeTensorMode`` with a ``ShapeEnv``): the input
+dimensions the caller names (``"N"``, ``"H"``, ...) are dynamic sizes, so every tensor's shape
+is torch's own symbolic expression of them, floors of strides and pooling included.  The run is
+turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.Analysis`.
+
+* Each call of a module that has a catalogue rule (the outermost one: nothing inside it is
+  looked at again) is bound from the module's attributes and the symbolic shapes of its inputs,
+  and costed by the rule (:mod:`.lookup`).
+* Everything run outside such modules (residual adds, ``torch.flatten``, ``torch.cat``,
+  ``F.relu``, matmuls, softmax, ...) is seen as ATen operators by a dispatch mode and costed by
+  the functional rules of ``formulas/functional.toml``; an operator the op counter would break
+  up is broken up by torch's decomposition table in the same way; data movement counts 0; an
+  operator with no rule is listed in :attr:`Analysis.unsupported`, never counted as 0 silently.
+  ``F.conv*d`` and the ``F.*pool*d`` functions are costed by the rule of the torch.nn module
+  that runs the same operator; the peer tools count such a call as their convention files'
+  ``functional_calls`` tables state.
+* A module with parameters and no rule (and no submodules) has its parameters counted by
+  ``numel`` and its operators by the functional rules: it is listed in
+  :attr:`Analysis.costed_by_operators` (GPT-2's ``Conv1D``, costed by its ``addmm``), or in
+  ``unsupported`` when an operator without a rule ran inside it.
+* The guards torch records while tracing (``(H - 1)//32 + 1 != 1``, ...) are the range where
+  the closed form holds; the closed forms carry them as their domain, so that
+  :func:`layercost_sym.evaluate` and :meth:`Analysis.evaluate` refuse sizes outside it, naming
+  the guard.  They are shown simplified where that is proven (``H >= 33``;
+  :attr:`Analysis.range`).  An ``nn.Embedding`` looked up at positions ``arange(L)`` adds
+  ``L <= num_embeddings`` (GPT-2's 1024 positions), a bound torch does not record.
+* A model that will not trace with a dimension left symbolic has that dimension pinned
+  (:mod:`.pinning`): a guard ``H == 224`` with a note naming the model code that forced it.
+* transformers' mask code takes, on fake tensors, the branch a real run takes (see
+  :func:`.patches.real_run_branches`), so ``exact`` counts the operators a real run performs.
+* Sizes are traced as ``>= 2`` (torch specialises 0 and 1): a model that branches on a size
+  being 1 may run other operators there (GPT-2 at ``L = 1``: ``12*N + 4`` ``exact`` operations
+  per layer fewer, its causal mask; ``torch`` and ``macs`` agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy
+import torch
+from torch.utils._pytree import tree_flatten
+
+from ..errors import LayercostError, ShapeError, TraceError
+from ..glossary import glossary
+from ..quantities import quantity as _quantity
+from . import pinning as _pinning
+from .analysis import Analysis, OperatorCostedModule, Unsupported
+from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
+from .symbolic import to_sympy
+from .tracer import OpMode, Tracer
+
+__all__ = ["analyze"]
+
+_DEFAULT_HINTS = {"N": 3, "B": 3}
+_SPATIAL_HINTS = (227, 229, 233, 239, 241, 251, 257, 263)
+
+
+def _hints(
+    specs: Sequence[Sequence[Any]],
+    hints: Mapping[str, int],
+    limits: Mapping[str, int] | None = None,
+    multiples: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """The trace size of each symbol of ``specs``: the caller's ``hints`` as given (two sides
+    may be equal); otherwise batch 3 and odd primes 227, 229, ... (sizes that make floors and
+    branches visible), each different from every other size, traced below ``limits[name]``
+    (a length the model states) and at a multiple of ``multiples[name]`` (a size the model
+    wants divisible).
+
+    >>> _hints([("N", 3, "H", "W")], {})
+    {'N': 4, 'H': 227, 'W': 229}
+    >>> _hints([("N", "L")], {"N": 2}, limits={"L": 128}), _hints([("H",)], {}, multiples={"H": 16})
+    ({'N': 2, 'L': 127}, {'H': 224})
+    """
+    limits, multiples = limits or {}, multiples or {}
+    chosen: dict[str, int] = {}
+    spatial = iter(_SPATIAL_HINTS)
+    used = {int(d) for spec in specs for d in spec if not isinstance(d, str)}
+    used |= {hints[d] for spec in specs for d in spec if isinstance(d, str) and d in hints}
+    for spec in specs:
+        for d in spec:
+            if isinstance(d, str) and d not in chosen:
+                if d in hints:
+                    chosen[d] = hints[d]
+                    continue
+                limit = limits.get(d)
+                if d in multiples:
+                    value = _multiple(multiples[d], used, limit)
+                else:
+                    value = _DEFAULT_HINTS.get(d)
+                    while value is None or value in used:
+                        value = (
+                            next(spatial) if value is None or value in _SPATIAL_HINTS else value + 1
+                        )
+                    if limit is not None and value >= limit:
+                        value = _prime_below(limit, used)
+                chosen[d] = value
+                used.add(value)
+    return chosen
+
+
+def _prime_below(limit: int, used: set[int]) -> int:
+    """The largest prime below ``limit`` that is not in ``used`` (2 if there is none)."""
+    for n in range(limit - 1, 2, -1):
+        if n not in used and all(n % p for p in range(2, int(n**0.5) + 1)):
+            return n
+    return 2
+
+
+def _multiple(factor: int, used: set[int], limit: int | None) -> int:
+    """A multiple of ``factor`` near the pinned image side (224), below ``limit``, unused."""
+    k = max(1, -(-_pinning.IMAGE_SIDE // factor))
+    if limit is not None:
+        k = min(k, max(1, (limit - 1) // factor))
+    while factor * k in used:
+        k += 1
+    return factor * k
+
+
+def _user_symbol(name: str) -> sympy.Symbol:
+    return glossary().symbols.get(name) or sympy.Symbol(name, integer=True, positive=True)
+
+
+def _is_shape(value: Any) -> bool:
+    """Whether a keyword argument of :func:`analyze` is an input's shape (a tuple or list of
+    ints and symbol names) rather than an option of the model's forward."""
+    return (
+        isinstance(value, tuple | list)
+        and len(value) > 0
+        and all(
+            isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool)) for d in value
+        )
+    )
+
+
+# a failing trace is retried with what it showed (pinned or integer inputs, other trace sizes)
+# at most this many times
+_MAX_TRACES = 8
+
+
+def analyze(
+    model: torch.nn.Module,
+    *input_shapes: Sequence[int | str],
+    dtype: torch.dtype | None = None,
+    convention: str | None = None,
+    training: bool = False,
+    hints: Mapping[str, int] | None = None,
+    backward: bool = False,
+    **call_kwargs: Any,
+) -> Analysis:
+    """Trace ``model`` on inputs whose dimensions are ints or symbol names and return its
+    parameters and costs as closed forms (see the module docstring).
+
+    Inputs are positional shapes, or keyword arguments whose value is a shape (a tuple of
+    ints and names: ``input_ids=("N", "L"), decoder_input_ids=("N", "T")``); other keyword
+    arguments go to the model's forward as they are (``use_cache=False``).  Inputs are
+    ``dtype`` (float32 by default); an input that reaches an embedding lookup is made
+    ``torch.long`` (token ids need no ``dtype``).
+
+    ``hints`` choose the size each symbol has while tracing (torch may only take one branch of
+    a shape-dependent ``if``; the result holds where the recorded guards hold); by default sizes
+    are odd primes (227, 229, ...; below the ``max_position_embeddings`` of a transformers
+    config), batch 3 or 4.  When the model cannot be traced with a dimension left symbolic
+    (it asserts a size, torch needs an int, a ``view`` needs a divisible size), the dimensions
+    the failure names are pinned, the batch last: to their hint, the image size the model
+    states, or 224 (:mod:`.pinning`).  A pin is a guard ``H == 224`` in :attr:`Analysis.guards`
+    and an entry of :attr:`Analysis.pinned` whose note names the model code that forced it; the
+    other dimensions stay symbolic.  A model that cannot be traced at all raises
+    :class:`~layercost_sym.errors.TraceError`.  ``backward=True`` adds the backward pass of a
+    loss on the output (``macs`` and ``torch``: each weighted product's input and weight
+    gradients, as FlopCounterMode counts ``loss.backward()``).
+
+    >>> import torch, layercost_sym as lc
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU())
+    >>> a = lc.analyze(model, ("N", 8))
+    >>> a.params, a.cost("exact"), a.cost("macs")
+    (36, 68*N, 32*N)
+    >>> table = torch.nn.Embedding(100, 8)  # token ids: inferred torch.long
+    >>> lc.analyze(table, ("N", "L"), hints={"L": 7}).range
+    []
+    """
+    convention = _quantity("flops").convention(convention)  # of .flops and the tables
+    keyword_shapes = {k: v for k, v in call_kwargs.items() if _is_shape(v)}
+    call_kwargs = {k: v for k, v in call_kwargs.items() if k not in keyword_shapes}
+    specs = [tuple(s) for s in input_shapes] + [tuple(s) for s in keyword_shapes.values()]
+    if not specs:
+        raise ShapeError("analyze needs at least one input shape, e.g. ('N', 3, 'H', 'W')")
+    user_hints = dict(hints or {})
+    limit = _pinning.sequence_limit(model)
+    settings = _pinning.Settings()
+    if limit is not None:  # trace below the positions a transformers config states
+        settings.limits = {
+            d: limit for spec in specs for d in spec[1:] if isinstance(d, str) and d not in "NB"
+        }
+    seen: list[str] = []
+    for _ in range(_MAX_TRACES):
+        result = _trace(
+            model,
+            specs,
+            list(keyword_shapes),
+            settings,
+            user_hints,
+            dtype,
+            convention,
+            training,
+            backward,
+            call_kwargs,
+        )
+        if isinstance(result, Analysis):
+            return result
+        failure, traced = result
+        seen.append(failure.message)
+        after = _pinning.next_settings(failure, settings, specs, user_hints, model, traced)
+        if after is None:
+            break
+        settings = after
+    raise TraceError(_pinning.untraceable(model, failure, settings, specs, seen))
+
+
+def _trace(
+    model: torch.nn.Module,
+    specs: Sequence[tuple[int | str, ...]],
+    keywords: Sequence[str],
+    settings: _pinning.Settings,
+    user_hints: Mapping[str, int],
+    dtype: torch.dtype | None,
+    convention: str,
+    training: bool,
+    backward: bool,
+    call_kwargs: Mapping[str, Any],
+) -> Analysis | tuple[_pinning.Failure, dict[str, int]]:
+    """One trace with ``settings``: the analysis, or ``(failure, each symbol's trace size)``."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (
+        DimDynamic,
+        ShapeEnv,
+        StatelessSymbolicContext,
+    )
+
+    pinned = {name: value for name, (value, _note) in settings.pinned.items()}
+    traced_specs = [tuple(pinned.get(d, d) if isinstance(d, str) else d for d in s) for s in specs]
+    hints = {k: v for k, v in user_hints.items() if k not in pinned}
+    chosen = _hints(traced_specs, hints, settings.limits, settings.multiples)
+    # distinct symbols for equal trace sizes (torch's duck sizing would make H and W one)
+    env = ShapeEnv(duck_shape=False)
+    fake = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
+    symbol_map: dict[sympy.Symbol, sympy.Expr] = {}
+    inputs = []
+    for position, spec in enumerate(traced_specs):
+        concrete = tuple(chosen[d] if isinstance(d, str) else int(d) for d in spec)
+        dynamic = [DimDynamic.DYNAMIC if isinstance(d, str) else DimDynamic.STATIC for d in spec]
+        kind = torch.long if position in settings.integer_inputs else (dtype or torch.float32)
+        real = (
+            torch.zeros(concrete, dtype=kind)
+            if not kind.is_floating_point
+            else torch.empty(concrete, dtype=kind)
+        )
+        x = fake.from_tensor(real, symbolic_context=StatelessSymbolicContext(dynamic_sizes=dynamic))
+        for d, size in zip(spec, x.shape, strict=True):
+            if isinstance(d, str):
+                expr = size.node.expr
+                if expr.is_Symbol and expr not in symbol_map:
+                    symbol_map[expr] = _user_symbol(d)
+        inputs.append(x)
+    positional = inputs[: len(inputs) - len(keywords)]
+    keyword_inputs = dict(zip(keywords, inputs[len(positional) :], strict=True))
+
+    def convert(size: Any) -> sympy.Expr:
+        if isinstance(size, int):
+            return sympy.Integer(size)
+        return to_sympy(env.replace(size.node.expr), symbol_map)
+
+    tracer = Tracer(model, convert, training)
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(tracer.pre, with_kwargs=True))
+        handles.append(
+            module.register_forward_hook(tracer.post, with_kwargs=True, always_call=True)
+        )
+    was_training = model.training
+    outputs: list[tuple[sympy.Expr, ...]] = []
+    try:
+        model.train(training)
+        with (
+            generic_conv_backend(),
+            real_run_branches({**call_kwargs, **keyword_inputs}),
+            torch.enable_grad(),
+            math_sdpa(),
+            quiet_fake_tensor_log(),
+            fake,
+            OpMode(tracer),
+        ):
+            out = model(*positional, **keyword_inputs, **call_kwargs)
+            outputs = [tracer.shape(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    except LayercostError:
+        raise
+    except Exception as exc:  # the model cannot run so: read why (pinning.next_settings)
+        if _pinning.raised_here(exc):  # a fault of this package's own, not the model's
+            raise
+        failed = tracer.failed_op if tracer.failed_op and tracer.failed_op[0] is exc else None
+        names = {str(k): str(v) for k, v in symbol_map.items()}
+        failure = _pinning.describe(exc, names, failed[1:] if failed else None, inputs)
+        return failure, {d: chosen[d] for spec in traced_specs for d in spec if d in chosen}
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+    costed_by_operators = []
+    owned: set[int] = set()  # parameters attributed to a module costed by its operators
+    for module_id, ops in tracer.unruled.items():
+        module = next(m for m in model.modules() if id(m) == module_id)
+        name = tracer.names.get(module_id, "")
+        what = type(module).__name__
+        if ops:  # an operator without a rule ran inside: its cost is not in the totals
+            detail = (
+                f"no rule for class {what}; its parameters are counted by numel, its operators "
+                f"by the functional rules except {', '.join(sorted(set(ops)))}"
+            )
+            tracer.unsupported.append(Unsupported(name, "module", what, detail, False))
+            continue
+        costed = tuple(
+            dict.fromkeys(
+                layer.name.partition(":")[2]
+                for layer in tracer.layers
+                if layer.kind == "op" and layer.name.partition(":")[0] == name
+            )
+        )
+        detail = (
+            f"no rule for class {what}; its parameters are counted by numel, its operators "
+            f"({', '.join(costed) or 'none'}) by the functional rules"
+        )
+        mine = [
+            p
+            for p in module.parameters()
+            if id(p) not in tracer.covered_params and id(p) not in owned
+        ]
+        owned.update(id(p) for p in mine)
+        params = sum(p.numel() for p in mine)
+        costed_by_operators.append(OperatorCostedModule(name, what, costed, detail, params))
+    seen: set[int] = set()
+    extra = 0
+    for p in model.parameters():
+        if id(p) not in tracer.covered_params and id(p) not in seen:
+            extra += p.numel()
+        seen.add(id(p))
+
+    guards = []
+    for g in env.guards:
+        cond = to_sympy(env.simplify(g.expr), symbol_map)
+        if cond is not sympy.true:
+            guards.append(cond)
+    sources: dict[sympy.Basic, str] = {}
+    for cond, source in tracer.guards:
+        if cond not in guards and cond is not sympy.true:
+            guards.append(cond)
+            sources[cond] = source
+    for sym, value, note in _pinning.unified(env, symbol_map):
+        cond = sympy.Eq(symbol_map[sym], to_sympy(value, symbol_map))
+        guards.append(cond)
+        sources[cond] = note
+    pins = dict(settings.pinned)
+    pins.update(_pinning.specialised(env, symbol_map))  # sizes torch made ints itself
+    for name, (value, note) in pins.items():
+        cond = sympy.Eq(_user_symbol(name), value)
+        if cond not in guards:
+            guards.append(cond)
+        sources[cond] = f"{name} is pinned to {value}: {note}"
+    for sym, user in symbol_map.items():
+        vr = env.var_to_range.get(sym)
+        if vr is not None and vr.upper.is_Integer:
+            guards.append(sympy.Le(user, int(vr.upper)))
+        # torch assumes sizes >= 2 while tracing (0 and 1 are specialised); the closed forms of
+        # the rules hold from 1 (shown equal to the counters at N = 1 by the tests), so the
+        # range starts at 1 unless a guard says otherwise.  A model's own branch on a size
+        # being 1 is decided by that assumption without a guard (transformers' SDPA wrapper
+        # passes is_causal only when L > 1: at L = 1 GPT-2's real run lacks the causal mask's
+        # 12*N + 4 operations per layer that the trace saw; torch and macs agree).  Lowering
+        # the range to 1 would record that branch, but also the broadcasting checks (N != 1)
+        # of every operator, which do not change any cost.
+        if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
+            guards.append(sympy.Ge(user, int(vr.lower)))
+    names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
+    symbols = tuple(_user_symbol(name) for name in names)
+    return Analysis(
+        symbols,
+        tracer.layers,
+        tracer.unsupported,
+        guards,
+        extra,
+        convention,
+        training,
+        outputs,
+        backward,
+        sources,
+        costed_by_operators,
+        {name: pins[name] for name in names if name in pins},
+    )
