@@ -1,7 +1,11 @@
-"""Binding a rule's symbols to the numbers of one module instance and its input shape(s).
+"""Binding a rule's symbols to the values of one module call: the one binder.
 
-Reading a module needs no torch import: the binding reads attributes named in the rule's
-``bind`` table and dimensions from its ``inputs`` patterns.
+:func:`read` fills a rule's input and bound symbols from a module (or an operator's
+arguments) and its input shapes, read as :mod:`layercost_sym.reading` says; the sizes may be
+ints or SymPy expressions (the symbolic model analysis binds through it too), and the same
+checks apply to both.  :func:`bind` adds what a concrete call needs: the variant the module
+and its inputs choose, the data-dependent symbols, and the rule's constraints.  Nothing here
+imports torch.
 
 >>> import layercost_sym as lc
 >>> class Linear:                      # any object with torch.nn.Linear's attributes will do
@@ -12,16 +16,19 @@ Reading a module needs no torch import: the binding reads attributes named in th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import sympy
 
 from .cache import catalogue
 from .errors import ConventionError, ShapeError
 from .evaluation import check_domain, evaluate
-from .reading import dims_of, fractional, read
-from .rule import Rule
+from .reading import attribute, dims_of, fractional, read_spec, split_input
+from .rule import InputPattern, Rule
 
-__all__ = ["Binding", "bind"]
+__all__ = ["Binding", "Reading", "bind", "read"]
 
 
 class Binding(dict):
@@ -87,6 +94,148 @@ class Binding(dict):
         if self.rule.output_trailing == "..." and self.trailing is not None:
             dims = [*dims[:-1], *self.trailing]
         return tuple(dims)
+
+
+def _as_size(value: Any) -> Any:
+    """A size as the reader keeps it: ints stay ints, SymPy integers become ints."""
+    if isinstance(value, sympy.Integer):
+        return int(value)
+    return value
+
+
+def _differ(a: Any, b: Any) -> bool:
+    """Whether two sizes (ints or SymPy expressions) are provably different values."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a != b
+    return a != b and sympy.expand(sympy.sympify(a) - sympy.sympify(b)) != 0
+
+
+def _positive(size: Any) -> bool:
+    """False only for a concrete size below 1 (a symbolic size is positive by assumption)."""
+    return not (isinstance(size, int) and size < 1)
+
+
+@dataclass
+class Reading:
+    """The values a rule's symbols take for one call (ints, or SymPy expressions of symbolic
+    sizes), where each came from, and how the inputs filled the patterns: ``leading`` the
+    leading dimensions of an ``N?``/``N...`` input 0 as given, ``trailing`` those of an
+    ``L...`` input 0, ``trailing_absent`` whether its optional dimension was absent."""
+
+    rule: Rule
+    values: dict[str, Any]
+    origin: dict[str, str] = field(default_factory=dict)
+    leading: tuple[Any, ...] | None = None
+    trailing_absent: bool = False
+    trailing: tuple[Any, ...] | None = None
+
+
+def _expected(pattern: InputPattern) -> str:
+    expected = pattern.describe()
+    if pattern.leading == "?":
+        expected += f" or ({', '.join(pattern.names[1:])})"
+    elif pattern.leading == "...":
+        expected = "(" + ", ".join(["*", *pattern.names[1:]]) + ")"
+    elif pattern.trailing == "?":
+        expected += f" or ({', '.join(pattern.names[:-1])})"
+    elif pattern.middle >= 0:
+        rest = [n for i, n in enumerate(pattern.names) if i != pattern.middle]
+        expected += f" or ({', '.join(rest)})"
+    return expected
+
+
+def read(
+    rule: Rule,
+    obj: Any,
+    shapes: Sequence[Sequence[Any]],
+    call: Mapping[str, Any] | None = None,
+    *,
+    extra_inputs: bool = False,
+) -> Reading:
+    """The values of ``rule``'s input and bound symbols for ``obj`` called on inputs of
+    ``shapes`` (ints, or SymPy sizes) with keyword arguments ``call``.
+
+    Raises :class:`~layercost_sym.ShapeError` where torch would reject the call: a rank that
+    fits no pattern, a dimension that is not positive, two inputs or an input and the module
+    that disagree on a size.  ``extra_inputs=True`` lets ``shapes`` run past the rule's inputs
+    (a functional rule names a prefix of an operator's tensors).  Data-dependent symbols and
+    constraints are the caller's (:func:`layercost_sym.bind`)."""
+    call = dict(call or {})
+    shapes = [tuple(_as_size(d) for d in s) for s in shapes]
+    given = len(shapes) if not extra_inputs else min(len(shapes), len(rule.inputs))
+    if given != len(rule.inputs):
+        raise ShapeError(
+            f"{rule.name} takes {len(rule.inputs)} input(s) "
+            f"{' and '.join(p.describe() for p in rule.inputs)}, got {len(shapes)}"
+        )
+    out = Reading(rule, {})
+    values, origin = out.values, out.origin
+    variadic: dict[str, tuple[Any, ...]] = {}  # "N..." / "P..." symbol -> its dimensions
+    for index, (pattern, dims) in enumerate(zip(rule.inputs, shapes, strict=False)):
+        anchor = None
+        if pattern.anchor:
+            ends = tuple(attribute(obj, a, None) for a in pattern.anchor.split(":"))
+            anchor = ends if len(ends) > 1 else ends[0]
+        split = split_input(pattern, dims, anchor=anchor)
+        if split is None and pattern.anchor:
+            what = "a range of dimensions (first <= last)" if len(ends) > 1 else "a dimension"
+            raise ShapeError(
+                f"{rule.name}: module.{pattern.anchor} = {anchor!r} is not {what} of "
+                f"input {index} of shape {dims}"
+            )
+        if split is None:
+            raise ShapeError(
+                f"{rule.name} expects input {index} of shape {_expected(pattern)}, "
+                f"got rank {len(dims)} shape {dims}"
+            )
+        lead, pairs, absent, trail = split
+        if index == 0:
+            out.leading = lead if pattern.leading else out.leading
+            out.trailing_absent = absent
+            out.trailing = trail if pattern.trailing == "..." else None
+        # a product symbol ("N...", "P...") shared by inputs: equal products are not enough, the
+        # dimensions must match ((2, 3) vs (3, 2) is refused); leading dimensions may differ by
+        # leading 1s, as torch broadcasts them, and the output takes the longest
+        ends_ = [(pattern.names[0], lead, "lead")] if pattern.leading == "..." else []
+        ends_ += [(pattern.names[-1], trail, "trail")] if pattern.trailing == "..." else []
+        for name, part, end in ends_:
+            first = next((i for i, d in enumerate(part) if d != 1), len(part))
+            shown = tuple(part[first:]) if end == "lead" else tuple(part)
+            if name in variadic and (
+                len(variadic[name]) != len(shown)
+                or any(_differ(a, b) for a, b in zip(variadic[name], shown, strict=True))
+            ):
+                raise ShapeError(
+                    f"{rule.name}: the dimensions of {name} are {variadic[name]} from an "
+                    f"earlier input but {shown} from input {index}"
+                )
+            variadic[name] = shown
+            if end == "lead" and index and out.leading is not None:
+                if len(part) > len(out.leading):
+                    out.leading = tuple(part)
+        for name, size in pairs:
+            size = _as_size(size)
+            if not _positive(size):
+                raise ShapeError(
+                    f"{rule.name}: input {index} dimension {name} is {size}; "
+                    "dimensions must be positive"
+                )
+            if name in values and _differ(values[name], size):
+                raise ShapeError(
+                    f"{rule.name}: {name} is {values[name]} from {origin[name]} "
+                    f"but {size} from input {index}"
+                )
+            if name not in values:
+                values[name], origin[name] = size, f"input {index}"
+    for name, spec in rule.binds.items():
+        value = _as_size(read_spec(obj, spec, name, rule, call, shapes))
+        if name in values and _differ(values[name], value):
+            raise ShapeError(
+                f"{rule.name}: {origin[name]} has {name} = {values[name]}, "
+                f"but module.{spec.text} = {value}"
+            )
+        values[name], origin[name] = value, f"module.{spec.text}"
+    return out
 
 
 def bind(

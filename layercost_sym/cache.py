@@ -303,7 +303,7 @@ def _payload(catalogue: Catalogue, gloss: Glossary) -> tuple[dict[str, Any], lis
         family = (rule, *rule.variants)
         # the expanded definitions are stored too: computing them is the slow part of .flops
         defs = [
-            [[writer.add(s), writer.add(e)] for s, e in member._expanded_defines().items()]
+            [[writer.add(s), writer.add(e)] for s, e in member.expanded_defines.items()]
             for member in family
         ]
         records.append({"rule": to_plain(rule, writer, _RECORDS), "defs": defs})

@@ -1,5 +1,8 @@
 """The ``layercost`` command line (also ``python -m layercost_sym``).
 
+(Over 500 lines by design: the argument parser and one short function per command, so that
+every command and its ``--help`` example are read in one place.)
+
 >>> from layercost_sym.cli import main
 >>> main(["eval", "Linear", "N=2", "C_in=3", "C_out=4"])
 rule        Linear
@@ -229,8 +232,9 @@ def _with_defaults(rule, given: dict[str, int]) -> dict[str, int]:
         square = glossary().square_of(name)
         if square is not None and square in given:
             continue
-        if info[name].default is not None:
-            values[name] = info[name].default
+        default = info[name].default
+        if default is not None:
+            values[name] = default
     # data-dependent symbols (rows an Embedding renormalises) take the rule's documented
     # default, as bind() does, once the sizes it is written in are known
     for symbol, default in rule.data_defaults().items():
@@ -453,20 +457,6 @@ def _hyperparameter(name: str, text: str):
         return text  # a structural choice; the architecture checks it
 
 
-def _arch_defaults(arch, name: str) -> dict[str, object]:
-    """The defaults of the hyperparameters ``arch`` still has as symbols (exact values)."""
-    import sympy
-
-    from .zoo import _exact, _spec
-
-    values = {}
-    for h in _spec(name).hyperparameters:
-        value = arch.hyperparameters.get(h.name)
-        if h.choices is None and h.default is not None and isinstance(value, sympy.Symbol):
-            values[h.name] = _exact(h.name, h.default, h.integer)
-    return values
-
-
 def _arch(args) -> int:
     import sympy
 
@@ -491,7 +481,7 @@ def _arch(args) -> int:
     at = _at(args.at)
     if at:
         arch = arch.at(**at)
-    filled = _arch_defaults(arch, args.name)
+    filled = arch.default_values()
     if args.json:
         parts = arch.breakdown(args.convention)
         data = {

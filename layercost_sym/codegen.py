@@ -128,6 +128,8 @@ class _Codegen:
                     out = f"_where({self.cond(cond)}, {code}, {out})"
                 else:
                     out = f"({code} if {self.cond(cond)} else {out})"
+            if out is None:
+                raise _Unsupported(e)  # no branches at all
             return out
         raise _Unsupported(e)
 

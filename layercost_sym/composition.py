@@ -6,6 +6,9 @@ parameters and every convention's cost of that layer, as one named *part*.  Cost
 and scale (``n_layer * block``), keeping a per-part breakdown, so a whole architecture can be
 written the way a paper states it and printed as a table.
 
+(Over 500 lines by design: one class, :class:`Cost`, with its algebra, its domain, its
+evaluation and its tables; splitting it would scatter one object over several modules.)
+
 >>> import layercost_sym as lc
 >>> d, B, T = lc.symbols("d B T")
 >>> up = lc.rule("Linear").at(C_in=d, C_out=4 * d, N=B * T, b=1, name="up")
@@ -38,7 +41,7 @@ from .evaluation import evaluate
 from .glossary import glossary
 from .quantities import quantity as _quantity
 
-__all__ = ["Cost", "Part", "rule_at", "symbols"]
+__all__ = ["Cost", "Part", "as_exact", "rule_at", "symbols"]
 
 
 def symbols(names: str | Iterable[str], *, integer: bool = True, positive: bool = True) -> Any:
@@ -79,7 +82,7 @@ def symbols(names: str | Iterable[str], *, integer: bool = True, positive: bool 
     return made[0] if len(made) == 1 else tuple(made)
 
 
-def _as_value(key: str, value: Any) -> sympy.Expr:
+def as_exact(key: str, value: Any) -> sympy.Expr:
     """An exact SymPy value: ints, bools, SymPy numbers and expressions; nothing else."""
     if isinstance(value, bool):
         return sympy.Integer(int(value))
@@ -234,7 +237,7 @@ class Cost:
     def __mul__(self, factor: Any) -> Cost:
         if isinstance(factor, Cost):
             return NotImplemented
-        k = _as_value("factor", factor)
+        k = as_exact("factor", factor)
         if k.is_negative:
             raise CompositionError(f"a cost cannot be scaled by the negative number {k}")
         return Cost((p._map(lambda e: k * e) for p in self.parts), None, self.conditions)
@@ -372,11 +375,14 @@ class Cost:
         if values:
             free = {s.name: s for s in self._free_symbols()}
             given = {k: v for k, v in values.items() if k in free}
-            sizes = {free[k]: _as_value(k, v) for k, v in given.items()}
+            sizes = {free[k]: as_exact(k, v) for k, v in given.items()}
             at = self.at(**given)
             valued = [(p, c) for p, c in at.breakdown(convention).values()]
             valued.append((at.params, at.cost(convention)))
-            exprs = [(p, pv, c, cv) for (p, c), (pv, cv) in zip(exprs, valued, strict=True)]
+            with_values: list[tuple[Any, ...]] = [
+                (p, pv, c, cv) for (p, c), (pv, cv) in zip(exprs, valued, strict=True)
+            ]
+            exprs = with_values
             header = ["part", "params", "value", f"cost ({convention})", "value"]
         full = [[collected(e, sizes) for e in row] for row in exprs]
         columns = range(len(header) - 1)
@@ -500,7 +506,7 @@ def _mapping(symbols: set[sympy.Symbol], values: Mapping[str, Any], owner: str) 
                 f"{owner} has no symbol {key!r}; its symbols: "
                 f"{', '.join(sorted(by_name)) or 'none'}"
             )
-        v = _as_value(key, value)
+        v = as_exact(key, value)
         for target in targets:
             _check_domain(target, key, v)
             mapping[target] = v
@@ -558,15 +564,15 @@ def rule_at(rule: Any, *, training: bool = False, name: str | None = None, **val
         if symbol not in mapping:
             mapping[symbol] = default.xreplace(mapping)
     part_name = name or rule.name
-    values = {}
+    bound: dict[tuple[str, str], sympy.Expr] = {}
     for quantity, convention, mode in rule.compact:
         if mode == (bool(training) and _quantity(quantity).training):
             expr = rule.quantity(quantity, convention, training)
-            values[(quantity, convention)] = expr.xreplace(mapping)
+            bound[(quantity, convention)] = expr.xreplace(mapping)
     origin = rule.name if part_name == rule.name else f"{part_name} ({rule.name})"
     conditions = [replace(c, origin=origin) for c in rule.domain(training).conditions]
     return Cost(
-        [Part(part_name, values, rule.name)],
+        [Part(part_name, bound, rule.name)],
         tuple(e.xreplace(mapping) for e in rule.output_shape),
         _decide(conditions, mapping),
     )

@@ -6,6 +6,9 @@ single fraction ``num / den`` at compile time, ``floor`` becomes ``//``, ``ceili
 Numpy arrays run the same code vectorised: in ``int64`` when a bound computed from the inputs'
 largest magnitudes proves that no intermediate value can overflow, else on exact Python ints.
 
+(Over 500 lines by design: one pipeline, from a value's check through the domain's conditions
+to exact quotients over scalars and arrays; the code printers are :mod:`layercost_sym.codegen`.)
+
 >>> import layercost_sym as lc
 >>> lc.evaluate("floor((H + 2*p - 3) / s) + 1", {"H": 224, "p": 1, "s": 2})
 112
@@ -15,10 +18,10 @@ largest magnitudes proves that no intermediate value can overflow, else on exact
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import sympy
 
@@ -29,9 +32,16 @@ from .errors import DomainError, EvaluationError, MissingSymbolError
 from .glossary import glossary
 from .parsing import parse
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
 __all__ = ["check_condition", "check_domain", "evaluate", "invalid_points", "sweep"]
 
-Value = Any  # int, bool, numpy integer or numpy integer array
+# what evaluate takes: a size or option (an int; a bool for a flag), a numpy integer, or a numpy
+# integer array of them (evaluated point by point, broadcast)
+Value = Any
+# an expression: SymPy, expression text (parsed by the allow-list parser) or an int
+Expression: TypeAlias = "sympy.Basic | str | int"
 _INT64_SAFE = 2**62  # an int64 bound with headroom for the final sign and divisibility checks
 
 
@@ -129,16 +139,30 @@ def _finish(num, den, compiled: Compiled, values: list) -> int:
     return int(q)
 
 
+@overload
 def evaluate(
-    expr: sympy.Basic | str | int, shapes: Mapping[Any, Value], *, domain: Domain | None = None
-) -> Any:
-    """Evaluate ``expr`` exactly at ``shapes``, inside the domain it carries.
+    expr: Expression, values: Mapping[str | sympy.Symbol, int], *, domain: Domain | None = None
+) -> int: ...
+
+
+@overload
+def evaluate(
+    expr: Expression, values: Mapping[str | sympy.Symbol, Value], *, domain: Domain | None = None
+) -> int | NDArray[Any]: ...
+
+
+def evaluate(
+    expr: Expression, values: Mapping[str | sympy.Symbol, Value], *, domain: Domain | None = None
+) -> int | NDArray[Any]:
+    """Evaluate ``expr`` exactly at ``values``, inside the domain it carries.
 
     ``expr`` is a SymPy expression or expression text (parsed by the allow-list parser).
-    ``shapes`` maps symbol names or Symbols to ints (bools for flags); a square shorthand such
-    as ``k`` stands for the per-axis symbols ``k_h, k_w`` it covers.  Returns a Python ``int``,
-    or, when any value is a numpy integer array, a numpy array of the broadcast shape: ``int64``
-    where every value fits, else exact Python ints in an ``object`` array.
+    ``values`` maps symbol names (or Symbols) to the sizes and options the expression is
+    written in: dimensions, kernel sides, strides, groups, ints all, and flags (a bool or 0/1);
+    a square shorthand such as ``k`` stands for the per-axis symbols ``k_h, k_w`` it covers.
+    Returns a Python ``int``, or, when any value is a numpy integer array, a numpy array of
+    the broadcast shape: ``int64`` where every value fits, else exact Python ints in an
+    ``object`` array.
 
     What is checked:
 
@@ -149,8 +173,9 @@ def evaluate(
     * an expression the library handed out (a rule's ``params``, ``cost(...)`` and
       ``output_shape``, a composed cost, an analysis' closed form) also carries its domain
       (:mod:`layercost_sym.domain`): the rule's constraints, the analysis' guards.  A condition
-      whose sizes are all given and that fails raises :class:`~layercost_sym.DomainError`
-      naming it and torch's reason; with arrays, the first point that fails is named;
+      the given values decide false (all its sizes given, or the others unable to save it)
+      raises :class:`~layercost_sym.DomainError` naming it and torch's reason; with arrays,
+      the first point that fails is named;
     * ``domain`` adds conditions of your own (``lc.domain(e)`` of an expression ``e`` you built
       this one from).  Expression text and expressions you build yourself carry none.
 
@@ -177,7 +202,7 @@ def evaluate(
     if domain is not None:
         conditions = conditions & domain
     compiled = _COMPILED.get(expr) or compile_expression(expr)
-    result = (compiled.fast_within(conditions) if conditions else compiled.fast)(shapes)
+    result = (compiled.fast_within(conditions) if conditions else compiled.fast)(values)
     if result is not None:
         num, den = result
         if den == 1:
@@ -187,19 +212,19 @@ def evaluate(
             q, r = divmod(num, den)
             if not r and q >= 0:
                 return q
-    values, any_array = _gather(compiled, shapes)
+    given, any_array = _gather(compiled, values)
     if any_array and conditions:
-        within = _evaluate_array_within(compiled, conditions, shapes)
+        within = _evaluate_array_within(compiled, conditions, values)
         if within is not None:
             return within
     if conditions:
-        check_domain(conditions, shapes)
+        check_domain(conditions, values)
     if any_array:
-        return _evaluate_array(compiled, values)
-    num, den = compiled.scalar(*values)
+        return _evaluate_array(compiled, given)
+    num, den = compiled.scalar(*given)
     if den == 1 and num >= 0:
         return num
-    return _finish(num, den, compiled, values)
+    return _finish(num, den, compiled, given)
 
 
 # -- domains ---------------------------------------------------------------------------------------
@@ -347,7 +372,7 @@ def invalid_points(domain: Domain, shapes: Mapping[Any, Value]):
     return invalid
 
 
-def _vector_arguments(compiled: Compiled, values: list, arrays: list) -> list:
+def _vector_arguments(compiled: Compiled, values: list, arrays: Sequence[Any]) -> list:
     """The broadcast ``arrays`` as int64 when a bound on every intermediate value of
     ``compiled`` at the inputs' largest magnitudes proves int64 cannot overflow, else as exact
     Python ints in object arrays."""
@@ -416,7 +441,7 @@ def _evaluate_array_within(compiled: Compiled, domain: Domain, shapes: Mapping[A
     return _quotients(compiled, (num, den), own, [args[position[s]] for s in compiled.symbols])
 
 
-def _quotients(compiled: Compiled, result: Any, arrays: list, args: list):
+def _quotients(compiled: Compiled, result: Any, arrays: Sequence[Any], args: Sequence[Any]) -> Any:
     """The exact integer quotients ``num // den`` of a vectorised result (checked exact and
     non-negative, naming the first point where not); one scalar evaluation per point where
     the expression does not vectorise (``result`` None)."""
@@ -427,7 +452,8 @@ def _quotients(compiled: Compiled, result: Any, arrays: list, args: list):
         out = np.empty(shape, dtype=object)
         for index in np.ndindex(shape):
             point = [int(a[index]) for a in arrays]
-            out[index] = _finish(*compiled.scalar(*point), compiled, point)
+            num, den = compiled.scalar(*point)
+            out[index] = _finish(num, den, compiled, point)
     else:
         num, den = (
             np.broadcast_to(np.asarray(x, dtype=args[0].dtype if args else object), shape)

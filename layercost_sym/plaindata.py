@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 
-def _assoc(cls: type) -> Callable[..., Basic]:
+def _assoc(cls: Any) -> Callable[..., Basic]:
     # Add/Mul keep their arguments in the canonical order they were written in
     return lambda *args: cls._from_args(args)
 

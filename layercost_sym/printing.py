@@ -86,7 +86,7 @@ def latex(
     parameters and its FLOPs under ``convention`` (None: ``exact``), written with those
     quantities.
     """
-    if _is_rule(obj):
+    if not isinstance(obj, str | sympy.Basic) and _is_rule(obj):
         mode = ", training" if training else ""
         name = quantity("flops").convention(convention)
         lines = [f"{_latex(s)} &= {_latex(e)}" for s, e in obj.defines.items()]

@@ -153,9 +153,6 @@ class Rule:
         """The defined quantities (``H_out`` ...), each written in bound symbols only."""
         return expand_defines(self.defines.items())  # in file order: later use earlier
 
-    def _expanded_defines(self) -> dict[sympy.Symbol, sympy.Expr]:
-        return self.expanded_defines
-
     def expand(self, expr: sympy.Basic) -> sympy.Basic:
         """Substitute the rule's defined quantities (``H_out`` ...) into ``expr``."""
         return expr.xreplace(self.expanded_defines)

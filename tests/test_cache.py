@@ -102,7 +102,7 @@ def assert_same_rule(fresh: Rule, cached: Rule) -> None:
     where = fresh.name
     assert_same_value(fresh, cached, where)  # every field, variants included
     for f, c in zip((fresh, *fresh.variants), (cached, *cached.variants), strict=True):
-        assert_same_value(f._expanded_defines(), c._expanded_defines(), f"{f.name} expanded")
+        assert_same_value(f.expanded_defines, c.expanded_defines, f"{f.name} expanded")
         assert_same_value(f.params, c.params, f"{f.name}.params")
         assert_same_value(f.output_shape, c.output_shape, f"{f.name}.output_shape")
         assert_same_value(f.data_defaults(), c.data_defaults(), f"{f.name}.data_defaults")

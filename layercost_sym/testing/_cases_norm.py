@@ -63,7 +63,7 @@ def _batchnorm_case(
     n = draw(st.integers(1, max_batch))
     spatial = _sizes(draw, spatial_dims, max_size)
     if name == "BatchNorm1d" and draw(st.booleans()):
-        spatial = ()  # BatchNorm1d also takes (N, C)
+        spatial = []  # BatchNorm1d also takes (N, C)
     if (train or not kwargs["track_running_stats"]) and n * math.prod(spatial) < 2:
         n += 1  # batch statistics need more than one value per channel
     return LayerCase(name, kwargs, ((n, c, *spatial),), training=train)

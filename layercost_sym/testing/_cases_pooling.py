@@ -28,14 +28,14 @@ __all__ = [
 ]
 
 
-def _sides(draw, dims: int, values: st.SearchStrategy[int]) -> tuple[int, ...]:
+def _sides(draw, dims: int, values: st.SearchStrategy[Any]) -> tuple[Any, ...]:
     """One value per axis: all equal (square) or each drawn."""
     if draw(st.booleans()):
         return (draw(values),) * dims
     return tuple(draw(values) for _ in range(dims))
 
 
-def _form(draw, sides: tuple[int, ...]) -> Any:
+def _form(draw, sides: tuple[Any, ...]) -> Any:
     """How the option is passed: an int when all sides agree (sometimes), else the tuple."""
     if len(set(sides)) == 1 and draw(st.booleans()):
         return sides[0]
@@ -179,7 +179,7 @@ def adaptive_pool_cases(
     smaller, equal to or larger than the input, uneven and overlapping windows, 1x1 outputs,
     and return_indices for Max; for 2-d and 3-d, entries of None (keep that axis's size)."""
     sizes = [draw(st.integers(1, max_size)) for _ in range(dims)]
-    outputs = _sides(draw, dims, st.integers(1, max_output))
+    outputs: tuple[int | None, ...] = _sides(draw, dims, st.integers(1, max_output))
     if dims > 1 and draw(st.booleans()):  # None keeps the input's size (a tuple only)
         keep = draw(st.lists(st.booleans(), min_size=dims, max_size=dims))
         outputs = tuple(None if k else o for k, o in zip(keep, outputs, strict=True))

@@ -15,6 +15,8 @@ forward call go through a one-line wrapper module (which has no rule: it adds no
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from thop import profile
@@ -24,7 +26,12 @@ from .strategies import LayerCase
 __all__ = ["CallWith", "build", "scaled_dot_product_attention", "tensors", "thop_macs"]
 
 # transformer activations drawn as text (see _cases_attention.ACTIVATIONS)
-_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "ReLU()": torch.nn.ReLU, "GELU()": torch.nn.GELU}
+_ACTIVATIONS: dict[str, Any] = {
+    "relu": "relu",
+    "gelu": "gelu",
+    "ReLU()": torch.nn.ReLU,
+    "GELU()": torch.nn.GELU,
+}
 
 
 class scaled_dot_product_attention(torch.nn.Module):  # the rule's name: lc.bind finds it

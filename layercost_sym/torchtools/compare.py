@@ -116,14 +116,12 @@ class Comparison:
     """Costs of one traced model under several conventions (see the module docstring)."""
 
     analysis: Analysis
-    # None: the FLOPs conventions stated for every layer (quantity("flops").compared)
-    conventions: tuple[str, ...] | None = None
+    # by default, the FLOPs conventions stated for every layer (quantity("flops").compared)
+    conventions: tuple[str, ...] = field(default_factory=lambda: quantity("flops").compared)
     at: Mapping[str, int] | None = None
     _families: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.conventions is None:
-            self.conventions = quantity("flops").compared
         self.conventions = tuple(self.conventions)
         if not self.conventions:
             raise ConventionError("compare needs at least one convention")
@@ -243,7 +241,7 @@ class Comparison:
             shown = d.rows[:top] if top > 0 else d.rows
             cells = [("layer", "rule", a, b, "difference")]
             for r in shown:
-                if known:
+                if d.at is not None:
                     av, bv = evaluate(r.a, d.at), evaluate(r.b, d.at)
                     cells.append((r.name, r.rule, str(av), str(bv), str(av - bv)))
                 else:
@@ -277,7 +275,7 @@ class Comparison:
             d = self.diff(a, b, at)
             rows = []
             for r in d.rows:
-                row = {"name": r.name, "rule": r.rule, "family": r.family}
+                row: dict[str, Any] = {"name": r.name, "rule": r.rule, "family": r.family}
                 row.update({a: str(r.a), b: str(r.b), "difference": str(r.difference)})
                 if at is not None:
                     row["value"] = d.value(r)
@@ -325,5 +323,5 @@ def compare(
 
     if "backward" in analyze_kwargs:
         raise ConventionError("compare covers the forward pass only (no backward=...)")
-    chosen = None if conventions is None else tuple(conventions)
+    chosen = quantity("flops").compared if conventions is None else tuple(conventions)
     return Comparison(analyze(model, *input_shapes, **analyze_kwargs), chosen, at)

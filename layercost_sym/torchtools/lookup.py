@@ -7,7 +7,7 @@
   that runs the same operator, costed by its rule; each peer tool counts such a call as its
   convention file's ``functional_calls`` table states (:func:`as_function`).
 * :func:`bind_call`: the values of a rule's symbols at a call with symbolic sizes, through the
-  same reader as :func:`layercost_sym.bind` (:mod:`layercost_sym.reading`), its data-dependent
+  same binder as :func:`layercost_sym.bind` (:func:`layercost_sym.binding.read`), its data-dependent
   symbols at their defaults and its constraints decided where the sizes decide them.
 """
 
@@ -22,13 +22,14 @@ from typing import Any
 import sympy
 import torch
 
+from ..binding import read
 from ..cache import catalogue
 from ..catalogue import functional_calls
 from ..domain import Condition
 from ..errors import ShapeError, UnknownRuleError
 from ..glossary import formulas_dir, glossary
 from ..quantities import quantity as _quantity
-from ..reading import choose, read
+from ..reading import choose
 from ..rule import Rule
 
 __all__ = [
@@ -87,7 +88,7 @@ def module_rule(module: torch.nn.Module, inputs: list | None = None) -> Rule | N
     by_module = catalogue().by_module
     for cls in type(module).__mro__:
         if cls.__name__ in by_module:
-            if type(module).forward is not cls.forward:
+            if type(module).forward is not getattr(cls, "forward", None):
                 return None
             try:
                 return catalogue().for_module(module, inputs)

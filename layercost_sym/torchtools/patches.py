@@ -24,12 +24,13 @@ def generic_conv_backend() -> Iterator[None]:
     """Fake convolution picks a memory format by asking which CPU kernel torch would run, and
     that choice guards on the batch size (``N < 16``); the cost does not depend on the kernel,
     so the trace asks for the plain one."""
-    original = torch._C._select_conv_backend
-    torch._C._select_conv_backend = lambda *a, **k: torch._C._ConvBackend.Slow2d
+    internals: Any = torch._C  # private, and not in torch's type stubs
+    original = internals._select_conv_backend
+    internals._select_conv_backend = lambda *a, **k: internals._ConvBackend.Slow2d
     try:
         yield
     finally:
-        torch._C._select_conv_backend = original
+        internals._select_conv_backend = original
 
 
 @contextlib.contextmanager
@@ -71,7 +72,7 @@ def real_run_branches(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
     """
     import sys
 
-    masking = sys.modules.get("transformers.masking_utils")
+    masking: Any = sys.modules.get("transformers.masking_utils")
     original = getattr(masking, "find_packed_sequence_indices", None)
     if original is None or "position_ids" in call_kwargs:
         yield

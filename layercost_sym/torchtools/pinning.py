@@ -25,6 +25,7 @@ failed and what to try.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -250,11 +251,11 @@ def sequence_limit(model: torch.nn.Module) -> int | None:
     128
     """
     config = getattr(model, "config", None)
-    limits = [
+    stated = [
         getattr(config, attr, None)
         for attr in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
     ]
-    limits = [v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v > 2]
+    limits = [v for v in stated if isinstance(v, int) and not isinstance(v, bool) and v > 2]
     return min(limits) if limits else None
 
 
@@ -372,14 +373,14 @@ def next_settings(
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:
-    fields = {
-        "pinned": dict(settings.pinned),
-        "integer_inputs": set(settings.integer_inputs),
-        "multiples": dict(settings.multiples),
-        "limits": dict(settings.limits),
-    }
-    fields.update(changes)
-    return Settings(**fields)
+    """A copy of ``settings`` (its tables copied too) with ``changes``."""
+    copied = Settings(
+        dict(settings.pinned),
+        set(settings.integer_inputs),
+        dict(settings.multiples),
+        dict(settings.limits),
+    )
+    return dataclasses.replace(copied, **changes)
 
 
 def untraceable(

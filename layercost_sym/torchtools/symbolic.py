@@ -186,7 +186,7 @@ def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
         # g == 0 on [start, end): from where sign*g reaches 0 to where it passes 0
         start = _first(lambda n: at(n) >= 0, lower)
         end = None if start is None else _first(lambda n: at(n) > 0, start)
-        if end is None:
+        if start is None or end is None:
             return cond
         if end == start:  # g never 0
             return sympy.false if rel == "==" else sympy.true

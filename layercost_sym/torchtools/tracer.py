@@ -32,7 +32,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
-from .opcount import _op_name, op_kind
+from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
 
@@ -211,7 +211,7 @@ class Tracer:
             return self._op(mode, func, args, kwargs)
         except Exception as exc:
             if not self.failed_op or self.failed_op[0] is not exc:  # the innermost operator
-                self.failed_op = (exc, _op_name(func), args, kwargs)
+                self.failed_op = (exc, op_name(func), args, kwargs)
             raise
 
     def _op(self, mode: TorchDispatchMode, func, args, kwargs):
@@ -228,7 +228,7 @@ class Tracer:
                 self.ruled_depth -= 1
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
-        name = _op_name(func)
+        name = op_name(func)
         if name == "embedding" and len(args) > 1:  # F.embedding between modules
             self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
         out = self._cost(mode, func, name, args, kwargs)

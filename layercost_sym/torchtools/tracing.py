@@ -37,8 +37,8 @@ turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.A
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import sympy
 import torch
@@ -91,16 +91,20 @@ def _hints(
                 if d in multiples:
                     value = _multiple(multiples[d], used, limit)
                 else:
-                    value = _DEFAULT_HINTS.get(d)
-                    while value is None or value in used:
-                        value = (
-                            next(spatial) if value is None or value in _SPATIAL_HINTS else value + 1
-                        )
+                    value = _unused(_DEFAULT_HINTS.get(d), used, spatial)
                     if limit is not None and value >= limit:
                         value = _prime_below(limit, used)
                 chosen[d] = value
                 used.add(value)
     return chosen
+
+
+def _unused(value: int | None, used: set[int], spatial: Iterator[int]) -> int:
+    """``value`` (a symbol's default trace size), or the next size up, or the next odd prime of
+    ``spatial``, whichever is first not in ``used``."""
+    while value is None or value in used:
+        value = next(spatial) if value is None or value in _SPATIAL_HINTS else value + 1
+    return value
 
 
 def _prime_below(limit: int, used: set[int]) -> int:
@@ -262,7 +266,7 @@ def _trace(
         x = fake.from_tensor(real, symbolic_context=StatelessSymbolicContext(dynamic_sizes=dynamic))
         for d, size in zip(spec, x.shape, strict=True):
             if isinstance(d, str):
-                expr = size.node.expr
+                expr = cast(Any, size).node.expr  # a SymInt (typed as int by torch)
                 if expr.is_Symbol and expr not in symbol_map:
                     symbol_map[expr] = _user_symbol(d)
         inputs.append(x)
@@ -384,8 +388,8 @@ def _trace(
         # of every operator, which do not change any cost.
         if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
             guards.append(sympy.Ge(user, int(vr.lower)))
-    names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
-    symbols = tuple(_user_symbol(name) for name in names)
+    input_names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
+    symbols = tuple(_user_symbol(name) for name in input_names)
     return Analysis(
         symbols,
         tracer.layers,
@@ -398,5 +402,5 @@ def _trace(
         backward,
         sources,
         costed_by_operators,
-        {name: pins[name] for name in names if name in pins},
+        {name: pins[name] for name in input_names if name in pins},
     )

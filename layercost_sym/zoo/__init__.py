@@ -24,7 +24,7 @@ from typing import Any
 
 import sympy
 
-from ..composition import Cost, _as_value, symbols
+from ..composition import Cost, as_exact, symbols
 from ..errors import ArchitectureError, UnknownArchitectureError
 
 __all__ = [
@@ -177,11 +177,21 @@ class Architecture:
         for k, v in self.hyperparameters.items():
             if isinstance(v, sympy.Basic):
                 given = {
-                    s: _as_value(s.name, values[s.name]) for s in v.free_symbols if s.name in values
+                    s: as_exact(s.name, values[s.name]) for s in v.free_symbols if s.name in values
                 }
                 v = v.xreplace(given)
             hp[k] = v
         return Architecture(self.name, hp, self.mirrors, total)
+
+    def default_values(self) -> dict[str, sympy.Expr]:
+        """The exact defaults (:func:`defaults`) of the numeric hyperparameters this
+        architecture still has as symbols: where a table shows its formulas' values."""
+        values = {}
+        for h in _spec(self.name).hyperparameters:
+            value = self.hyperparameters.get(h.name)
+            if h.choices is None and h.default is not None and isinstance(value, sympy.Symbol):
+                values[h.name] = _exact(h.name, h.default, h.integer)
+        return values
 
     def _repr_latex_(self) -> str:
         return self.total._repr_latex_()

@@ -6,6 +6,8 @@ functional ``add``, ``mean`` and ``view``), in exactly the calls ``lc.analyze`` 
 runs the torch model, so the two agree term by term.  Inputs are square,
 ``resolution x resolution`` pixels; the batch is the glossary's ``N``, left as a symbol.
 
+(Over 500 lines by design: the three CNN families share their block helpers, which are public.)
+
 >>> import layercost_sym as lc
 >>> r18 = lc.architecture("resnet", depth=18, resolution=224)
 >>> r18.params, r18.evaluate({"N": 1}, "macs")          # torchvision: 11.69M, 1.81 GFLOPS
@@ -185,6 +187,7 @@ def _equal(a: Any, b: Any) -> Any:
 
 def _residual(name: str, x: Shape, body: Cost, factor: Any = 1) -> Cost:
     """``x + body(x)``: the residual ``add`` (times a 0/1 ``factor``)."""
+    assert body.output_shape is not None  # a body ends in a rule's part
     add = factor * _elementwise("add", name, body.output_shape)
     return Cost((*body.parts, *add.parts), body.output_shape, (*body.conditions, *add.conditions))
 
@@ -269,6 +272,7 @@ def _shortcut(name: str, x: Shape, body: Cost, c_out: int, s: int, c_in: Any) ->
         parts += down.parts
         conditions += down.conditions
     out = body.output_shape
+    assert out is not None  # the body ends in a rule's part
     for extra in (_elementwise("add", name, out), _elementwise("ReLU", name, out)):
         parts += extra.parts
         conditions += extra.conditions
@@ -301,6 +305,7 @@ def _input(resolution: Any) -> Shape:
 
 def _then(total: list[Cost], cost: Cost) -> Shape:
     total.append(cost)
+    assert cost.output_shape is not None  # a rule's part: its output shape is known
     return cost.output_shape
 
 

@@ -32,7 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..cache import catalogue
-from ..composition import Cost, Part, _as_value, symbols
+from ..composition import Cost, Part, as_exact, symbols
 from ..errors import ArchitectureError
 from . import Hyperparameter, register
 
@@ -50,7 +50,7 @@ def _rule(rule: str, part: str, **values: Any) -> Cost:
     for symbol, default in data.items():
         if symbol.name not in values:
             bound = {
-                s: _as_value(s.name, values[s.name])
+                s: as_exact(s.name, values[s.name])
                 for s in default.free_symbols
                 if s.name in values
             }
@@ -78,7 +78,7 @@ def _check(**hp: Any) -> None:
         a, b = hp.get(big), hp.get(small)
         if a is None or b is None:
             continue
-        ratio = _as_value(big, a) / _as_value(small, b)
+        ratio = as_exact(big, a) / as_exact(small, b)
         if ratio.is_number and not ratio.is_integer:
             raise ArchitectureError(f"{small}={b} must divide {big}={a}")
 

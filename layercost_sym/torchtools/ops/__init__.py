@@ -1,11 +1,19 @@
 """Counting rules for operators that need more than a kind, one module per layer family.
 
-Every module here is imported (by :mod:`layercost_sym.torchtools.opcount`) and registers its
-rules with :func:`~layercost_sym.torchtools.opcount.register_op`.
+Each module registers its rules with :func:`~layercost_sym.torchtools.optable.register_op`
+(importing only :mod:`~layercost_sym.torchtools.optable`); the counter imports this package so
+that every family's rules are in the table before anything is counted.
 """
 
-import importlib
-import pkgutil
-
-for _info in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_info.name}")
+from . import (  # noqa: F401  (imported for the rules they register)
+    activation,
+    attention,
+    conv,
+    dropout,
+    embedding,
+    functional,
+    norm,
+    pooling,
+    recurrent,
+    resampling,
+)

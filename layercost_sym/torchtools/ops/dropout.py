@@ -8,6 +8,6 @@
   (``bernoulli_distribution``: ``uniform(generator) < p``), so every overload counts alike.
 """
 
-from ..opcount import register_op
+from ..optable import register_op
 
 register_op("bernoulli", kind="elementwise")

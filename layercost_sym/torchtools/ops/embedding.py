@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from ..opcount import register_op
+from ..optable import register_op
 
 _SUM, _MEAN, _MAX = 0, 1, 2
 _DEFAULTS = (None, None, None, False, _SUM, False, None, False, -1)

@@ -8,7 +8,7 @@ Everything else the family runs (native_batch_norm, native_layer_norm, native_gr
 instance_norm, _fused_rms_norm) is broken into primitives by torch's own decompositions.
 """
 
-from ..opcount import _CUSTOM, OP_TABLE, register_op
+from ..optable import CUSTOM, OP_TABLE, register_op
 
-if "resize_as" not in OP_TABLE and "resize_as" not in _CUSTOM:
+if "resize_as" not in OP_TABLE and "resize_as" not in CUSTOM:
     register_op("resize_as", kind="movement")

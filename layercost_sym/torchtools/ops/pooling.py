@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..opcount import register_op
+from ..optable import register_op
 
 __all__: list[str] = []
 

@@ -20,7 +20,7 @@ The zero initial state is multiplied like any other state, as the reference path
 from __future__ import annotations
 
 from ...errors import UncountedOpError
-from ..opcount import register_op
+from ..optable import register_op
 
 __all__: list[str] = []
 

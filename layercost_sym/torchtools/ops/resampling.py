@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import torch
 
-from ..opcount import _CUSTOM, OP_TABLE, register_op
+from ..optable import CUSTOM, OP_TABLE, register_op
 
 
 def _register_shared(name: str, kind: str) -> None:
-    if name not in OP_TABLE and name not in _CUSTOM:  # another family may have registered it
+    if name not in OP_TABLE and name not in CUSTOM:  # another family may have registered it
         register_op(name, kind=kind)
 
 
