@@ -167,7 +167,9 @@ def test_inline_layercost_commands_run(command):
 
 def test_inline_python_scripts_exist():
     scripts = [span.split()[1] for span in INLINE if span.startswith("python ")]
-    assert all((ROOT / script).is_file() for script in scripts), scripts
+    assert "tests/benchmarks/bench_evaluate.py" in scripts  # the README names its benchmark
+    missing = [script for script in scripts if not (ROOT / script).is_file()]
+    assert not missing, missing
 
 
 def test_links_and_paths_exist():
