@@ -62,7 +62,7 @@ def _check(case: LayerCase):
         training = lc.evaluate(rule.cost("thop", True), binding)
     except lc.DomainError:
         # BatchNorm: "more than 1 value per channel"; InstanceNorm: "more than 1 spatial element"
-        with pytest.raises(ValueError, match="more than 1 (value per channel|spatial element)"):
+        with pytest.raises(ValueError, match=r"more than 1 (value per channel|spatial element)"):
             build(case).train()(*tensors(case))
         return binding, counted
     assert training == lc.evaluate(rule.cost("thop", False), binding)

@@ -78,4 +78,4 @@ def test_eight_threads_agree_with_one(busy_switching):
             rng.shuffle(order)
             got = list(pool.map(lambda i: (i, _run(jobs[i])), order))
             wrong = [(jobs[i][0], i) for i, result in got if result != expected[i]]
-            assert not wrong, f"{len(wrong)} of {len(jobs)} jobs differ from one thread: {wrong[:5]}"
+            assert not wrong, f"{len(wrong)} of {len(jobs)} differ from one thread: {wrong[:5]}"
