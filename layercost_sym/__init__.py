@@ -26,15 +26,18 @@ from .errors import (
     DomainError,
     EvaluationError,
     ExpressionError,
+    HardwareError,
     LayercostError,
     MissingSymbolError,
     ShapeError,
     TraceError,
     UncountedOpError,
     UnknownArchitectureError,
+    UnknownHardwareError,
     UnknownRuleError,
 )
 from .evaluation import evaluate, sweep
+from .hardware import Chip, hardware, hardwares, load_hardware
 from .parsing import parse
 from .printing import latex, simplify
 from .quantities import CONVENTIONS, quantities, quantity
@@ -52,6 +55,7 @@ __all__ = [
     "ArchitectureError",
     "Binding",
     "CatalogueError",
+    "Chip",
     "CompositionError",
     "Condition",
     "ConventionError",
@@ -60,6 +64,7 @@ __all__ = [
     "DomainError",
     "EvaluationError",
     "ExpressionError",
+    "HardwareError",
     "LayercostError",
     "MissingSymbolError",
     "Rule",
@@ -67,6 +72,7 @@ __all__ = [
     "TraceError",
     "UncountedOpError",
     "UnknownArchitectureError",
+    "UnknownHardwareError",
     "UnknownRuleError",
     "analyze",
     "architecture",
@@ -76,7 +82,10 @@ __all__ = [
     "count",
     "domain",
     "evaluate",
+    "hardware",
+    "hardwares",
     "latex",
+    "load_hardware",
     "parse",
     "quantities",
     "quantity",

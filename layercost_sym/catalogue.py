@@ -279,8 +279,8 @@ def _with_conventions(rule: Rule, overlays: list[_Overlay], **more: Any) -> Rule
 def load_catalogue(directory: Path, gloss: Glossary | None = None) -> Catalogue:
     """Load and validate every ``*.toml`` rule file of ``directory`` (the glossary excluded)."""
     gloss = glossary() if gloss is None else gloss
-    # the glossary and the quantities are not rule files
-    not_rules = ("symbols.toml", "quantities.toml", "families.toml")
+    # the glossary, the quantities, the families and the accelerators are not rule files
+    not_rules = ("symbols.toml", "quantities.toml", "families.toml", "hardware.toml")
     files = tuple(sorted(p for p in directory.glob("*.toml") if p.name not in not_rules))
     rules: dict[str, Rule] = {}
     by_module: dict[str, Rule] = {}

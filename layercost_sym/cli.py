@@ -26,6 +26,7 @@ from .cache import catalogue
 from .errors import LayercostError, MissingSymbolError
 from .evaluation import evaluate
 from .glossary import glossary
+from .hardware import format_hardware_table, hardware, hardwares
 from .printing import latex
 from .quantities import quantity
 from .text import clip
@@ -77,6 +78,14 @@ _EPILOG_COMPARE = (
     "Families: conv, linear, norm, activation, pooling, attention, other (see\n"
     "layercost_sym/torchtools/compare.py). The model is traced once; fvcore, thop and ptflops\n"
     "are the tools' own counting rules (formulas/conventions/), not the tools run."
+)
+
+_EPILOG_HARDWARE = (
+    "example:\n  layercost hardware\n  layercost hardware H100-SXM a100-sxm-80gb\n"
+    "  layercost hardware TPU-v5e --json\n\n"
+    "Peaks are dense (figures quoted with sparsity are halved) and the faster of a chip's\n"
+    "matrix and vector units; --json prints every peak, the memory (bytes), the bandwidth\n"
+    "(bytes/s) and the vendor document each number comes from (formulas/hardware.toml)."
 )
 
 
@@ -205,6 +214,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--training", action="store_true", help="the model in training mode")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "hardware",
+        help="accelerators: peak FLOP/s per dtype, memory and bandwidth, with their sources",
+        epilog=_EPILOG_HARDWARE,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="chips to show (case ignored); default: all"
+    )
+    p.add_argument("--json", action="store_true", help="every field, sources included, as JSON")
     return parser
 
 
@@ -574,6 +593,15 @@ def _compare(args) -> int:
     return 0
 
 
+def _hardware(args) -> int:
+    chips = [hardware(name) for name in args.names or hardwares()]
+    if args.json:
+        print(json.dumps({chip.name: chip.to_dict() for chip in chips}, indent=2))
+    else:
+        print(format_hardware_table(chips))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {
@@ -583,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": _model,
         "arch": _arch,
         "compare": _compare,
+        "hardware": _hardware,
     }
     try:
         return commands[args.command](args)

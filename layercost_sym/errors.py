@@ -15,6 +15,7 @@ __all__ = [
     "DomainError",
     "EvaluationError",
     "ExpressionError",
+    "HardwareError",
     "LayercostError",
     "MissingSymbolError",
     "PlainDataError",
@@ -22,6 +23,7 @@ __all__ = [
     "TraceError",
     "UncountedOpError",
     "UnknownArchitectureError",
+    "UnknownHardwareError",
     "UnknownRuleError",
 ]
 
@@ -97,3 +99,17 @@ class UnknownArchitectureError(LayercostError, KeyError):
 class TraceError(LayercostError, ValueError):
     """``analyze`` could not trace a model at all, even with dimensions pinned (says what failed
     and what to try)."""
+
+
+class HardwareError(LayercostError, ValueError):
+    """A chip's figures are malformed: a peak that is not a positive integer, a dtype or kind not
+    known, a number without a source (``layercost_sym.hardware.Chip`` built directly; the file
+    loader reports the same as a :class:`CatalogueError` at its line)."""
+
+
+class UnknownHardwareError(LayercostError, KeyError):
+    """No accelerator has the requested name, or a chip states no peak for the requested dtype
+    (the message names the chip, the dtype and the peaks it has)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
