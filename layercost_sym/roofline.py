@@ -17,14 +17,15 @@ bound is the sum of its layers' (layers run one after another).  Times are exact
 second: FLOPs, bytes, peaks and bandwidths are integers.
 
 >>> import sympy
->>> from layercost_sym.roofline import Work, crossover
->>> class Chip:  # what a chip must offer (layercost_sym.hardware.Chip has it)
-...     name, bandwidth = "toy", 1000          # bytes/s
-...     matrix, vector = {"fp32": 8000}, {}    # FLOP/s
->>> n = sympy.Symbol("n", integer=True, positive=True)
->>> w = Work("layer", matrix=2 * n * 16, other=sympy.Integer(0), bytes=4 * (2 * n + 16))
->>> crossover(w, Chip(), "fp32", n)   # 32 n / 8000 = (8 n + 64) / 1000  ->  n = 8 / 3
-8/3
+>>> from layercost_sym.roofline import Work, crossover, roofline
+>>> N = sympy.Symbol("N", integer=True, positive=True)
+>>> d = 4096  # a bias-free d x d Linear in bf16 (2 bytes an element) over N tokens
+>>> fc = Work("fc", matrix=2 * N * d * d, other=sympy.Integer(0), bytes=2 * (2 * N * d + d * d))
+>>> at = crossover(fc, "H100-SXM", "bf16", N)  # 2 N d^2 / P = 2 (2 N d + d^2) / B
+>>> at, round(float(at), 2)
+(10131456/29357, 345.11)
+>>> [roofline([fc], "H100-SXM", "bf16", {"N": n}).rows[0].bottleneck for n in (345, 346)]
+['memory', 'compute']
 """
 
 from __future__ import annotations
@@ -36,19 +37,39 @@ from typing import Any, Protocol
 
 import sympy
 
-from .errors import ConventionError, EvaluationError
+from .errors import EvaluationError, UnknownHardwareError
 from .evaluation import evaluate
 
-__all__ = ["ChipLike", "Roofline", "RooflineRow", "Work", "crossover", "roofline", "time_bound"]
+__all__ = [
+    "ChipLike",
+    "Roofline",
+    "RooflineRow",
+    "Work",
+    "as_chip",
+    "crossover",
+    "peaks",
+    "roofline",
+    "time_bound",
+]
 
 
 class ChipLike(Protocol):
     """What the roofline needs of a chip (:class:`layercost_sym.hardware.Chip` has it)."""
 
-    name: str
-    bandwidth: int  # bytes/s
-    matrix: Mapping[str, int]  # dtype -> dense FLOP/s of the matrix units
-    vector: Mapping[str, int]  # dtype -> FLOP/s of the other units (may be empty)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def bandwidth(self) -> int:  # bytes/s
+        ...
+
+    @property
+    def matrix(self) -> Mapping[str, int]:  # dtype -> dense FLOP/s of the matrix units
+        ...
+
+    @property
+    def vector(self) -> Mapping[str, int]:  # dtype -> FLOP/s of the other units (may be empty)
+        ...
 
 
 @dataclass(frozen=True)
@@ -66,24 +87,35 @@ class Work:
 
 
 def peaks(chip: ChipLike, dtype: str) -> tuple[int, int]:
-    """``(matrix peak, vector peak)`` of ``chip`` for ``dtype``, in FLOP/s; the vector peak is
-    the matrix peak where the chip states none for the dtype."""
-    if dtype not in chip.matrix:
-        raise ConventionError(
-            f"{chip.name} states no matrix peak for {dtype!r}; it states "
-            f"{', '.join(chip.matrix) or 'none'}"
+    """``(matrix peak, vector peak)`` of ``chip`` for ``dtype``, in FLOP/s.  A dtype the matrix
+    units do not take (fp32 on tensor cores) runs all its work on the vector units; a dtype
+    with no vector peak runs its other arithmetic at the matrix peak."""
+    matrix = chip.matrix.get(dtype, chip.vector.get(dtype))
+    if matrix is None:
+        raise UnknownHardwareError(
+            f"{chip.name} states no peak for {dtype!r}; matrix: "
+            f"{', '.join(chip.matrix) or 'none'}; vector: {', '.join(chip.vector) or 'none'}"
         )
-    matrix = int(chip.matrix[dtype])
-    return matrix, int(chip.vector.get(dtype, matrix))
+    return int(matrix), int(chip.vector.get(dtype, matrix))
 
 
-def _times(work: Work, chip: ChipLike, dtype: str) -> tuple[sympy.Expr, sympy.Expr]:
+def as_chip(chip: ChipLike | str) -> ChipLike:
+    """A chip, or the chip of ``formulas/hardware.toml`` named ``chip``."""
+    if isinstance(chip, str):
+        from .hardware import hardware
+
+        return hardware(chip)
+    return chip
+
+
+def _times(work: Work, chip: ChipLike | str, dtype: str) -> tuple[sympy.Expr, sympy.Expr]:
+    chip = as_chip(chip)
     matrix_peak, vector_peak = peaks(chip, dtype)
     compute = work.matrix / sympy.Integer(matrix_peak) + work.other / sympy.Integer(vector_peak)
     return compute, work.bytes / sympy.Integer(chip.bandwidth)
 
 
-def time_bound(work: Work, chip: ChipLike, dtype: str) -> sympy.Expr:
+def time_bound(work: Work, chip: ChipLike | str, dtype: str) -> sympy.Expr:
     """The layer's time lower bound in seconds, a closed form in its free symbols:
     ``Max(compute time, memory time)``."""
     compute, memory = _times(work, chip, dtype)
@@ -201,14 +233,16 @@ def _value(expr: sympy.Expr | int, values: Mapping[str, int], what: str, name: s
 
 def roofline(
     works: Sequence[Work],
-    chip: ChipLike,
+    chip: ChipLike | str,
     dtype: str,
     values: Mapping[str, int] | None = None,
     *,
     bytes: str = "min",
 ) -> Roofline:
-    """Each work on ``chip`` in ``dtype`` at ``values`` (the sizes its expressions need)."""
+    """Each work on ``chip`` (a chip, or a name of ``formulas/hardware.toml``) in ``dtype`` at
+    ``values`` (the sizes its expressions need)."""
     values = dict(values or {})
+    chip = as_chip(chip)
     matrix_peak, vector_peak = peaks(chip, dtype)
     rows = []
     for w in works:
@@ -230,7 +264,7 @@ def roofline(
 
 def crossover(
     work: Work,
-    chip: ChipLike,
+    chip: ChipLike | str,
     dtype: str,
     symbol: sympy.Symbol | str,
     values: Mapping[str, int] | None = None,

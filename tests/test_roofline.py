@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 import sympy
 
-from layercost_sym.errors import ConventionError, EvaluationError
+from layercost_sym.errors import EvaluationError, UnknownHardwareError
 from layercost_sym.roofline import Work, crossover, roofline, time_bound
 
 N = sympy.Symbol("N", integer=True, positive=True)
@@ -93,7 +93,7 @@ def test_crossover_refusals_name_the_problem():
     flat = Work("f", sympy.Integer(10), sympy.Integer(0), sympy.Integer(10))
     with pytest.raises(EvaluationError, match="do not depend on N"):
         crossover(flat, Toy(), "fp32", "N")
-    with pytest.raises(ConventionError, match="toy states no matrix peak for 'fp8'"):
+    with pytest.raises(UnknownHardwareError, match="toy states no peak for 'fp8'"):
         roofline([flat], Toy(), "fp8")
 
 
@@ -101,3 +101,20 @@ def test_missing_sizes_are_named_with_the_layer():
     work = Work("conv", 1000 * N, sympy.Integer(0), 20 * N)
     with pytest.raises(EvaluationError, match=r"conv: matrix FLOPs: .*N"):
         roofline([work], Toy(), "fp32", {})
+
+
+def test_chips_of_the_table_by_name():
+    # A100's tensor cores take no fp32: all fp32 work runs on the CUDA cores, 19.5 TFLOP/s
+    # (datasheet row 'FP32'); bf16 matrix work on tensor cores at 312 TFLOP/s, other bf16
+    # arithmetic at the whitepaper's non-tensor 39 TFLOP/s
+    from layercost_sym.hardware import hardware
+    from layercost_sym.roofline import peaks
+
+    a100 = hardware("A100-SXM-80GB")
+    assert peaks(a100, "fp32") == (19_500_000_000_000, 19_500_000_000_000)
+    assert peaks(a100, "bf16") == (312_000_000_000_000, 39_000_000_000_000)
+    # 1.95e13 FLOPs of matrix work in fp32 take one second; 2,039 GB moved take one second
+    work = Work("w", sympy.Integer(19_500_000_000_000), sympy.Integer(0), sympy.Integer(0))
+    assert roofline([work], "A100-SXM-80GB", "fp32").time == 1
+    moved = Work("m", sympy.Integer(0), sympy.Integer(0), sympy.Integer(2_039_000_000_000))
+    assert roofline([moved], "a100-sxm-80gb", "bf16").time == 1
