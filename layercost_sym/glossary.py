@@ -19,7 +19,11 @@ import sympy
 from ._toml import SourceFile
 from .errors import CatalogueError
 
-__all__ = ["DOMAINS", "Glossary", "SymbolInfo", "formulas_dir", "glossary"]
+__all__ = ["DOMAINS", "ELEMENT_SIZES", "Glossary", "SymbolInfo", "formulas_dir", "glossary"]
+
+# The element-size symbols (bytes per element, quantity ``bytes``): bound by ``lc.bind`` and
+# ``lc.analyze`` from dtypes, never by a rule's inputs or bind table.  role -> symbol name
+ELEMENT_SIZES = {"activations": "e_a", "weights": "e_w", "indices": "e_i"}
 
 DOMAINS = ("positive", "nonnegative", "flag")
 
