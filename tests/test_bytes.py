@@ -12,6 +12,7 @@ import sympy
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 import layercost_sym as lc
 from layercost_sym.errors import ConventionError, MissingSymbolError
@@ -188,3 +189,26 @@ def test_a_call_without_bytes_is_named_never_zero():
         assert "mystery" in str(exc)
     else:
         raise AssertionError("a call without bytes counted as 0")
+
+
+class _Functional(nn.Module):
+    """F.conv2d, F.max_pool2d and torch.cat between no modules: operators the analysis costs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+    def forward(self, x):
+        y = F.conv2d(x, self.weight, padding=1)
+        z = F.max_pool2d(y, 2)
+        return torch.cat([z, z], 1)
+
+
+def test_functional_calls_are_costed_from_their_tensors():
+    analysis = lc.analyze(_Functional(), ("N", 3, "H", "W"))
+    for n, h, w in [(2, 8, 6), (1, 4, 10)]:
+        x, y, z = (n * 3 * h * w, n * 4 * h * w, n * 4 * (h // 2) * (w // 2))
+        # conv: x, its weight and y; the pool: y and z (the values; its ATen operator's
+        # indices are not the caller's); cat: z once (one tensor twice) and its output, 2z
+        expected = 4 * (x + 4 * 27 + y) + 4 * (y + z) + 4 * (z + 2 * z)
+        assert analysis.evaluate({"N": n, "H": h, "W": w}, quantity="bytes") == expected
