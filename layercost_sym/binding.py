@@ -25,7 +25,15 @@ import sympy
 from .cache import catalogue
 from .errors import ConventionError, ShapeError
 from .evaluation import check_domain, evaluate
-from .reading import attribute, dims_of, element_sizes, fractional, read_spec, split_input
+from .reading import (
+    attribute,
+    dims_of,
+    distinct_inputs,
+    element_sizes,
+    fractional,
+    read_spec,
+    split_input,
+)
 from .rule import InputPattern, Rule
 
 __all__ = ["Binding", "Reading", "bind", "read"]
@@ -272,6 +280,8 @@ def bind(
     values, origin = reading.values, reading.origin
     for name, size in element_sizes(module, input_shapes, call_kwargs).items():
         values[name], origin[name] = size, "dtype"
+    for name, flag in distinct_inputs(len(rule.inputs), input_shapes).items():
+        values[name], origin[name] = flag, "the call's tensors"
     assumed = _bind_data(rule, values, origin, dict(data or {}))
     training = bool(getattr(module, "training", False))
     # the rule's constraints, checked as evaluate checks them: one message for one failure

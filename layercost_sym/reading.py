@@ -31,7 +31,7 @@ from typing import Any
 import sympy
 
 from .errors import ShapeError
-from .glossary import ELEMENT_SIZES
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "check_when",
     "choose",
     "dims_of",
+    "distinct_inputs",
     "element_sizes",
     "fractional",
     "parse_bind_spec",
@@ -564,3 +565,14 @@ def element_sizes(
         ELEMENT_SIZES["weights"]: weights if weights is not None else e_a,
         ELEMENT_SIZES["indices"]: int(integer[0].element_size()) if integer else 8,
     }
+
+
+def distinct_inputs(count: int, inputs: Sequence[Any]) -> dict[str, int]:
+    """The flags ``x_i`` for inputs ``1 .. count - 1`` of a call: 0 where input ``i`` is the
+    same tensor (the same object) as an earlier input, 1 otherwise (shapes: 1)."""
+    out = {}
+    for i in range(1, min(count, len(inputs))):
+        x = inputs[i]
+        same = _is_tensor(x) and any(x is y for y in inputs[:i])
+        out[DISTINCT_INPUTS[i]] = 0 if same else 1
+    return out

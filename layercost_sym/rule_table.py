@@ -16,7 +16,7 @@ import sympy
 
 from ._toml import SourceFile
 from .errors import CatalogueError, ExpressionError
-from .glossary import ELEMENT_SIZES, Glossary
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, Glossary
 from .parsing import parse, parse_condition
 from .quantities import Quantity, quantities
 from .reading import PATH, check_when, parse_bind_spec
@@ -73,7 +73,8 @@ def min_bytes(
     parameters read once, its output written once, ``e_a*(numel of each input) + e_w*params +
     e_a*(numel of the output)``.  An input's numel is the product of its pattern's symbols (an
     absent optional dimension is 1, ``N...``/``P...`` are products already), the output's the
-    product of the output shape.
+    product of the output shape; input ``i > 0`` is read where the flag ``x_i`` says it is a
+    tensor of its own (not the same tensor as an earlier input).
 
     A functional rule (``formulas/functional.toml``) lists the operator's output as input 0 and
     then a prefix of its tensor arguments: its default is the bytes of the tensors it lists,
@@ -83,6 +84,10 @@ def min_bytes(
     numels = [_numel(p.names, symbols) for p in inputs]
     if family == "functional":
         return e_a * sympy.Add(*numels)
+    for i in range(1, len(numels)):
+        if i not in DISTINCT_INPUTS:
+            raise CatalogueError(f"min bytes: no flag for input {i}; add one to DISTINCT_INPUTS")
+        numels[i] *= symbols[DISTINCT_INPUTS[i]]
     output = sympy.Mul(*output_shape)
     return e_a * sympy.Add(*numels) + e_w * sympy.sympify(params) + e_a * output
 
@@ -214,7 +219,8 @@ class RuleTable:
 
         # every symbol an expression uses must be bound, from an input or from the module
         bound = set(input_names) | set(binds) | {s.name for s in defines}
-        bound |= set(ELEMENT_SIZES.values())  # bound from dtypes by lc.bind and lc.analyze
+        # bound from the call's tensors by lc.bind and lc.analyze: their dtypes, their identity
+        bound |= set(ELEMENT_SIZES.values()) | set(DISTINCT_INPUTS.values())
         earlier: set[str] = set()
         for s, e in data.items():  # a default may use bound symbols and earlier data symbols
             unbound = sorted(x.name for x in e.free_symbols if x.name not in bound | earlier)

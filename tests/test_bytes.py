@@ -212,3 +212,20 @@ def test_functional_calls_are_costed_from_their_tensors():
         # indices are not the caller's); cat: z once (one tensor twice) and its output, 2z
         expected = 4 * (x + 4 * 27 + y) + 4 * (y + z) + 4 * (z + 2 * z)
         assert analysis.evaluate({"N": n, "H": h, "W": w}, quantity="bytes") == expected
+
+
+def test_one_tensor_passed_as_several_inputs_is_read_once():
+    # self-attention: query, key and value are one tensor (x_1 = x_2 = 0); key is value: x_2 = 0
+    mha = nn.MultiheadAttention(8, 2).eval()
+    x, kv = torch.randn(5, 3, 8), torch.randn(4, 3, 8)
+    for args, flags in [((x, x, x), (0, 0)), ((x, kv, kv), (1, 0)), ((x, kv, kv.clone()), (1, 1))]:
+        binding = lc.bind(mha, *args)
+        assert (binding["x_1"], binding["x_2"]) == flags
+        assert binding.quantity("bytes") == lc.count(mha, *args).quantity("bytes")
+    bilinear, y = nn.Bilinear(3, 3, 2), torch.randn(4, 3)
+    # y read once (4*3), the weight 2*3*3 and bias 2, the output 4*2: 48 + 80 + 32 bytes
+    assert (
+        lc.bind(bilinear, y, y).quantity("bytes")
+        == 160
+        == lc.count(bilinear, y, y).quantity("bytes")
+    )

@@ -119,6 +119,8 @@ def _sdpa_values(case):
         e_a=4,  # float32 tensors; no parameters: weights as activations; int64 indices
         e_w=4,
         e_i=8,
+        x_1=1,  # query, key and value are three tensors
+        x_2=1,
     )
 
 

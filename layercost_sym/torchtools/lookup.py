@@ -57,8 +57,10 @@ def bind_call(
     Extra shapes beyond the rule's inputs are ignored (functional rules list a prefix).  A
     data-dependent symbol takes its default; a constraint the sizes decide false raises
     :class:`~layercost_sym.ShapeError` naming it, one they leave open is returned (the
-    analysis' domain carries it).  ``sizes`` are the element-size symbols (``e_a``, ``e_w``,
-    ``e_i``: :func:`layercost_sym.reading.element_sizes` of the traced tensors)."""
+    analysis' domain carries it).  ``sizes`` are the symbols the traced tensors bind: the element
+    sizes (``e_a``, ``e_w``, ``e_i``: :func:`layercost_sym.reading.element_sizes`) and the flags
+    of inputs that are one tensor (``x_1``, ``x_2``:
+    :func:`~layercost_sym.reading.distinct_inputs`)."""
     reading = read(rule, obj, shapes, call, extra_inputs=True)
     symbols = glossary().symbols
     values = {k: sympy.sympify(v) for k, v in reading.values.items()}

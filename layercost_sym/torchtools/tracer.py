@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
-from ..reading import element_sizes
+from ..reading import distinct_inputs, element_sizes
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .lookup import (
@@ -159,6 +159,7 @@ class Tracer:
         call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
         try:
             sizes = element_sizes(module, tensors)
+            sizes.update(distinct_inputs(len(rule.inputs), tensors))
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
