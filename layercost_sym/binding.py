@@ -10,8 +10,8 @@ imports torch.
 >>> import layercost_sym as lc
 >>> class Linear:                      # any object with torch.nn.Linear's attributes will do
 ...     in_features, out_features, bias = 3, 4, object()
->>> dict(lc.bind(Linear(), (2, 5, 3)))
-{'N': 10, 'C_in': 3, 'C_out': 4, 'b': 1}
+>>> dict(lc.bind(Linear(), (2, 5, 3)))  # and the bytes per element: float32 by default
+{'N': 10, 'C_in': 3, 'C_out': 4, 'b': 1, 'e_a': 4, 'e_w': 4, 'e_i': 8}
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ import sympy
 from .cache import catalogue
 from .errors import ConventionError, ShapeError
 from .evaluation import check_domain, evaluate
-from .reading import attribute, dims_of, fractional, read_spec, split_input
+from .reading import (
+    attribute,
+    dims_of,
+    distinct_inputs,
+    element_sizes,
+    fractional,
+    read_spec,
+    split_input,
+)
 from .rule import InputPattern, Rule
 
 __all__ = ["Binding", "Reading", "bind", "read"]
@@ -270,6 +278,10 @@ def bind(
     rule = catalogue().for_module(module, all_dims)
     reading = read(rule, module, all_dims, call_kwargs)
     values, origin = reading.values, reading.origin
+    for name, size in element_sizes(module, input_shapes, call_kwargs).items():
+        values[name], origin[name] = size, "dtype"
+    for name, flag in distinct_inputs(len(rule.inputs), input_shapes).items():
+        values[name], origin[name] = flag, "the call's tensors"
     assumed = _bind_data(rule, values, origin, dict(data or {}))
     training = bool(getattr(module, "training", False))
     # the rule's constraints, checked as evaluate checks them: one message for one failure

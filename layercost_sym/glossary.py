@@ -19,7 +19,22 @@ import sympy
 from ._toml import SourceFile
 from .errors import CatalogueError
 
-__all__ = ["DOMAINS", "Glossary", "SymbolInfo", "formulas_dir", "glossary"]
+__all__ = [
+    "DISTINCT_INPUTS",
+    "DOMAINS",
+    "ELEMENT_SIZES",
+    "Glossary",
+    "SymbolInfo",
+    "formulas_dir",
+    "glossary",
+]
+
+# The element-size symbols (bytes per element, quantity ``bytes``): bound by ``lc.bind`` and
+# ``lc.analyze`` from dtypes, never by a rule's inputs or bind table.  role -> symbol name
+ELEMENT_SIZES = {"activations": "e_a", "weights": "e_w", "indices": "e_i"}
+# input index -> the flag that is 0 when that input is the same tensor as an earlier one (read
+# once: self-attention's query, key and value), bound like the element sizes
+DISTINCT_INPUTS = {1: "x_1", 2: "x_2"}
 
 DOMAINS = ("positive", "nonnegative", "flag")
 

@@ -1,7 +1,7 @@
 """Quantities and their conventions: what a rule states, read from ``formulas/quantities.toml``.
 
-A *quantity* is what is counted (``params``, ``flops``; bytes moved and memory saved for
-backward are the next ones); a *convention* is what one unit of it means (``flops`` under
+A *quantity* is what is counted (``params``, ``flops``, ``bytes``; memory saved for backward is
+the next one); a *convention* is what one unit of it means (``flops`` under
 ``exact``, ``macs``, ``torch``, the peer tools' rules).  Rules state values per quantity and
 convention (``[Linear.flops]``), :func:`layercost_sym.count` measures the conventions that can
 be measured, and rules, costs and analyses answer ``quantity(name, convention)`` the same way.

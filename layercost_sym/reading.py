@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import sympy
 
 from .errors import ShapeError
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "check_when",
     "choose",
     "dims_of",
+    "distinct_inputs",
+    "element_sizes",
     "fractional",
     "parse_bind_spec",
     "read_spec",
@@ -519,3 +523,56 @@ def split_input(
     lead, rest = tuple(dims[: len(dims) - fixed]), dims[len(dims) - fixed :]
     pairs = [(pattern.names[0], product(lead)), *zip(pattern.names[1:], rest, strict=True)]
     return lead, pairs, False, ()
+
+
+def _is_tensor(value: Any) -> bool:
+    return callable(getattr(value, "element_size", None)) and hasattr(value, "shape")
+
+
+def _default_size() -> int:
+    """The bytes per element of torch's default floating dtype (4 when torch is not loaded:
+    nothing can have changed it then)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_default_dtype().itemsize) if torch is not None else 4
+
+
+def element_sizes(
+    module: Any, inputs: Sequence[Any], call: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """The element-size symbols (``e_a``, ``e_w``, ``e_i``: bytes per element of activations,
+    weights and integer indices) for ``module`` called on ``inputs`` (tensors, or shapes) and
+    the keyword arguments ``call``, read from dtypes without importing torch.
+
+    ``e_a`` is the size of the first floating input tensor (inputs given as shapes: torch's
+    default dtype's; integer tensors only: the parameters' size); ``e_w`` the size of the
+    module's first parameter (none: ``e_a``); ``e_i`` the size of the first integer input
+    tensor (none: 8, torch's int64 indices)."""
+    tensors = [x for x in (*inputs, *(call or {}).values()) if _is_tensor(x)]
+    floating = [t for t in tensors if t.is_floating_point()]
+    integer = [t for t in tensors if not t.is_floating_point() and str(t.dtype) != "torch.bool"]
+    parameters = getattr(module, "parameters", None)
+    weights = None
+    if callable(parameters):
+        weights = next((int(p.element_size()) for p in parameters()), None)
+    if floating:
+        e_a = int(floating[0].element_size())
+    elif weights is None or any(not _is_tensor(x) for x in inputs):
+        e_a = _default_size()  # shapes: lc.count fills them with the default dtype
+    else:
+        e_a = weights  # integer inputs only (indices): the output takes the weights' dtype
+    return {
+        ELEMENT_SIZES["activations"]: e_a,
+        ELEMENT_SIZES["weights"]: weights if weights is not None else e_a,
+        ELEMENT_SIZES["indices"]: int(integer[0].element_size()) if integer else 8,
+    }
+
+
+def distinct_inputs(count: int, inputs: Sequence[Any]) -> dict[str, int]:
+    """The flags ``x_i`` for inputs ``1 .. count - 1`` of a call: 0 where input ``i`` is the
+    same tensor (the same object) as an earlier input, 1 otherwise (shapes: 1)."""
+    out = {}
+    for i in range(1, min(count, len(inputs))):
+        x = inputs[i]
+        same = _is_tensor(x) and any(x is y for y in inputs[:i])
+        out[DISTINCT_INPUTS[i]] = 0 if same else 1
+    return out

@@ -16,7 +16,7 @@ import sympy
 
 from ._toml import SourceFile
 from .errors import CatalogueError, ExpressionError
-from .glossary import Glossary
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, Glossary
 from .parsing import parse, parse_condition
 from .quantities import Quantity, quantities
 from .reading import PATH, check_when, parse_bind_spec
@@ -54,6 +54,44 @@ def fields() -> tuple[set[str], set[str], tuple[str, ...]]:
 _ANCHORED = re.compile(rf"^\s*(\w+)\.\.\.\s+(\w+)@{PATH}(?::{PATH})?\s+(\w+)\.\.\.\s*$")
 
 
+# (quantity, convention) a required convention the loader derives where a rule does not state it
+_DERIVED_BY_LOADER = {("bytes", "min")}
+
+
+def _numel(pattern_names: Iterable[str], symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
+    return sympy.Mul(*(symbols[n] for n in pattern_names))
+
+
+def min_bytes(
+    inputs: tuple[InputPattern, ...],
+    output_shape: tuple[sympy.Expr, ...],
+    params: sympy.Expr | int,
+    family: str,
+    symbols: Mapping[str, sympy.Symbol],
+) -> sympy.Expr:
+    """The loader's ``bytes.min`` for a rule that does not state it: its inputs read once, its
+    parameters read once, its output written once, ``e_a*(numel of each input) + e_w*params +
+    e_a*(numel of the output)``.  An input's numel is the product of its pattern's symbols (an
+    absent optional dimension is 1, ``N...``/``P...`` are products already), the output's the
+    product of the output shape; input ``i > 0`` is read where the flag ``x_i`` says it is a
+    tensor of its own (not the same tensor as an earlier input).
+
+    A functional rule (``formulas/functional.toml``) lists the operator's output as input 0 and
+    then a prefix of its tensor arguments: its default is the bytes of the tensors it lists,
+    each once; the model analysis costs an operator call's bytes from every tensor it traced.
+    """
+    e_a, e_w = symbols[ELEMENT_SIZES["activations"]], symbols[ELEMENT_SIZES["weights"]]
+    numels = [_numel(p.names, symbols) for p in inputs]
+    if family == "functional":
+        return e_a * sympy.Add(*numels)
+    for i in range(1, len(numels)):
+        if i not in DISTINCT_INPUTS:
+            raise CatalogueError(f"min bytes: no flag for input {i}; add one to DISTINCT_INPUTS")
+        numels[i] *= symbols[DISTINCT_INPUTS[i]]
+    output = sympy.Mul(*output_shape)
+    return e_a * sympy.Add(*numels) + e_w * sympy.sympify(params) + e_a * output
+
+
 # -- validation helpers --------------------------------------------------------------------------
 
 
@@ -79,7 +117,11 @@ class RuleTable:
 
     def build(self, table: Mapping[str, Any], module: str, family: str) -> Rule:
         symbols = self.gloss.symbols
-        required = [q.name for q in quantities().values() if q.required]
+        required = [
+            q.name
+            for q in quantities().values()
+            if set(q.required) - {c for qq, c in _DERIVED_BY_LOADER if qq == q.name}
+        ]
         missing = [f for f in (*_REQUIRED, *required) if f not in table]
         if missing:
             raise self.error((), f"missing field(s) {', '.join(missing)}")
@@ -161,6 +203,10 @@ class RuleTable:
         for q in quantities().values():
             if q.name in table:
                 values.update(self.quantity(q, table[q.name]))
+        if ("bytes", "min", False) not in values and "bytes" in quantities():
+            values[("bytes", "min", False)] = min_bytes(
+                inputs, shape, values.get(("params", "count", False), 0), family, symbols
+            )
         # Conditions are parsed with the defined quantities already substituted: SymPy would
         # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
         if not isinstance(table.get("constraints", []), list):
@@ -173,6 +219,8 @@ class RuleTable:
 
         # every symbol an expression uses must be bound, from an input or from the module
         bound = set(input_names) | set(binds) | {s.name for s in defines}
+        # bound from the call's tensors by lc.bind and lc.analyze: their dtypes, their identity
+        bound |= set(ELEMENT_SIZES.values()) | set(DISTINCT_INPUTS.values())
         earlier: set[str] = set()
         for s, e in data.items():  # a default may use bound symbols and earlier data symbols
             unbound = sorted(x.name for x in e.free_symbols if x.name not in bound | earlier)
@@ -309,7 +357,7 @@ class RuleTable:
                     )
                 out[(conv, training)] = self.expr((*keys, conv), text, symbols)
         for conv in q.required:
-            if (conv, False) not in out:
+            if (conv, False) not in out and (q.name, conv) not in _DERIVED_BY_LOADER:
                 raise self.error((q.name,), f"{q.name}.{conv} is required")
         modes = (False, True) if q.training else (False,)
         if q.training:  # training inherits what it does not restate

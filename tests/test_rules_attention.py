@@ -116,6 +116,11 @@ def _sdpa_values(case):
         E_v=e_v,
         causal=int(case.call_kwargs.get("is_causal", False)),
         gqa=int(case.call_kwargs.get("enable_gqa", False)),
+        e_a=4,  # float32 tensors; no parameters: weights as activations; int64 indices
+        e_w=4,
+        e_i=8,
+        x_1=1,  # query, key and value are three tensors
+        x_2=1,
     )
 
 
@@ -133,6 +138,7 @@ def test_sdpa_matches_torch(case):
             counted.by_op,
         )
     assert counted.output_shape == (*case.input_shapes[0][:-1], values["E_v"])
+    assert lc.evaluate(rule.quantity("bytes", "min"), values) == counted.quantity("bytes", "min")
     # lc.bind reads the same numbers through the rule's input patterns and arg() bindings
     binding = lc.bind(module, *tensors, **case.call_kwargs)
     assert dict(binding) == values

@@ -55,6 +55,9 @@ class Layer:
     notes: Mapping[str, str] = field(default_factory=dict)  # convention -> why (stated costs)
     # the rule's constraints the symbolic sizes leave open (part of the analysis' domain)
     conditions: tuple[Condition, ...] = ()
+    # (quantity, convention) -> the value this call states itself, from the tensors it traced
+    # (an operator's bytes under min: its functional rule lists a prefix of its tensors only)
+    own: Mapping[tuple[str, str], sympy.Expr] = field(default_factory=dict)
 
     def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
         """The conventions under which this call's ``quantity`` is known."""
@@ -62,7 +65,7 @@ class Layer:
             return ("count",)
         found = self._rule.conventions_of(quantity) if self._rule is not None else ()
         if quantity != "flops":
-            return found
+            return tuple(sorted({*found, *(c for q, c in self.own if q == quantity)}))
         if self.only is not None:
             found = tuple(c for c in found if c in self.only)
         return found + tuple(c for c in self.stated if c not in found)
@@ -90,6 +93,8 @@ class Layer:
             return self.params
         if quantity == "flops" and name in self.stated:
             return self.stated[name]
+        if (quantity, name) in self.own:
+            return self.own[(quantity, name)]
         key = (quantity, name)
         if key not in self._cache:
             assert self._rule is not None  # conventions_of found the rule's conventions

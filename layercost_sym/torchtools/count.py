@@ -5,8 +5,10 @@ has one entry in :data:`MEASUREMENTS`, a function of the run: ``params`` is the 
 module's parameters; ``flops`` under ``exact`` comes from
 :class:`~layercost_sym.torchtools.opcount.ExactCounter`, under ``torch`` from
 ``torch.utils.flop_counter.FlopCounterMode`` on the non-fused path (grad enabled, the math
-backend of scaled dot-product attention), under ``macs`` as ``torch / 2``.  A new quantity is a
-new entry here (and, where it needs one, a new instrument in the run).
+backend of scaled dot-product attention), under ``macs`` as ``torch / 2``; ``bytes`` under
+``min`` is the size in bytes of the call's distinct input tensors, the module's parameters and
+the tensors of its output.  A new quantity is a new entry here (and, where it needs one, a new
+instrument in the run).
 """
 
 from __future__ import annotations
@@ -29,11 +31,40 @@ __all__ = ["MEASUREMENTS", "CountResult", "Run", "count"]
 @dataclass(frozen=True)
 class Run:
     """What one counted forward pass of a module saw: the module (its state restored), the
-    ``exact`` op counter and the FLOPs FlopCounterMode reported."""
+    ``exact`` op counter, the FLOPs FlopCounterMode reported, and the call's positional inputs,
+    keyword arguments and output."""
 
     module: torch.nn.Module
     exact: ExactCounter
     torch_flops: int
+    inputs: tuple = ()
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+    output: Any = None
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors of a value, nested tuples, lists and dicts flattened (None skipped)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def min_bytes(run: Run) -> int:
+    """``bytes`` under ``min``: every distinct input tensor (positional and keyword; one tensor
+    object counted once), every parameter of the module and every tensor of the output, each
+    ``numel * element_size``."""
+    inputs = {id(t): t for t in _tensors(list(run.inputs)) + _tensors(run.call_kwargs)}
+    reads = sum(_nbytes(t) for t in inputs.values())
+    weights = sum(_nbytes(p) for p in run.module.parameters())
+    return reads + weights + sum(_nbytes(t) for t in _tensors(run.output))
 
 
 # (quantity, convention) -> how it is measured from a run
@@ -42,6 +73,7 @@ MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int]] = {
     ("flops", "exact"): lambda run: run.exact.total,
     ("flops", "macs"): lambda run: run.torch_flops // 2,
     ("flops", "torch"): lambda run: run.torch_flops,
+    ("bytes", "min"): min_bytes,
 }
 
 
@@ -149,6 +181,6 @@ def count(
     finally:
         _restore(module, saved)
         module.train(was_training)
-    run = Run(module, counter, int(flop_counter.get_total_flops()))
+    run = Run(module, counter, int(flop_counter.get_total_flops()), tensors, call_kwargs, output)
     values = {key: measure(run) for key, measure in MEASUREMENTS.items()}
     return CountResult(values, _shape(output), convention, dict(counter.by_op))

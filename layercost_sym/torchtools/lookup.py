@@ -49,6 +49,7 @@ def bind_call(
     shapes: Sequence[Sequence[Any]],
     call: Mapping[str, Any],
     training: bool = False,
+    sizes: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, sympy.Expr], tuple[Condition, ...]]:
     """``({symbol name: expr}, undecided constraints)`` for ``rule`` at a call of ``obj`` (a
     module, or an operator's arguments) on inputs of symbolic ``shapes``.
@@ -56,10 +57,14 @@ def bind_call(
     Extra shapes beyond the rule's inputs are ignored (functional rules list a prefix).  A
     data-dependent symbol takes its default; a constraint the sizes decide false raises
     :class:`~layercost_sym.ShapeError` naming it, one they leave open is returned (the
-    analysis' domain carries it)."""
+    analysis' domain carries it).  ``sizes`` are the symbols the traced tensors bind: the element
+    sizes (``e_a``, ``e_w``, ``e_i``: :func:`layercost_sym.reading.element_sizes`) and the flags
+    of inputs that are one tensor (``x_1``, ``x_2``:
+    :func:`~layercost_sym.reading.distinct_inputs`)."""
     reading = read(rule, obj, shapes, call, extra_inputs=True)
     symbols = glossary().symbols
     values = {k: sympy.sympify(v) for k, v in reading.values.items()}
+    values.update({k: sympy.Integer(v) for k, v in (sizes or {}).items()})
     subs = {symbols[k]: v for k, v in values.items()}
     for symbol, default in rule.data_defaults().items():
         values[symbol.name] = subs[symbol] = default.xreplace(subs)
@@ -178,6 +183,10 @@ def module_view(name: str, named: dict[str, Any], schema) -> tuple[Rule, Any] | 
         spatial = int(cls[-2])
         if not attrs.get("stride", True):  # stride [] means the kernel size
             attrs["stride"] = attrs["kernel_size"]
+        # the max pools' ATen operators return their indices whether F.max_pool2d's caller asked
+        # for them or not (and eager CPU kernels do not always make them): bytes' min counts the
+        # values only, the lower bound
+        attrs.setdefault("return_indices", False)
     for key, value in attrs.items():  # int[2] arguments given as one value
         if isinstance(value, list | tuple) and len(value) == 1 and spatial > 1:
             attrs[key] = tuple(value) * spatial

@@ -21,6 +21,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..errors import ShapeError
+from ..glossary import ELEMENT_SIZES
+from ..reading import distinct_inputs, element_sizes
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .lookup import (
@@ -156,7 +158,9 @@ class Tracer:
         shapes = [self.shape(t) for t in tensors][: len(rule.inputs)]
         call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
         try:
-            values, conditions = bind_call(rule, module, shapes, call, bool(module.training))
+            sizes = element_sizes(module, tensors)
+            sizes.update(distinct_inputs(len(rule.inputs), tensors))
+            values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
             self.unsupported.append(
@@ -272,7 +276,10 @@ class Tracer:
         tensors += [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         shapes = [self.shape(t) for t in tensors]
         obj = types.SimpleNamespace(**named)
-        values, conditions = bind_call(rule, obj, shapes, named, self.training)
+        inputs = tensors[1:]
+        values, conditions = bind_call(
+            rule, obj, shapes, named, self.training, element_sizes(None, inputs)
+        )
         operands = tensors[-2:] if rule.name in _PRODUCT_OPS else []
         factor = sum(int(t.requires_grad) for t in operands)
         self.layers.append(
@@ -287,16 +294,29 @@ class Tracer:
                 rule,
                 factor,
                 conditions=conditions,
+                own={("bytes", "min"): self._min_bytes(inputs, out)},
             )
         )
         return out
+
+    def _min_bytes(self, inputs: list[torch.Tensor], out: Any) -> sympy.Expr:
+        """An operator call's ``bytes`` under ``min``, from the tensors it traced: each distinct
+        input tensor read once, each output tensor written once (numel x element size)."""
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        distinct = list({id(t): t for t in inputs}.values())
+        return sympy.Add(
+            *(sympy.Mul(*self.shape(t)) * t.element_size() for t in [*distinct, *outputs])
+        )
 
     def _cost_as_module(self, func, name: str, where: str, view, args, kwargs):
         rule, attrs = view
         out = func(*args, **kwargs)
         x = args[0]
-        values, conditions = bind_call(rule, attrs, [self.shape(x)], {}, self.training)
         weight = getattr(attrs, "weight", None)
+        sizes = element_sizes(None, [x])
+        if isinstance(weight, torch.Tensor):  # F.conv*d: the weight is an argument
+            sizes[ELEMENT_SIZES["weights"]] = weight.element_size()
+        values, conditions = bind_call(rule, attrs, [self.shape(x)], {}, self.training, sizes)
         factor = int(x.requires_grad) + int(weight is not None and weight.requires_grad)
         function = name
         if name == "_adaptive_avg_pool2d" and self.row_unsqueezed.get(id(x)) is x:

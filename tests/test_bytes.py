@@ -1,0 +1,231 @@
+"""The quantity ``bytes`` under ``min`` (issue 14): a layer's inputs read once, its parameters
+read once, its outputs written once, in the element-size symbols e_a (activations), e_w
+(weights) and e_i (integer indices), bound from dtypes.
+
+The property tests (tests/test_rules_*.py) prove every rule's ``min`` against ``lc.count``
+(float32); here: other dtypes, the symbolic form (ShuffleNet V2's memory access cost), mixed
+precision by substitution, the errors, and a whole model's analysis."""
+
+from __future__ import annotations
+
+import sympy
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+import layercost_sym as lc
+from layercost_sym.errors import ConventionError, MissingSymbolError
+from layercost_sym.glossary import glossary
+from layercost_sym.torchtools.analysis import Analysis, Layer
+
+S = glossary().symbols
+
+
+def _nbytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _real_min(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Inputs + parameters + outputs in bytes, computed from the real tensors."""
+    with torch.no_grad():
+        out = module(*inputs)
+    outputs = [t for t in (out if isinstance(out, tuple) else (out,)) if t is not None]
+    return _nbytes(*inputs) + _nbytes(*module.parameters()) + _nbytes(*outputs)
+
+
+def test_float32_and_half_precision_linear_conv_norm():
+    cases = [
+        (nn.Linear(5, 3), (2, 7, 5)),
+        (nn.Conv2d(3, 4, 3, padding=1, bias=False), (2, 3, 6, 5)),
+        (nn.LayerNorm(6), (3, 6)),
+    ]
+    for module, shape in cases:
+        for dtype, size in [(torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2)]:
+            m = module.to(dtype).eval()
+            x = torch.randn(shape, dtype=dtype)
+            binding = lc.bind(m, x)
+            assert (binding["e_a"], binding["e_w"]) == (size, size)
+            assert binding.quantity("bytes", "min") == _real_min(m, x), (module, dtype)
+            assert binding.quantity("bytes") == _real_min(m, x)  # min is the default
+
+
+def test_min_bytes_measured_by_count_in_half_precision():
+    m = nn.Linear(4, 6).to(torch.bfloat16)
+    x = torch.randn(3, 4, dtype=torch.bfloat16)
+    counted = lc.count(m, x)
+    # 3*4*2 (input) + (4*6 + 6)*2 (weights) + 3*6*2 (output) = 24 + 60 + 36
+    assert counted.quantity("bytes", "min") == 120 == lc.bind(m, x).quantity("bytes")
+
+
+def test_weights_and_activations_of_different_dtypes():
+    m = nn.Linear(8, 2).to(torch.float16)  # float16 weights, float32 input: e_w 2, e_a 4
+    x = torch.randn(5, 8)
+    binding = lc.bind(m, x)
+    assert (binding["e_a"], binding["e_w"]) == (4, 2)
+    assert binding.quantity("bytes") == 5 * 8 * 4 + (8 * 2 + 2) * 2 + 5 * 2 * 4
+
+
+def test_integer_indices_and_returned_indices():
+    emb = nn.Embedding(10, 3)
+    idx = torch.randint(0, 10, (4, 2), dtype=torch.int32)
+    binding = lc.bind(emb, idx)
+    assert binding["e_i"] == 4
+    assert binding.quantity("bytes") == _real_min(emb, idx) == 4 * 2 * 4 + 30 * 4 + 8 * 3 * 4
+    assert lc.bind(emb, (4, 2))["e_i"] == 8  # a shape: torch's int64 indices
+    pool = nn.MaxPool2d(2, return_indices=True)
+    x = torch.randn(1, 3, 4, 6)
+    # (values, int64 indices): 3*2*3 outputs of 4 + 8 bytes each
+    assert lc.bind(pool, x).quantity("bytes") == _real_min(pool, x) == 288 + 18 * 12
+    assert lc.bind(nn.MaxPool2d(2), x).quantity("bytes") == 288 + 18 * 4
+
+
+def test_shapes_bind_the_default_dtype():
+    m = nn.Linear(3, 2)
+    assert lc.bind(m, (2, 3))["e_a"] == 4
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        binding = lc.bind(m, (2, 3))
+        assert (binding["e_a"], binding["e_w"]) == (8, 4)  # the module's weights stay float32
+    finally:
+        torch.set_default_dtype(before)
+
+
+def test_shufflenet_v2_guideline_1_memory_access_cost():
+    # Ma et al., 2018, ShuffleNet V2, G1: a 1x1 convolution with c1 input and c2 output channels
+    # on an h x w feature map has MAC = hw(c1 + c2) + c1*c2 (in elements)
+    c1, c2, h, w, e = sympy.symbols("c1 c2 h w e", positive=True, integer=True)
+    at = {"N": 1, "C_in": c1, "C_out": c2, "H": h, "W": w, "g": 1, "b": 0}
+    at |= {f"{x}_{a}": v for x, v in (("k", 1), ("s", 1), ("p", 0), ("d", 1)) for a in "hw"}
+    at |= {"e_a": e, "e_w": e}
+    expr = lc.rule("Conv2d").quantity("bytes", "min").xreplace({S[k]: v for k, v in at.items()})
+    assert sympy.simplify(expr / e - (h * w * (c1 + c2) + c1 * c2)) == 0
+
+
+def test_mixed_precision_by_substitution():
+    # a 4096 x 4096 Linear with bias on one token, bf16 activations (e_a = 2) and int8
+    # weights (e_w = 1): 4096*2 read + (4096*4096 + 4096)*1 + 4096*2 written = 16,797,696
+    expr = lc.rule("Linear").quantity("bytes")
+    sizes = {"N": 1, "C_in": 4096, "C_out": 4096, "b": 1}
+    assert lc.evaluate(expr, {**sizes, "e_a": 2, "e_w": 1}) == 16_797_696
+    # the same layer in float32 moves about 4x as much
+    assert lc.evaluate(expr, {**sizes, "e_a": 4, "e_w": 4}) == 67_158_016
+
+
+def test_a_bare_rule_without_element_sizes_names_the_missing_symbol():
+    expr = lc.rule("Linear").quantity("bytes", "min")
+    try:
+        lc.evaluate(expr, {"N": 2, "C_in": 3, "C_out": 4, "b": 1, "e_w": 4})
+    except MissingSymbolError as exc:
+        assert "e_a" in str(exc)
+    else:
+        raise AssertionError("evaluate gave a number without e_a")
+
+
+def test_the_loader_derives_min_and_rules_state_it_where_it_differs():
+    n, c_in, c_out, b = (S[k] for k in ("N", "C_in", "C_out", "b"))
+    e_a, e_w, e_i = S["e_a"], S["e_w"], S["e_i"]
+    linear = e_a * n * c_in + e_w * (c_in * c_out + b * c_out) + e_a * n * c_out
+    assert sympy.expand(lc.rule("Linear").quantity("bytes") - linear) == 0
+    v, e = S["V"], S["E"]
+    embedding = e_i * n + e_w * v * e + e_a * n * e  # stated: the indices are integers
+    assert sympy.expand(lc.rule("Embedding").quantity("bytes") - embedding) == 0
+    for name in lc.rules():
+        assert "min" in lc.rule(name).conventions_of("bytes"), name
+
+
+def _leaf_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Every leaf module call's real input + parameter + output bytes (forward hooks), plus
+    the functional operators torchvision's ResNet runs between modules: each BasicBlock's
+    residual add (two inputs, one output of the block's shape) and the flatten before fc."""
+    total = 0
+
+    def leaf(module, args, output):
+        nonlocal total
+        tensors = {id(t): t for t in args if isinstance(t, torch.Tensor)}
+        total += _nbytes(*tensors.values(), *module.parameters(), output)
+
+    def block(module, args, output):
+        nonlocal total
+        total += 3 * _nbytes(output)  # out += identity: out and identity read, out written
+
+    def flatten(module, args, output):
+        nonlocal total
+        total += 2 * _nbytes(output)  # torch.flatten(x, 1) on avgpool's output
+
+    hooks = [m.register_forward_hook(leaf) for m in model.modules() if not list(m.children())]
+    hooks += [
+        m.register_forward_hook(block)
+        for m in model.modules()
+        if isinstance(m, torchvision.models.resnet.BasicBlock)
+    ]
+    hooks.append(model.avgpool.register_forward_hook(flatten))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def test_resnet18_min_bytes_is_the_sum_over_its_calls():
+    model = torchvision.models.resnet18(weights=None).eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    total = analysis.quantity("bytes", "min")
+    assert {s.name for s in total.free_symbols} == {"N", "H", "W"}  # element sizes bound
+    for n, h, w in [(2, 65, 97), (1, 33, 35)]:
+        expected = _leaf_bytes(model, torch.randn(n, 3, h, w))
+        assert analysis.evaluate({"N": n, "H": h, "W": w}, quantity="bytes") == expected
+
+
+def test_a_call_without_bytes_is_named_never_zero():
+    layer = Layer("mystery", "mystery_op", "op", sympy.Integer(0))
+    analysis = Analysis((), [layer], [], [], 0)
+    try:
+        analysis.quantity("bytes", "min")
+    except ConventionError as exc:
+        assert "mystery" in str(exc)
+    else:
+        raise AssertionError("a call without bytes counted as 0")
+
+
+class _Functional(nn.Module):
+    """F.conv2d, F.max_pool2d and torch.cat between no modules: operators the analysis costs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+    def forward(self, x):
+        y = F.conv2d(x, self.weight, padding=1)
+        z = F.max_pool2d(y, 2)
+        return torch.cat([z, z], 1)
+
+
+def test_functional_calls_are_costed_from_their_tensors():
+    analysis = lc.analyze(_Functional(), ("N", 3, "H", "W"))
+    for n, h, w in [(2, 8, 6), (1, 4, 10)]:
+        x, y, z = (n * 3 * h * w, n * 4 * h * w, n * 4 * (h // 2) * (w // 2))
+        # conv: x, its weight and y; the pool: y and z (the values; its ATen operator's
+        # indices are not the caller's); cat: z once (one tensor twice) and its output, 2z
+        expected = 4 * (x + 4 * 27 + y) + 4 * (y + z) + 4 * (z + 2 * z)
+        assert analysis.evaluate({"N": n, "H": h, "W": w}, quantity="bytes") == expected
+
+
+def test_one_tensor_passed_as_several_inputs_is_read_once():
+    # self-attention: query, key and value are one tensor (x_1 = x_2 = 0); key is value: x_2 = 0
+    mha = nn.MultiheadAttention(8, 2).eval()
+    x, kv = torch.randn(5, 3, 8), torch.randn(4, 3, 8)
+    for args, flags in [((x, x, x), (0, 0)), ((x, kv, kv), (1, 0)), ((x, kv, kv.clone()), (1, 1))]:
+        binding = lc.bind(mha, *args)
+        assert (binding["x_1"], binding["x_2"]) == flags
+        assert binding.quantity("bytes") == lc.count(mha, *args).quantity("bytes")
+    bilinear, y = nn.Bilinear(3, 3, 2), torch.randn(4, 3)
+    # y read once (4*3), the weight 2*3*3 and bias 2, the output 4*2: 48 + 80 + 32 bytes
+    assert (
+        lc.bind(bilinear, y, y).quantity("bytes")
+        == 160
+        == lc.count(bilinear, y, y).quantity("bytes")
+    )
