@@ -34,6 +34,7 @@ from .reading import (
     read_spec,
     split_input,
 )
+from .roofline import ChipLike, Roofline, roofline, works_of
 from .rule import InputPattern, Rule
 
 __all__ = ["Binding", "Reading", "bind", "read"]
@@ -89,6 +90,21 @@ class Binding(dict):
     def params(self) -> int:
         """The rule's parameters at this binding."""
         return self.quantity("params")
+
+    def roofline(self, hardware: ChipLike | str, *, dtype: str, bytes: str = "min") -> Roofline:
+        """This call's time lower bound on ``hardware`` (a chip, or a name of
+        ``formulas/hardware.toml``) with the peaks of ``dtype``: one row, its bottleneck and
+        its arithmetic intensity (see :mod:`layercost_sym.roofline`).
+
+        >>> import torch, layercost_sym as lc
+        >>> conv = torch.nn.Conv2d(64, 64, 3, padding=1, groups=64)  # depthwise, float32
+        >>> row = lc.bind(conv, (1, 64, 56, 56)).roofline("A100-SXM-80GB", dtype="fp32").rows[0]
+        >>> row.bottleneck, float(row.intensity) < 5
+        ('memory', True)
+        """
+        return roofline(
+            works_of([(self.rule.name, self)], bytes=bytes), hardware, dtype, bytes=bytes
+        )
 
     def output_shape(self) -> tuple[int, ...]:
         """The concrete output shape torch would produce."""

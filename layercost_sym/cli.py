@@ -51,7 +51,9 @@ _EPILOG_MODEL = (
     "--convention macs\n"
     "  layercost model mypackage.models:build --input N,L --json\n"
     "  layercost model torchvision.models:vit_b_16 --input N,3,H,W --hint H=224,W=224\n"
-    "  layercost model mymodels:t5 --input input_ids=N,L --input decoder_input_ids=N,T\n\n"
+    "  layercost model mymodels:t5 --input input_ids=N,L --input decoder_input_ids=N,T\n"
+    "  layercost model torchvision.models:resnet50 --input N,3,H,W --at N=1,H=224,W=224 "
+    "--hardware H100-SXM\n\n"
     "The model is built by calling the factory with no arguments (torchvision: weights=None);\n"
     "module is imported as python -m would, from the current directory too. Dimensions the\n"
     "model will not trace symbolically are pinned (printed as 'pinned: H = 224 (...)')."
@@ -168,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="SYMBOL=INT,...", help="evaluate there, e.g. N=1,H=224,W=224")
     p.add_argument("--depth", type=int, help="sum rows per module prefix of this many parts")
     p.add_argument("--training", action="store_true", help="the model in training mode")
+    p.add_argument(
+        "--hardware",
+        metavar="CHIP",
+        help="add the roofline at --at on CHIP (layercost hardware lists them): bytes, FLOPs "
+        "per byte, time bound and bottleneck per call; peaks of the input dtype",
+    )
     _add_output_format(p)
     p = sub.add_parser(
         "arch",
@@ -423,8 +431,11 @@ def _model(args) -> int:
         **keyword_shapes,
     )
     at = _at(args.at)
+    bound = _roofline(result, args, at) if args.hardware else None
     if args.json:
         data = result.to_json(args.depth)
+        if bound is not None:
+            data["roofline"] = bound.to_json()
         data["pinned"] = {n: {"value": v, "note": note} for n, (v, note) in result.pinned.items()}
         if at is not None:
             data["at"] = at
@@ -438,10 +449,31 @@ def _model(args) -> int:
     else:
         print(result.table(args.depth, args.convention, at))
         _print_uncosted(result)
+        if bound is not None:
+            print()
+            print(bound.table())
     if not args.json and not args.latex:
         for name, (value, note) in result.pinned.items():
             print(f"pinned: {name} = {value} ({note})")
     return 0
+
+
+# the dtype of the peaks a roofline takes, from the input dtype of the trace
+_PEAK_DTYPES = {"float64": "fp64", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def _roofline(analysis, args, at: dict[str, int] | None):
+    """``--hardware``: the roofline of every costed call at ``--at``, peaks of the inputs'
+    dtype (float32 unless ``--dtype`` says otherwise)."""
+    if analysis.symbols and at is None:
+        names = ", ".join(s.name for s in analysis.symbols)
+        raise LayercostError(f"--hardware needs sizes for {names}: give --at, e.g. N=1")
+    name = args.dtype or "float32"
+    if name not in _PEAK_DTYPES:
+        raise LayercostError(
+            f"--hardware: no peak dtype for inputs of {name}; use one of {', '.join(_PEAK_DTYPES)}"
+        )
+    return analysis.roofline(args.hardware, at, dtype=_PEAK_DTYPES[name])
 
 
 def _print_uncosted(analysis) -> None:

@@ -184,6 +184,37 @@ class Roofline:
             out[r.bottleneck] += 1
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain data: counts as integers, times in seconds as exact fraction text and as
+        floats, intensities likewise."""
+
+        def both(x: Fraction | None) -> dict[str, Any] | None:
+            return None if x is None else {"exact": str(x), "value": float(x)}
+
+        return {
+            "chip": self.chip,
+            "dtype": self.dtype,
+            "bytes_convention": self.bytes,
+            "rows": [
+                {
+                    "name": r.name,
+                    "matrix_flops": r.matrix,
+                    "other_flops": r.other,
+                    "bytes": r.bytes,
+                    "intensity": both(r.intensity),
+                    "compute_seconds": both(r.compute_time),
+                    "memory_seconds": both(r.memory_time),
+                    "seconds": both(r.time),
+                    "bottleneck": r.bottleneck,
+                }
+                for r in self.rows
+            ],
+            "flops": self.flops,
+            "bytes": self.total_bytes,
+            "seconds": both(self.time),
+            "bottlenecks": self.bottlenecks(),
+        }
+
     def table(self) -> str:
         """The rows as plain text: FLOPs, bytes, intensity, time (microseconds), bottleneck."""
         head = ("layer", "FLOPs", "bytes", "FLOP/B", "time (us)", "bound by")

@@ -23,6 +23,7 @@ from ..errors import ConventionError, EvaluationError
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
 from ..quantities import quantity as _quantity
+from ..roofline import ChipLike, Roofline, Work, crossover, roofline, works_of
 from ..rule import Rule
 from ..text import clip
 from .symbolic import condition_text, shown_conditions, simplify_guard
@@ -249,6 +250,73 @@ class Analysis:
                 )
             terms.append((1 + layer.grad_factor) * forward)
         return sympy.Add(*terms)
+
+    # -- roofline ----------------------------------------------------------------------------
+    def works(self, *, bytes: str = "min") -> list[Work]:
+        """Each costed call's matrix work, other arithmetic and bytes (``bytes`` convention), as
+        closed forms in the input symbols (:mod:`layercost_sym.roofline` says which is which)."""
+        return works_of([(layer.name, layer) for layer in self.layers], bytes=bytes)
+
+    def intensity(self, convention: str | None = None, *, bytes: str = "min") -> sympy.Expr:
+        """Arithmetic intensity of the whole model, FLOPs (under ``convention``) per byte (under
+        ``bytes``), as a formula in the input symbols (a ratio: evaluate it with ``subs``)."""
+        flops = sympy.Add(*(layer.cost(convention or self.convention) for layer in self.layers))
+        moved = sympy.Add(*(layer.quantity("bytes", bytes) for layer in self.layers))
+        return sympy.cancel(flops / moved)
+
+    def roofline(
+        self,
+        hardware: ChipLike | str,
+        values: Mapping[str, int] | None = None,
+        *,
+        dtype: str,
+        bytes: str = "min",
+    ) -> Roofline:
+        """Each costed call's time lower bound on ``hardware`` (a chip, or a name of
+        ``formulas/hardware.toml``) with peaks of ``dtype`` (``"bf16"``, ``"fp32"``, ...) at the
+        input sizes ``values`` (checked against the analysis' domain first), its bottleneck,
+        and the model's total; see :mod:`layercost_sym.roofline`.
+
+        >>> import torch, layercost_sym as lc
+        >>> fc = torch.nn.Linear(4096, 4096, bias=False, dtype=torch.bfloat16)
+        >>> a = lc.analyze(fc, ("N", 4096), dtype=torch.bfloat16)
+        >>> [a.roofline("H100-SXM", {"N": n}, dtype="bf16").rows[0].bottleneck for n in (345, 346)]
+        ['memory', 'compute']
+        >>> a.crossover("H100-SXM", "N", dtype="bf16")
+        10131456/29357
+        """
+        given = dict(values or {})
+        if self.symbols:
+            self.check(given)
+        return roofline(self.works(bytes=bytes), hardware, dtype, given, bytes=bytes)
+
+    def crossover(
+        self,
+        hardware: ChipLike | str,
+        symbol: str,
+        values: Mapping[str, int] | None = None,
+        *,
+        dtype: str,
+        bytes: str = "min",
+        layer: str | None = None,
+    ) -> sympy.Expr:
+        """The size ``symbol`` at which the whole model (or the call named ``layer``) turns from
+        memory-bound to compute-bound on ``hardware`` in ``dtype``, the other input symbols
+        at ``values``: exact where SymPy solves it, else the first compute-bound integer."""
+        works = self.works(bytes=bytes)
+        if layer is not None:
+            works = [w for w in works if w.name == layer]
+            if not works:
+                raise KeyError(f"no costed call named {layer!r}")
+            work = works[0]
+        else:
+            work = Work(
+                "(model)",
+                sympy.Add(*(w.matrix for w in works)),
+                sympy.Add(*(w.other for w in works)),
+                sympy.Add(*(w.bytes for w in works)),
+            )
+        return crossover(work, hardware, dtype, symbol, values)
 
     def check(self, values: Mapping[str, int]) -> None:
         """Raise :class:`~layercost_sym.DomainError` (an ``EvaluationError``) naming the first
