@@ -296,6 +296,25 @@ def bench_analyze(quick: bool, repeats: int) -> None:
         t_analyse / t_count,
     )
 
+    # issue 14: the closed forms of bytes beside those of FLOPs, from one trace each
+    def flops_only():
+        return lc.analyze(model, ("N", 3, "H", "W")).cost("exact")
+
+    def flops_and_bytes():
+        a = lc.analyze(model, ("N", 3, "H", "W"))
+        return a.cost("exact"), a.quantity("bytes", "min")
+
+    flops_and_bytes()
+    t_both = median_time(flops_and_bytes, repeats)
+    t_flops = median_time(flops_only, repeats)
+    row(
+        f"analyze {name}: FLOPs and bytes / FLOPs alone",
+        t_both,
+        t_flops,
+        "<= 1.3",
+        t_both / t_flops,
+    )
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
