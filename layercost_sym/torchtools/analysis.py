@@ -255,7 +255,7 @@ class Analysis:
     def works(self, *, bytes: str = "min") -> list[Work]:
         """Each costed call's matrix work, other arithmetic and bytes (``bytes`` convention), as
         closed forms in the input symbols (:mod:`layercost_sym.roofline` says which is which)."""
-        return works_of([(layer.name, layer) for layer in self.layers], bytes=bytes)
+        return works_of([(layer.name or "(model)", layer) for layer in self.layers], bytes=bytes)
 
     def intensity(self, convention: str | None = None, *, bytes: str = "min") -> sympy.Expr:
         """Arithmetic intensity of the whole model, FLOPs (under ``convention``) per byte (under
