@@ -569,9 +569,13 @@ def element_sizes(
 
 def distinct_inputs(count: int, inputs: Sequence[Any]) -> dict[str, int]:
     """The flags ``x_i`` for inputs ``1 .. count - 1`` of a call: 0 where input ``i`` is the
-    same tensor (the same object) as an earlier input, 1 otherwise (shapes: 1)."""
+    same tensor (the same object) as an earlier input, 1 otherwise (shapes: 1).  Inputs past
+    the flags the glossary has are left out: only a functional rule lists more than three
+    inputs (``addmm``: its output, bias and two matrices), and its bytes use no flag."""
     out = {}
     for i in range(1, min(count, len(inputs))):
+        if i not in DISTINCT_INPUTS:
+            continue
         x = inputs[i]
         same = _is_tensor(x) and any(x is y for y in inputs[:i])
         out[DISTINCT_INPUTS[i]] = 0 if same else 1
