@@ -144,7 +144,10 @@ class RooflineRow:
 
     @property
     def bottleneck(self) -> str:
-        """``"compute"`` or ``"memory"`` (a tie counts as compute: the units are saturated)."""
+        """``"compute"`` or ``"memory"`` (a tie counts as compute: the units are saturated);
+        ``"-"`` for a call that neither computes nor moves anything (a view)."""
+        if not self.compute_time and not self.memory_time:
+            return "-"
         return "compute" if self.compute_time >= self.memory_time else "memory"
 
     @property
@@ -178,10 +181,12 @@ class Roofline:
         return sum(r.bytes for r in self.rows)
 
     def bottlenecks(self) -> dict[str, int]:
-        """How many layers are compute-bound and how many memory-bound."""
+        """How many layers are compute-bound and how many memory-bound (views, which take no
+        time, are neither)."""
         out = {"compute": 0, "memory": 0}
         for r in self.rows:
-            out[r.bottleneck] += 1
+            if r.bottleneck in out:
+                out[r.bottleneck] += 1
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -294,14 +294,23 @@ class Tracer:
                 rule,
                 factor,
                 conditions=conditions,
-                own={("bytes", "min"): self._min_bytes(inputs, out)},
+                own={("bytes", "min"): self._min_bytes(func, inputs, out)},
             )
         )
         return out
 
-    def _min_bytes(self, inputs: list[torch.Tensor], out: Any) -> sympy.Expr:
+    def _min_bytes(self, func: Any, inputs: list[torch.Tensor], out: Any) -> sympy.Expr:
         """An operator call's ``bytes`` under ``min``, from the tensors it traced: each distinct
-        input tensor read once, each output tensor written once (numel x element size)."""
+        input tensor read once, each output tensor written once (numel x element size).  An
+        operator whose outputs are views of its inputs (``view``, ``slice``, ``select``,
+        ``transpose``, ...: its schema marks every return as an alias it does not write) moves
+        nothing: 0; an in-place operator (``add_``) reads and writes as any other.  A
+        symbolic trace records some views a concrete one does not (``x[:, 0]`` as a ``slice``
+        and a ``select``, or a ``select`` alone), and views take no time on any chip."""
+        returns = getattr(getattr(func, "_schema", None), "returns", ())
+        # a view's returns alias an input without writing it; an in-place op's (add_) write it
+        if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+            return sympy.Integer(0)
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         distinct = list({id(t): t for t in inputs}.values())
         return sympy.Add(
