@@ -39,6 +39,7 @@ from .domain import Condition, Domain, with_domain
 from .errors import CompositionError, ConventionError, DomainError
 from .evaluation import evaluate
 from .glossary import glossary
+from .quantities import QuantityShorthands
 from .quantities import quantity as _quantity
 
 __all__ = ["Cost", "Part", "as_exact", "rule_at", "symbols"]
@@ -137,7 +138,7 @@ class Part:
         return Part(name, self.values, self.rule)
 
 
-class Cost:
+class Cost(QuantityShorthands):
     """Parameters and costs of a composition of rules, with a per-part breakdown.
 
     Made by :meth:`Rule.at <layercost_sym.Rule.at>`; combined with ``+`` and with ``*`` by
@@ -203,20 +204,6 @@ class Cost:
             )
         total = sympy.Add(*(p.values[(quantity, name)] for p in self.parts))
         return with_domain(total, self.domain)
-
-    @property
-    def params(self) -> sympy.Expr:
-        """Number of parameters of all parts."""
-        return self.quantity("params")
-
-    @property
-    def flops(self) -> sympy.Expr:
-        """FLOPs under the default convention, ``exact``."""
-        return self.quantity("flops")
-
-    def cost(self, convention: str | None = None) -> sympy.Expr:
-        """Total FLOPs under ``convention`` (:meth:`quantity` ``"flops"``)."""
-        return self.quantity("flops", convention)
 
     def breakdown(self, convention: str | None = None) -> dict[str, tuple]:
         """``{part name: (params, FLOPs)}`` in the order the parts were added."""

@@ -22,11 +22,19 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from ._toml import SourceFile
 from .errors import CatalogueError, ConventionError
 
-__all__ = ["CONVENTIONS", "Convention", "Quantity", "quantities", "quantity"]
+__all__ = [
+    "CONVENTIONS",
+    "Convention",
+    "Quantity",
+    "QuantityShorthands",
+    "quantities",
+    "quantity",
+]
 
 _DERIVED = re.compile(r"^\s*(\d+)\s*x\s*(\w+)\s*$")
 
@@ -88,6 +96,29 @@ class Quantity:
                 f"{', '.join(self.conventions)}"
             )
         return name
+
+
+class QuantityShorthands:
+    """``params``, ``flops`` and ``cost(convention)`` as the quantities they name, for a class
+    that answers ``quantity(name, convention)`` (composed costs, model analyses): the one place
+    the shorthands are defined."""
+
+    def quantity(self, quantity: str, convention: str | None = None) -> Any:
+        raise NotImplementedError
+
+    @property
+    def params(self) -> Any:
+        """The number of parameters (:meth:`quantity` ``"params"``)."""
+        return self.quantity("params")
+
+    @property
+    def flops(self) -> Any:
+        """FLOPs under the default convention (:meth:`quantity` ``"flops"``)."""
+        return self.quantity("flops")
+
+    def cost(self, convention: str | None = None) -> Any:
+        """FLOPs under ``convention`` (:meth:`quantity` ``"flops"``)."""
+        return self.quantity("flops", convention)
 
 
 def _read(source: SourceFile) -> dict[str, Quantity]:

@@ -22,6 +22,7 @@ from ..domain import Condition, Domain, with_domain
 from ..errors import ConventionError, EvaluationError
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
+from ..quantities import QuantityShorthands
 from ..quantities import quantity as _quantity
 from ..roofline import ChipLike, Roofline, Work, crossover, roofline, works_of
 from ..rule import Rule
@@ -142,7 +143,7 @@ class OperatorCostedModule:
 
 
 @dataclass
-class Analysis:
+class Analysis(QuantityShorthands):
     """The result of :func:`analyze` (see the module docstring)."""
 
     symbols: tuple[sympy.Symbol, ...]
@@ -215,20 +216,6 @@ class Analysis:
         else:
             total = sympy.Add(*(layer.quantity(quantity, name) for layer in self.layers))
         return with_domain(total, self.domain)
-
-    @property
-    def params(self) -> sympy.Expr:
-        """Parameters: each ruled module's rule once, plus the ``numel`` of all others."""
-        return self.quantity("params")
-
-    @property
-    def flops(self) -> sympy.Expr:
-        """FLOPs under the convention the analysis was made with."""
-        return self.quantity("flops")
-
-    def cost(self, convention: str | None = None) -> sympy.Expr:
-        """The whole model's FLOPs under ``convention`` (:meth:`quantity` ``"flops"``)."""
-        return self.quantity("flops", convention)
 
     def _flops(self, convention: str) -> sympy.Expr:
         if not self.backward:
