@@ -21,5 +21,6 @@ def test_benchmark_prints_every_row(capsys):
         "first lc.rule('Conv2d') / import sympy (cold)",
         "FlopCounterMode resnet18 / closed form",
         "analyze resnet18 (symbolic) / one FlopCounterMode pass",
+        "analyze resnet18: FLOPs and bytes / FLOPs alone",
     ):
         assert row in out
