@@ -283,8 +283,9 @@ def test_convolutions_and_pools_called_as_functions_are_costed_by_their_module_r
         "AdaptiveAvgPool2d",
         "AdaptiveMaxPool2d",
     } <= rules
-    # the peer tools count a function call as analysis._AS_FUNCTION states (not always as the
-    # module: tests/test_peers_functional.py); seed is the module's, not stated for a function
+    # the peer tools count a function call as their [functional_calls] tables state (not
+    # always as the module: tests/test_peers_functional.py); seed is the module's, not stated
+    # for a function
     assert analysis.conventions == ("exact", "fvcore", "macs", "ptflops", "thop", "torch")
     for n, h, w in [(1, 17, 19), (2, 33, 21), (3, 40, 41)]:
         _assert_matches(analysis, model, [(n, 3, h, w)], {"N": n, "H": h, "W": w})

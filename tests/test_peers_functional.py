@@ -2,9 +2,10 @@
 
 ``lc.analyze`` costs ``F.conv*d``, ``F.conv_transpose*d``, ``F.{max,avg}_pool*d`` and
 ``F.adaptive_{max,avg}_pool*d`` called between modules by the rule of the torch.nn module that
-runs the same ATen operator; each peer tool counts such a call as ``analysis._AS_FUNCTION``
-states (fvcore: as the module, the ATen operator of its jit trace; thop: 0, it hooks modules;
-ptflops: 0 for convolutions, numel(input) once for the pools it patches).  Each model here is
+runs the same ATen operator; each peer tool counts such a call as its ``[functional_calls]``
+tables (``formulas/conventions/<tool>.toml``) state (fvcore: as the module, the ATen
+operator of its jit trace; thop: 0, it hooks modules; ptflops: 0 for convolutions,
+numel(input) once for the pools it patches).  Each model here is
 traced once with symbolic sizes and evaluated at a few shapes; each peer convention's total
 must equal the tool's own total on the real model, run as a user runs it (as in
 tests/test_peers_models.py):

@@ -119,7 +119,8 @@ def _calls() -> dict[str, dict[str, tuple[str, str]]]:
 # ATen operators of F.conv*d and the F.*pool*d functions, costed by the rule of the torch.nn
 # module that runs the same operator (the pools' schema arguments carry the module's attribute
 # names; a convolution's channels and kernel come from its weight).  The conventions below are
-# taken from the module's rule; each peer tool counts such a call as _AS_FUNCTION states.
+# taken from the module's rule; each peer tool counts such a call as its [functional_calls]
+# tables in formulas/conventions/<tool>.toml state.
 MODULE_OPS = {
     "convolution": "Conv",
     "max_pool2d_with_indices": "MaxPool2d",

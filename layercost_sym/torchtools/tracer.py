@@ -85,7 +85,7 @@ class Tracer:
         self.index_max: dict[int, tuple[torch.Tensor, sympy.Expr]] = {}
         self.guards: list[tuple[sympy.Basic, str]] = []  # (condition, where it comes from)
         # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
-        # on one; see _AS_FUNCTION)
+        # on one; see the peers' [functional_calls] in formulas/conventions/)
         self.row_unsqueezed: dict[int, torch.Tensor] = {}
         # (error, operator, args, kwargs) of the innermost operator that raised an error
         self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
