@@ -24,6 +24,7 @@ returns that is not a view of an argument, plus each argument its schema says it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -76,14 +77,26 @@ def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
 
-def kernel_bytes(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, int]:
-    """``(read, written)`` bytes of one call of the ATen overload ``func`` (see module doc)."""
+def kernel_bytes(
+    func: Any,
+    args: tuple,
+    kwargs: dict,
+    out: Any,
+    nbytes: Callable[[torch.Tensor], Any] = tensor_bytes,
+    key: Callable[[torch.Tensor], Hashable] | None = None,
+) -> tuple[Any, Any]:
+    """``(read, written)`` bytes of one call of the ATen overload ``func`` (see module doc).
+
+    ``nbytes`` gives a tensor's bytes and ``key`` what makes two arguments the same tensor
+    (by default: storage, offset, sizes, strides and dtype); the model analysis passes
+    symbolic ones (sizes as SymPy expressions, tensors told apart by identity)."""
+    key = key or _key
     name = func.__name__.split(".")[0]  # "add_.Tensor" -> "add_"
     if name.removesuffix("_") in ALLOCATIONS or torch.Tag.inplace_view in func.tags:
         return 0, 0
     schema = func._schema
-    written: dict[tuple, torch.Tensor] = {}
-    not_read: set[tuple] = set()
+    written: dict[Hashable, torch.Tensor] = {}
+    not_read: set[Hashable] = set()
     bound = dict(zip((a.name for a in schema.arguments), args, strict=False)) | kwargs
     for arg in schema.arguments:
         value = bound.get(arg.name)
@@ -91,18 +104,18 @@ def kernel_bytes(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, i
             continue
         for t in tree_flatten(value)[0]:
             if isinstance(t, torch.Tensor):
-                written[_key(t)] = t
+                written[key(t)] = t
                 if arg.is_out or (name in OVERWRITES and arg is schema.arguments[0]):
-                    not_read.add(_key(t))
+                    not_read.add(key(t))
     inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-    read = {_key(t): t for t in inputs if _key(t) not in not_read}
+    read = {key(t): t for t in inputs if key(t) not in not_read}
     storages = {_storage(t) for t in inputs}
     returned = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-    fresh = {_key(t): t for t in returned if _storage(t) not in storages}
+    fresh = {key(t): t for t in returned if _storage(t) not in storages}
     if returned and not fresh and not written:  # a view: it moves nothing
         return 0, 0
-    writes = {**fresh, **written}
+    writes: dict[Hashable, torch.Tensor] = {**fresh, **written}
     return (
-        sum(tensor_bytes(t) for t in read.values()),
-        sum(tensor_bytes(t) for t in writes.values()),
+        sum((nbytes(t) for t in read.values()), 0),
+        sum((nbytes(t) for t in writes.values()), 0),
     )

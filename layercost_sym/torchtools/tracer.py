@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
+from ..quantities import quantity as _quantity
 from ..reading import distinct_inputs, element_sizes
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
@@ -34,6 +35,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
+from .opbytes import kernel_bytes
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -59,6 +61,7 @@ _VALUE_PRESERVING = {
 # operators whose fake kernel needs concrete sizes (F.pad's constant_pad_nd: torch would
 # specialise every size of its input to the trace size, or fail on a symbolic padding)
 _SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
+MOVEMENT = "(data movement)"  # the rule column of an operator call costed by its bytes only
 
 # products whose backward is two products of the same size (FlopCounterMode's formulas for
 # mm, addmm, bmm and convolution_backward): input and weight gradients
@@ -76,6 +79,7 @@ class Tracer:
         self.ruled_depth = 0  # > 0 while inside a ruled module
         self.layers: list[Layer] = []
         self.unsupported: list[Unsupported] = []
+        self.decomposing = 0  # > 0 inside a decomposition the tracer runs for an operator
         self.counted_modules: set[int] = set()
         self.covered_params: set[int] = set()
         self.unruled: dict[int, list[str]] = {}  # unruled leaf module -> its uncosted ops
@@ -227,9 +231,12 @@ class Tracer:
             self.ruled_depth += 1
             try:
                 with mode:
-                    return decomposition_table[func](*args, **kwargs)
+                    out = decomposition_table[func](*args, **kwargs)
             finally:
                 self.ruled_depth -= 1
+            if not self.ruled_depth:
+                self._movement(func, args, kwargs, out, min_bytes=True)
+            return out
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
         name = op_name(func)
@@ -254,10 +261,19 @@ class Tracer:
                 return self._cost_as_module(func, name, where, view, args, kwargs)
         rule = op_rule(name, types.SimpleNamespace(**named))
         if rule is None and op_kind(func) is None and func in decomposition_table:
-            with mode:  # as the op counter does: count the primitives torch decomposes it to
-                return decomposition_table[func](*args, **kwargs)
+            # as the op counter does: count the primitives torch decomposes it to; their min
+            # bytes are theirs, the eager bytes the kernel's that torch runs (a row of its own)
+            self.decomposing += 1
+            try:
+                with mode:
+                    out = decomposition_table[func](*args, **kwargs)
+            finally:
+                self.decomposing -= 1
+            self._movement(func, args, kwargs, out, min_bytes=False)
+            return out
         out = func(*args, **kwargs)
         if rule is None and op_kind(func) == "movement":
+            self._movement(func, args, kwargs, out, min_bytes=True)
             return out
         if rule is None:
             self.unsupported.append(
@@ -294,7 +310,10 @@ class Tracer:
                 rule,
                 factor,
                 conditions=conditions,
-                own={("bytes", "min"): self._min_bytes(func, inputs, out)},
+                own={
+                    ("bytes", "min"): self._min_bytes(func, inputs, out),
+                    ("bytes", "eager"): self._eager_bytes(func, args, kwargs, out),
+                },
             )
         )
         return out
@@ -315,6 +334,52 @@ class Tracer:
         distinct = list({id(t): t for t in inputs}.values())
         return sympy.Add(
             *(sympy.Mul(*self.shape(t)) * t.element_size() for t in [*distinct, *outputs])
+        )
+
+    def _eager_bytes(self, func: Any, args: tuple, kwargs: dict, out: Any) -> sympy.Expr:
+        """An operator call's ``bytes`` under ``eager``: what its kernel reads and writes
+        (:func:`~layercost_sym.torchtools.opbytes.kernel_bytes`), sizes in the input symbols."""
+
+        def nbytes(t: torch.Tensor) -> sympy.Expr:
+            addressed = [
+                size
+                for size, stride in zip(self.shape(t), t.stride(), strict=True)
+                if not (isinstance(stride, int) and stride == 0)  # broadcast: one element
+            ]
+            return sympy.Mul(*addressed) * t.element_size()
+
+        if self.decomposing:  # a primitive of a kernel the tracer decomposed: not a kernel
+            return sympy.Integer(0)
+        read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=id)
+        return sympy.sympify(read + written)
+
+    def _movement(self, func: Any, args: tuple, kwargs: dict, out: Any, min_bytes: bool) -> None:
+        """A row for an operator call with no rule of its own whose kernel moves bytes (a copy,
+        a factory such as ``arange`` or ``ones``, a kernel the tracer decomposed to count its
+        arithmetic): no FLOPs under any convention, its kernel's eager bytes, and (unless the
+        primitives of a decomposition already carry them) the same as min bytes.  A view moves
+        nothing and gets no row."""
+        if self.decomposing:
+            return  # the decomposed operator's own row has its kernel's bytes
+        moved = self._eager_bytes(func, args, kwargs, out)
+        if moved == 0:
+            return
+        where = self.stack[-1] if self.stack else ""
+        no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
+        own = {
+            ("bytes", "eager"): moved,
+            ("bytes", "min"): moved if min_bytes else sympy.Integer(0),
+        }
+        self.layers.append(
+            Layer(
+                f"{where}:{op_name(func)}",
+                MOVEMENT,
+                "op",
+                sympy.Integer(0),
+                stated=no_arithmetic,
+                notes={c: "data movement: no arithmetic" for c in no_arithmetic},
+                own=own,
+            )
         )
 
     def _cost_as_module(self, func, name: str, where: str, view, args, kwargs):
@@ -346,6 +411,7 @@ class Tracer:
                 stated=stated,
                 notes=notes,
                 conditions=conditions,
+                own={("bytes", "eager"): self._eager_bytes(func, args, kwargs, out)},
             )
         )
         return out
