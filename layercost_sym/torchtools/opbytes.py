@@ -76,8 +76,15 @@ def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
 
-def kernel_bytes(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, int]:
-    """``(read, written)`` bytes of one call of the ATen overload ``func`` (see module doc)."""
+def kernel_bytes(
+    func: Any, args: tuple, kwargs: dict, out: Any, decomposed: bool = False
+) -> tuple[int, int]:
+    """``(read, written)`` bytes of one call of the ATen overload ``func`` (see module doc).
+
+    ``decomposed``: ``out`` came from a decomposition run in the kernel's place, which may
+    return a view of an argument where the kernel returns a new tensor (``channel_shuffle``
+    with one group): where the schema marks no return as an alias, every return is written.
+    """
     name = func.__name__.split(".")[0]  # "add_.Tensor" -> "add_"
     if name.removesuffix("_") in ALLOCATIONS or torch.Tag.inplace_view in func.tags:
         return 0, 0
@@ -99,6 +106,8 @@ def kernel_bytes(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, i
     storages = {_storage(t) for t in inputs}
     returned = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
     fresh = {_key(t): t for t in returned if _storage(t) not in storages}
+    if decomposed and not any(r.alias_info for r in schema.returns):
+        fresh = {_key(t): t for t in returned}
     if returned and not fresh and not written:  # a view: it moves nothing
         return 0, 0
     writes = {**fresh, **written}
