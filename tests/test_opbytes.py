@@ -110,3 +110,16 @@ def test_every_family_has_its_eager_coverage_checked():
     assert families == checked
     with pytest.raises(KeyError):
         eager_not_stated("no such family")
+
+
+def test_a_decomposed_kernel_that_returns_a_new_tensor_writes_it():
+    # channel_shuffle has no counting rule: the counter runs torch's decomposition, whose
+    # reshapes return a view of the input with one group (or one channel per group); the kernel
+    # torch dispatches returns a new tensor (its schema marks no alias): 2*4*3 float32 read
+    # (96) and written (96), whatever the groups
+    x = torch.randn(2, 4, 3)
+    for groups in (1, 2, 4):
+        assert moved(lambda g=groups: torch.nn.ChannelShuffle(g)(x)) == (
+            192,
+            {"channel_shuffle": 192},
+        )

@@ -82,14 +82,19 @@ def kernel_bytes(
     args: tuple,
     kwargs: dict,
     out: Any,
+    decomposed: bool = False,
     nbytes: Callable[[torch.Tensor], Any] = tensor_bytes,
     key: Callable[[torch.Tensor], Hashable] | None = None,
 ) -> tuple[Any, Any]:
     """``(read, written)`` bytes of one call of the ATen overload ``func`` (see module doc).
 
+    ``decomposed``: ``out`` came from a decomposition run in the kernel's place, which may
+    return a view of an argument where the kernel returns a new tensor (``channel_shuffle``
+    with one group): where the schema marks no return as an alias, every return is written.
     ``nbytes`` gives a tensor's bytes and ``key`` what makes two arguments the same tensor
     (by default: storage, offset, sizes, strides and dtype); the model analysis passes
-    symbolic ones (sizes as SymPy expressions, tensors told apart by identity)."""
+    symbolic ones (sizes as SymPy expressions, tensors told apart by identity).
+    """
     key = key or _key
     name = func.__name__.split(".")[0]  # "add_.Tensor" -> "add_"
     if name.removesuffix("_") in ALLOCATIONS or torch.Tag.inplace_view in func.tags:
@@ -112,6 +117,8 @@ def kernel_bytes(
     storages = {_storage(t) for t in inputs}
     returned = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
     fresh = {key(t): t for t in returned if _storage(t) not in storages}
+    if decomposed and not any(r.alias_info for r in schema.returns):
+        fresh = {key(t): t for t in returned}
     if returned and not fresh and not written:  # a view: it moves nothing
         return 0, 0
     writes: dict[Hashable, torch.Tensor] = {**fresh, **written}

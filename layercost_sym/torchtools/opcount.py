@@ -108,8 +108,9 @@ class ExactCounter(TorchDispatchMode):
     """Counts the ``exact`` convention's operations of everything run inside it.
 
     >>> import torch
+    >>> x, y = torch.ones(2, 3), torch.ones(3)
     >>> with ExactCounter() as counter:
-    ...     _ = torch.ones(2, 3) * torch.ones(3) + 1
+    ...     _ = x * y + 1
     >>> counter.total, dict(counter.by_op)
     (12, {'mul': 6, 'add': 6})
 
@@ -138,7 +139,8 @@ class ExactCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = self._dispatch(func, args, kwargs)
         if self._depth == 0:
-            read, written = kernel_bytes(func, args, kwargs, out)
+            decomposed = op_kind(func) is None  # _dispatch ran its decomposition
+            read, written = kernel_bytes(func, args, kwargs, out, decomposed)
             if read + written:
                 self.bytes += read + written
                 self.bytes_by_op[op_name(func)] += read + written

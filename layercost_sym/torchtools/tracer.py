@@ -350,7 +350,8 @@ class Tracer:
 
         if self.decomposing:  # a primitive of a kernel the tracer decomposed: not a kernel
             return sympy.Integer(0)
-        read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=id)
+        decomposed = op_kind(func) is None and func in decomposition_table
+        read, written = kernel_bytes(func, args, kwargs, out, decomposed, nbytes, key=id)
         return sympy.sympify(read + written)
 
     def _movement(self, func: Any, args: tuple, kwargs: dict, out: Any, min_bytes: bool) -> None:
