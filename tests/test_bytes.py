@@ -8,17 +8,20 @@ precision by substitution, the errors, and a whole model's analysis."""
 
 from __future__ import annotations
 
+import pytest
 import sympy
 import torch
 import torchvision
 from torch import nn
 from torch.nn import functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
 
 import layercost_sym as lc
 from layercost_sym.errors import ConventionError, MissingSymbolError
 from layercost_sym.glossary import glossary
 from layercost_sym.testing.torchcheck import eager_not_stated
 from layercost_sym.torchtools.analysis import Analysis, Layer
+from layercost_sym.torchtools.tracer import MOVEMENT
 
 S = glossary().symbols
 
@@ -199,6 +202,39 @@ def test_a_call_without_bytes_is_named_never_zero():
         assert "mystery" in str(exc)
     else:
         raise AssertionError("a call without bytes counted as 0")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_a_models_eager_bytes_are_what_its_kernels_move(name):
+    # the closed form (each module's rule, each operator call's kernel) against the op counter
+    # on the real model, which sees every kernel the forward pass runs
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    assert "eager" in analysis.conventions_of("bytes")
+    for n, h, w in [(1, 64, 64), (2, 97, 75)]:
+        counted = lc.count(model, (n, 3, h, w))
+        at = {"N": n, "H": h, "W": w}
+        assert analysis.evaluate(at, "eager", quantity="bytes") == counted.quantity(
+            "bytes", "eager"
+        )
+
+
+def test_data_movement_rows_have_no_arithmetic_and_their_kernels_bytes():
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).eval()
+    analysis = lc.analyze(model, ("N", "L"))
+    rows = {layer.name.rsplit(":", 1)[1]: layer for layer in analysis.layers if layer.kind == "op"}
+    movement = [layer for layer in analysis.layers if layer.rule == MOVEMENT]
+    assert movement and all(
+        layer.quantity("flops", c) == 0 for layer in movement for c in layer.conventions
+    )
+    L = sympy.Symbol("L", integer=True, positive=True)
+    # position ids: arange writes L int64 (8 bytes each); the causal mask: ones writes L*L
+    # bools (1 byte), tril reads and writes them (its arithmetic is counted by its primitives,
+    # whose eager bytes are 0: the kernel that runs is tril)
+    assert rows["arange"].quantity("bytes", "eager") == 8 * L
+    assert rows["ones"].quantity("bytes", "eager") == L**2
+    assert rows["tril"].quantity("bytes", "eager") == 2 * L**2
+    assert rows["tril"].quantity("bytes", "min") == 0
 
 
 class _Functional(nn.Module):
