@@ -23,7 +23,7 @@ from hypothesis import given, settings
 import layercost_sym as lc
 from layercost_sym.errors import ShapeError
 from layercost_sym.testing import _cases_attention as cases
-from layercost_sym.testing.torchcheck import check_against_torch, eager_not_stated
+from layercost_sym.testing.torchcheck import HALF, check_against_torch, eager_not_stated
 
 CONVENTIONS = ("exact", "macs", "torch")
 
@@ -47,6 +47,25 @@ def _assert_counts(module, tensors, rule, binding, counted, training):
 # -- MultiheadAttention ----------------------------------------------------------------------------
 
 
+def _assert_shared_eager_bytes(case, shared):
+    """The rule's bytes under eager equal what lc.count measures, for one tensor passed as
+    query, key and value (``"qkv"``) or as key and value (``"kv"``), in the case's dtype."""
+    module = case.build()
+    q, k, _ = case.tensors()
+    tensors = (q, q, q) if shared == "qkv" else (q, k, k)
+    binding = lc.bind(module, *tensors, **case.call_kwargs)
+    counted = lc.count(module, *tensors, training=case.training, **case.call_kwargs)
+    predicted = lc.evaluate(binding.rule.quantity("bytes", "eager", case.training), binding)
+    assert predicted == counted.quantity("bytes", "eager"), (
+        binding.rule.name,
+        case.dtype,
+        predicted,
+        counted.quantity("bytes", "eager"),
+        dict(binding),
+        counted.bytes_by_op,
+    )
+
+
 def _check_mha(case):
     shared = case.notes["shared"]
     if not shared:
@@ -58,7 +77,11 @@ def _check_mha(case):
         binding = lc.bind(module, *tensors, **case.call_kwargs)
         counted = lc.count(module, *tensors, training=case.training, **case.call_kwargs)
         _assert_counts(module, tensors, binding.rule, binding, counted, case.training)
+        for dtype in ("float32", HALF):  # check_against_torch's bytes check, shared inputs
+            _assert_shared_eager_bytes(case.in_dtype(dtype), shared)
     expected = "MultiheadAttention" + (".batch_first" if case.kwargs["batch_first"] else "")
+    if len(case.input_shapes[0]) == 2:  # unbatched (batch_first only)
+        expected += "_unbatched"
     assert binding.rule.name == expected
     # the forward kwargs reached the binding (default True when left out)
     assert binding["need_weights"] == int(case.call_kwargs.get("need_weights", True))
@@ -288,10 +311,6 @@ def test_safe_softmax_count_is_softmax_plus_row_mask():
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
 EAGER_NOT_YET = {
-    # kernels follow the inputs' layout, not yet derived: batch_first inputs copied by linear
-    # only when N > 1 and the length > 1 (mm + add for a bias), q/k/v packed only for batched
-    # identical inputs, the output's contiguous() copy skipped when Q == 1 or N*h == 1
-    "MultiheadAttention",
     "TransformerDecoderLayer",  # composes MultiheadAttention (and _check_layer checks no bytes)
     "TransformerEncoderLayer",  # composes MultiheadAttention (and _check_layer checks no bytes)
     # a broadcast key/value is copied unless all or none of its leading dims broadcast (not
