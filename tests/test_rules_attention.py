@@ -162,6 +162,19 @@ def test_sdpa_matches_torch(case):
         )
     assert counted.output_shape == (*case.input_shapes[0][:-1], values["E_v"])
     assert lc.evaluate(rule.quantity("bytes", "min"), values) == counted.quantity("bytes", "min")
+    # eager bytes, in float32 and again in bfloat16 (check_against_torch's check for a function)
+    for dtype in ("float32", HALF):
+        typed = case.in_dtype(dtype)
+        measured = (
+            counted
+            if dtype == "float32"
+            else lc.count(module, *typed.tensors(), **case.call_kwargs)
+        )
+        size = 4 if dtype == "float32" else 2
+        sized = {**values, "e_a": size, "e_w": size}
+        assert lc.evaluate(rule.quantity("bytes", "eager"), sized) == measured.quantity(
+            "bytes", "eager"
+        ), (dtype, sized, measured.bytes_by_op)
     # lc.bind reads the same numbers through the rule's input patterns and arg() bindings
     binding = lc.bind(module, *tensors, **case.call_kwargs)
     assert dict(binding) == values
@@ -313,9 +326,6 @@ def test_safe_softmax_count_is_softmax_plus_row_mask():
 EAGER_NOT_YET = {
     "TransformerDecoderLayer",  # composes MultiheadAttention (and _check_layer checks no bytes)
     "TransformerEncoderLayer",  # composes MultiheadAttention (and _check_layer checks no bytes)
-    # a broadcast key/value is copied unless all or none of its leading dims broadcast (not
-    # told by N, N_kv); enable_gqa's copies; the causal mask's temporaries
-    "scaled_dot_product_attention",
 }
 
 
