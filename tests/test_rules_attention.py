@@ -283,6 +283,23 @@ def _check_layer(case):
         )
         # and the layer is the sum of its parts' rules plus the elementwise glue
         assert _parts_cost(module, tensors, convention) == counted.cost(convention)
+    # eager bytes (check_against_torch's check, for a layer built here), in float32 and bfloat16
+    for dtype, measured in (("float32", counted), (HALF, None)):
+        if measured is None:
+            typed = case.in_dtype(dtype)
+            half_module = _build_layer(typed).to(getattr(torch, dtype))
+            half_tensors = typed.tensors()
+            binding = lc.bind(half_module, *half_tensors)
+            measured = lc.count(half_module, *half_tensors, training=case.training)
+        predicted = lc.evaluate(binding.rule.quantity("bytes", "eager", case.training), binding)
+        assert predicted == measured.quantity("bytes", "eager"), (
+            rule.name,
+            dtype,
+            predicted,
+            measured.quantity("bytes", "eager"),
+            values,
+            measured.bytes_by_op,
+        )
 
 
 @settings(max_examples=100)
@@ -323,10 +340,7 @@ def test_safe_softmax_count_is_softmax_plus_row_mask():
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET = {
-    "TransformerDecoderLayer",  # composes MultiheadAttention (and _check_layer checks no bytes)
-    "TransformerEncoderLayer",  # composes MultiheadAttention (and _check_layer checks no bytes)
-}
+EAGER_NOT_YET: set[str] = set()
 
 
 def test_eager_bytes_stated_by_every_attention_rule_but_the_listed_ones():
