@@ -279,12 +279,7 @@ def test_one_tensor_passed_as_several_inputs_is_read_once():
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET_LINEAR = {
-    "Bilinear",
-    "Flatten",
-    "Identity",
-    "Unflatten",
-}
+EAGER_NOT_YET_LINEAR: set[str] = set()
 
 
 def test_eager_bytes_stated_by_every_linear_rule_but_the_listed_ones():

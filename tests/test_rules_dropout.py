@@ -47,14 +47,7 @@ def test_training_cost_differs_from_eval(name):
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET = {
-    "AlphaDropout",
-    "Dropout",
-    "Dropout1d",
-    "Dropout2d",
-    "Dropout3d",
-    "FeatureAlphaDropout",
-}
+EAGER_NOT_YET: set[str] = set()
 
 
 def test_eager_bytes_stated_by_every_dropout_rule_but_the_listed_ones():
