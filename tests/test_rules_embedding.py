@@ -241,10 +241,7 @@ def test_flop_counter_sees_no_renormalisation():
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET = {
-    "Embedding",
-    "EmbeddingBag",
-}
+EAGER_NOT_YET: set[str] = set()
 
 
 def test_eager_bytes_stated_by_every_embedding_rule_but_the_listed_ones():

@@ -134,11 +134,8 @@ def test_layouts_and_shapes_torch_rejects():
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
 EAGER_NOT_YET = {
     "GRU",
-    "GRUCell",
     "LSTM",
-    "LSTMCell",
     "RNN",
-    "RNNCell",
 }
 
 
