@@ -17,7 +17,8 @@ class LayerCase:
     (``torch.long``) values, e.g. token ids; ``literal_inputs`` gives an input's exact integer
     values (e.g. EmbeddingBag offsets); ``call_kwargs`` are keyword arguments of the forward call.
     ``dtype`` names the torch dtype of the module's floating parameters and buffers and of the
-    floating inputs (``"bfloat16"``: :meth:`in_dtype`).
+    floating inputs (``"bfloat16"``: :meth:`in_dtype`); with ``requires_grad`` the floating
+    inputs require grad, as activations inside a model do (:meth:`with_grad`).
     """
 
     name: str
@@ -29,10 +30,16 @@ class LayerCase:
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
+    requires_grad: bool = False
 
     def in_dtype(self, dtype: str) -> LayerCase:
         """The same case with floating parameters and inputs of ``dtype`` (a torch dtype name)."""
         return replace(self, dtype=dtype)
+
+    def with_grad(self) -> LayerCase:
+        """The same case with floating inputs that require grad (not leaves: an in-place layer
+        may write them)."""
+        return replace(self, requires_grad=True)
 
     def build(self):
         """The torch module, in the case's mode and dtype (imports torch)."""
@@ -56,5 +63,6 @@ class LayerCase:
             elif index in self.integer_inputs:
                 out.append(torch.randint(0, self.integer_inputs[index], shape))
             else:
-                out.append(torch.randn(shape, dtype=getattr(torch, self.dtype)))
+                x = torch.randn(shape, dtype=getattr(torch, self.dtype))
+                out.append(x.requires_grad_() * 1 if self.requires_grad else x)
         return tuple(out)

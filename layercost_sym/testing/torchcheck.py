@@ -27,8 +27,8 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
     on the real module for its output shape and for every quantity ``count`` measures (FLOPs
     under ``conventions`` only: FlopCounterMode cannot see some kernels; a partial convention,
     ``bytes`` under ``eager``, where the rule states it).  A rule that states ``eager`` bytes
-    has its bytes checked again in :data:`HALF` (:func:`check_bytes`) for one case in
-    :data:`HALF_SHARE`.
+    has its bytes checked again in :data:`HALF`, with floating inputs that require grad (as
+    inside a model: the flag ``rg``), for one case in :data:`HALF_SHARE` (:func:`check_bytes`).
 
     Returns ``(binding, counted)`` for further checks (e.g. an independent derivation where
     FlopCounterMode cannot see the work).
@@ -62,7 +62,7 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
     if "eager" in rule.conventions_of("bytes") and case.dtype == "float32":
         # a fixed quarter of the drawn cases (by a hash of the case, so a run is repeatable)
         if zlib.crc32(repr(case).encode()) % HALF_SHARE == 0:
-            check_bytes(case.in_dtype(HALF))
+            check_bytes(case.in_dtype(HALF).with_grad())
     return binding, counted
 
 

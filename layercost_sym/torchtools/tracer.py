@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_flatten
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
 from ..quantities import quantity as _quantity
-from ..reading import distinct_inputs, element_sizes
+from ..reading import distinct_inputs, element_sizes, requires_grad
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .lookup import (
@@ -164,6 +164,7 @@ class Tracer:
         try:
             sizes = element_sizes(module, tensors)
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
+            sizes.update(requires_grad(tensors))
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
