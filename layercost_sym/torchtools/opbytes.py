@@ -100,6 +100,9 @@ def kernel_bytes(
     if name.removesuffix("_") in ALLOCATIONS or torch.Tag.inplace_view in func.tags:
         return 0, 0
     schema = func._schema
+    aliases = [r.alias_info for r in schema.returns]
+    if aliases and all(a is not None and not a.is_write for a in aliases):
+        return 0, 0  # a view by its schema (its storage may not show it: a fake of a real)
     written: dict[Hashable, torch.Tensor] = {}
     not_read: set[Hashable] = set()
     bound = dict(zip((a.name for a in schema.arguments), args, strict=False)) | kwargs

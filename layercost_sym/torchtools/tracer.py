@@ -20,6 +20,7 @@ from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..domain import Condition
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
 from ..quantities import quantity as _quantity
@@ -67,6 +68,19 @@ MOVEMENT = "(data movement)"  # the rule column of an operator call costed by it
 # mm, addmm, bmm and convolution_backward): input and weight gradients
 _SIMPLE_PRODUCTS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear"}
 _PRODUCT_OPS = {"mm", "addmm", "bmm"}
+
+
+def _contiguous(sizes: list[int], strides: list[int]) -> bool:
+    """torch's contiguity: row-major strides, dimensions of size 1 (and empty tensors) aside."""
+    if 0 in sizes:
+        return True
+    expected = 1
+    for size, stride in zip(reversed(sizes), reversed(strides), strict=True):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 class Tracer:
@@ -315,6 +329,7 @@ class Tracer:
                     ("bytes", "min"): self._min_bytes(func, inputs, out),
                     ("bytes", "eager"): self._eager_bytes(func, args, kwargs, out),
                 },
+                holds_if={("bytes", "eager"): self._copy_conditions(name, inputs, where)},
             )
         )
         return out
@@ -354,6 +369,37 @@ class Tracer:
         decomposed = op_kind(func) is None and func in decomposition_table
         read, written = kernel_bytes(func, args, kwargs, out, decomposed, nbytes, key=id)
         return sympy.sympify(read + written)
+
+    def _copy_conditions(
+        self, name: str, inputs: list[torch.Tensor], where: str
+    ) -> tuple[Condition, ...]:
+        """A ``clone`` of a tensor that is not contiguous was traced at sizes >= 2 (as torch
+        traces every symbolic size); where a whole dimension is a symbol, eager torch at a size
+        of 1 may take a view instead (``reshape`` and ``contiguous`` ignore dimensions of size
+        1: GPT-2's value heads at batch 1), so the copy's eager bytes hold for that symbol >= 2
+        (analyse that size as a number for its exact bytes)."""
+        if name != "clone" or not inputs:
+            return ()
+        t = inputs[0]
+        shape = [sympy.sympify(e) for e in self.shape(t)]
+        strides = [sympy.sympify(self.convert(s)) for s in t.stride()]
+        symbols = sorted(set().union(*(e.free_symbols for e in shape)), key=str)
+        at = {x: 3 for x in symbols}  # a size the trace covers
+        if _contiguous(
+            [int(e.xreplace(at)) for e in shape], [int(e.xreplace(at)) for e in strides]
+        ):
+            return ()
+        return tuple(
+            Condition(
+                s >= 2,
+                f"{s} >= 2",
+                f"eager bytes: this copy may be a view in torch when {s} is 1; analyse {s} = 1 "
+                "as a number",
+                f"clone at {where or '(model)'}",
+            )
+            for s in symbols
+            if s in shape  # a whole dimension of this size
+        )
 
     def _movement(self, func: Any, args: tuple, kwargs: dict, out: Any, min_bytes: bool) -> None:
         """A row for an operator call with no rule of its own whose kernel moves bytes (a copy,
