@@ -135,7 +135,6 @@ def test_layouts_and_shapes_torch_rejects():
 EAGER_NOT_YET = {
     "GRU",
     "LSTM",
-    "RNN",
 }
 
 
