@@ -32,6 +32,7 @@ from .reading import (
     element_sizes,
     fractional,
     read_spec,
+    requires_grad,
     split_input,
 )
 from .roofline import ChipLike, Roofline, roofline, works_of
@@ -296,7 +297,8 @@ def bind(
     values, origin = reading.values, reading.origin
     for name, size in element_sizes(module, input_shapes, call_kwargs).items():
         values[name], origin[name] = size, "dtype"
-    for name, flag in distinct_inputs(len(rule.inputs), input_shapes).items():
+    flags = {**distinct_inputs(len(rule.inputs), input_shapes), **requires_grad(input_shapes)}
+    for name, flag in flags.items():
         values[name], origin[name] = flag, "the call's tensors"
     assumed = _bind_data(rule, values, origin, dict(data or {}))
     training = bool(getattr(module, "training", False))

@@ -176,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
         help="add the roofline at --at on CHIP (layercost hardware lists them): bytes, FLOPs "
         "per byte, time bound and bottleneck per call; peaks of the input dtype",
     )
+    p.add_argument(
+        "--bytes",
+        choices=("min", "eager"),
+        default="min",
+        help="bytes of the roofline: min (each layer's fused lower bound, the default) or eager "
+        "(what torch's eager kernels move)",
+    )
     _add_output_format(p)
     p = sub.add_parser(
         "arch",
@@ -473,7 +480,7 @@ def _roofline(analysis, args, at: dict[str, int] | None):
         raise LayercostError(
             f"--hardware: no peak dtype for inputs of {name}; use one of {', '.join(_PEAK_DTYPES)}"
         )
-    return analysis.roofline(args.hardware, at, dtype=_PEAK_DTYPES[name])
+    return analysis.roofline(args.hardware, at, dtype=_PEAK_DTYPES[name], bytes=args.bytes)
 
 
 def _print_uncosted(analysis) -> None:

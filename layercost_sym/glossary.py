@@ -23,6 +23,7 @@ __all__ = [
     "DISTINCT_INPUTS",
     "DOMAINS",
     "ELEMENT_SIZES",
+    "REQUIRES_GRAD",
     "Glossary",
     "SymbolInfo",
     "formulas_dir",
@@ -35,6 +36,9 @@ ELEMENT_SIZES = {"activations": "e_a", "weights": "e_w", "indices": "e_i"}
 # input index -> the flag that is 0 when that input is the same tensor as an earlier one (read
 # once: self-attention's query, key and value), bound like the element sizes
 DISTINCT_INPUTS = {1: "x_1", 2: "x_2"}
+# the flag that is 1 when the call's first input requires grad (autograd records the call; an
+# in-place activation whose backward needs its input copies it first), bound like the above
+REQUIRES_GRAD = "rg"
 
 DOMAINS = ("positive", "nonnegative", "flag")
 

@@ -31,7 +31,7 @@ from typing import Any
 import sympy
 
 from .errors import ShapeError
-from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, REQUIRES_GRAD
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "fractional",
     "parse_bind_spec",
     "read_spec",
+    "requires_grad",
     "split_input",
     "when_matches",
 ]
@@ -580,3 +581,11 @@ def distinct_inputs(count: int, inputs: Sequence[Any]) -> dict[str, int]:
         same = _is_tensor(x) and any(x is y for y in inputs[:i])
         out[DISTINCT_INPUTS[i]] = 0 if same else 1
     return out
+
+
+def requires_grad(inputs: Sequence[Any]) -> dict[str, int]:
+    """The flag ``rg``: 1 when the call's first input is a tensor that requires grad (inside a
+    model, every activation after a trainable layer), 0 otherwise (shapes: 0, as ``lc.count``
+    fills them)."""
+    first = inputs[0] if inputs else None
+    return {REQUIRES_GRAD: int(bool(_is_tensor(first) and getattr(first, "requires_grad", False)))}

@@ -16,7 +16,7 @@ import sympy
 
 from ._toml import SourceFile
 from .errors import CatalogueError, ExpressionError
-from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, Glossary
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, REQUIRES_GRAD, Glossary
 from .parsing import parse, parse_condition
 from .quantities import Quantity, quantities
 from .reading import PATH, check_when, parse_bind_spec
@@ -199,14 +199,17 @@ class RuleTable:
                 output_middle = position
                 raw_shape = [*raw_shape[:position], entry[:-1], *raw_shape[position + 1 :]]
         shape = tuple(self.expr(("output_shape",), t, symbols) for t in raw_shape)
-        values: dict[tuple[str, str, bool], sympy.Expr] = {}
+        stated: dict[tuple[str, str, bool], sympy.Expr | str] = {}
         for q in quantities().values():
             if q.name in table:
-                values.update(self.quantity(q, table[q.name]))
-        if ("bytes", "min", False) not in values and "bytes" in quantities():
-            values[("bytes", "min", False)] = min_bytes(
-                inputs, shape, values.get(("params", "count", False), 0), family, symbols
-            )
+                stated.update(self.quantity(q, table[q.name]))
+        if ("bytes", "min", False) not in stated and "bytes" in quantities():
+            params = stated.get(("params", "count", False), 0)
+            assert not isinstance(params, str)  # params has one convention: never a reference
+            stated[("bytes", "min", False)] = min_bytes(inputs, shape, params, family, symbols)
+        if "bytes" in quantities() and quantities()["bytes"].training:
+            stated.setdefault(("bytes", "min", True), stated[("bytes", "min", False)])
+        values = self.resolve(stated)
         # Conditions are parsed with the defined quantities already substituted: SymPy would
         # decide "H_out >= 1" from H_out's own assumption (positive) instead of checking it.
         if not isinstance(table.get("constraints", []), list):
@@ -220,7 +223,7 @@ class RuleTable:
         # every symbol an expression uses must be bound, from an input or from the module
         bound = set(input_names) | set(binds) | {s.name for s in defines}
         # bound from the call's tensors by lc.bind and lc.analyze: their dtypes, their identity
-        bound |= set(ELEMENT_SIZES.values()) | set(DISTINCT_INPUTS.values())
+        bound |= set(ELEMENT_SIZES.values()) | set(DISTINCT_INPUTS.values()) | {REQUIRES_GRAD}
         earlier: set[str] = set()
         for s, e in data.items():  # a default may use bound symbols and earlier data symbols
             unbound = sorted(x.name for x in e.free_symbols if x.name not in bound | earlier)
@@ -320,9 +323,31 @@ class RuleTable:
         except ValueError as exc:
             raise self.error(("bind", sym), f"bind.{sym}: {exc}") from None
 
-    def quantity(self, q: Quantity, table: Any) -> dict[tuple[str, str, bool], sympy.Expr]:
+    def resolve(
+        self, stated: Mapping[tuple[str, str, bool], sympy.Expr | str]
+    ) -> dict[tuple[str, str, bool], sympy.Expr]:
+        """``stated`` with each reference (``eager = "min"``: the expression of another
+        convention of the same quantity, in the same mode) replaced by what it names."""
+        values: dict[tuple[str, str, bool], sympy.Expr] = {}
+        for (q, conv, training), e in stated.items():
+            if isinstance(e, str):
+                target = stated.get((q, e, training))
+                if target is None or isinstance(target, str):
+                    keys = (q, "training", conv) if training else (q, conv)
+                    raise self.error(
+                        keys,
+                        f"{q}.{conv} = {e!r} names {q}.{e}, which the rule does not state "
+                        "as an expression",
+                    )
+                e = target
+            values[(q, conv, training)] = e
+        return values
+
+    def quantity(self, q: Quantity, table: Any) -> dict[tuple[str, str, bool], sympy.Expr | str]:
         """The values a rule states for quantity ``q``: ``{(q, convention, training): expr}``,
-        training mode inheriting what it does not restate, derived conventions added."""
+        training mode inheriting what it does not restate, derived conventions added.  A value
+        that is the name of another convention of ``q`` (``eager = "min"``) is kept as that
+        name, a reference :meth:`resolve` replaces once the loader's defaults are in."""
         symbols = self.gloss.symbols
         if isinstance(table, str | int) and not isinstance(table, bool):
             if len(q.stated) != 1:
@@ -334,7 +359,7 @@ class RuleTable:
             table = {q.stated[0]: table}
         if not isinstance(table, dict):
             raise self.error((q.name,), f"{q.name} must be a table of convention = expression")
-        out: dict[tuple[str, bool], sympy.Expr] = {}
+        out: dict[tuple[str, bool], sympy.Expr | str] = {}
         for training in (False, True):
             entries = table.get("training", {}) if training else table
             keys = (q.name, "training") if training else (q.name,)
@@ -355,6 +380,9 @@ class RuleTable:
                         f"unknown convention {conv!r} of {q.name} (known: "
                         f"{', '.join(q.conventions)})",
                     )
+                if isinstance(text, str) and text.strip() in q.stated and text.strip() != conv:
+                    out[(conv, training)] = text.strip()  # a reference, resolved by .resolve
+                    continue
                 out[(conv, training)] = self.expr((*keys, conv), text, symbols)
         for conv in q.required:
             if (conv, False) not in out and (q.name, conv) not in _DERIVED_BY_LOADER:
@@ -365,8 +393,11 @@ class RuleTable:
                 out.setdefault((conv, True), out[(conv, False)])
         for derived, (base, factor) in q.derived.items():
             for training in modes:
-                if (base, training) in out:
-                    out[(derived, training)] = factor * out[(base, training)]
+                base_value = out.get((base, training))
+                if base_value is not None:
+                    if isinstance(base_value, str):
+                        raise self.error((q.name, base), f"{q.name}.{base} must be an expression")
+                    out[(derived, training)] = factor * base_value
         return {(q.name, c, t): e for (c, t), e in out.items()}
 
     def constraint(self, entry: Any, names: Mapping[str, sympy.Expr]) -> Constraint:

@@ -260,6 +260,14 @@ def test_cli_model_hardware_table_and_json(capsys):
     assert data["seconds"]["exact"] == str(expected.time)
     assert [r["bottleneck"] for r in data["rows"]] == [r.bottleneck for r in expected.rows]
     assert data["bytes"] == expected.total_bytes
+    # eager bytes: what the kernels move, more than the fused bound
+    assert main([*args, "--hardware", "A100-SXM-80GB", "--bytes", "eager", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["roofline"]
+    eager = resnet18_analysis().roofline(
+        "A100-SXM-80GB", {"N": 1, "H": 64, "W": 64}, dtype="fp32", bytes="eager"
+    )
+    assert data["bytes"] == eager.total_bytes > expected.total_bytes
+    assert data["bytes_convention"] == "eager"
     # symbolic inputs and no sizes: one error line naming what to give
     assert (
         main(["model", "torchvision.models:resnet18", "--input", "N,3,H,W", "--hardware", "T4"])

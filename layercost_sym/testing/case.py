@@ -3,7 +3,7 @@ import until :meth:`LayerCase.build` or :meth:`LayerCase.tensors` is called)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = ["LayerCase"]
@@ -16,6 +16,9 @@ class LayerCase:
     ``integer_inputs`` maps an input's index to the exclusive upper bound of its random integer
     (``torch.long``) values, e.g. token ids; ``literal_inputs`` gives an input's exact integer
     values (e.g. EmbeddingBag offsets); ``call_kwargs`` are keyword arguments of the forward call.
+    ``dtype`` names the torch dtype of the module's floating parameters and buffers and of the
+    floating inputs (``"bfloat16"``: :meth:`in_dtype`); with ``requires_grad`` the floating
+    inputs require grad, as activations inside a model do (:meth:`with_grad`).
     """
 
     name: str
@@ -26,12 +29,25 @@ class LayerCase:
     literal_inputs: dict[int, tuple[int, ...]] = field(default_factory=dict)
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    requires_grad: bool = False
+
+    def in_dtype(self, dtype: str) -> LayerCase:
+        """The same case with floating parameters and inputs of ``dtype`` (a torch dtype name)."""
+        return replace(self, dtype=dtype)
+
+    def with_grad(self) -> LayerCase:
+        """The same case with floating inputs that require grad (not leaves: an in-place layer
+        may write them)."""
+        return replace(self, requires_grad=True)
 
     def build(self):
-        """The torch module, in the case's mode (imports torch)."""
+        """The torch module, in the case's mode and dtype (imports torch)."""
         import torch
 
         module = getattr(torch.nn, self.name)(**self.kwargs)
+        if self.dtype != "float32":
+            module = module.to(getattr(torch, self.dtype))
         return module.train(self.training)
 
     def tensors(self) -> tuple:
@@ -47,5 +63,6 @@ class LayerCase:
             elif index in self.integer_inputs:
                 out.append(torch.randint(0, self.integer_inputs[index], shape))
             else:
-                out.append(torch.randn(shape))
+                x = torch.randn(shape, dtype=getattr(torch, self.dtype))
+                out.append(x.requires_grad_() * 1 if self.requires_grad else x)
         return tuple(out)

@@ -9,19 +9,26 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import layercost_sym as lc
 
 from .strategies import LayerCase
 
-__all__ = ["check_against_torch"]
+__all__ = ["HALF", "check_against_torch", "check_bytes", "eager_not_stated"]
+
+HALF = "bfloat16"  # the 16-bit dtype every rule's stated eager bytes are proven in too
+HALF_SHARE = 4  # one drawn case in HALF_SHARE is checked again in HALF (CI draws 200 per rule)
 
 
 def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", "macs", "torch")):
     """Assert that the rule of ``case``'s module, evaluated at ``lc.bind``, equals ``lc.count``
     on the real module for its output shape and for every quantity ``count`` measures (FLOPs
-    under ``conventions`` only: FlopCounterMode cannot see some kernels).
+    under ``conventions`` only: FlopCounterMode cannot see some kernels; a partial convention,
+    ``bytes`` under ``eager``, where the rule states it).  A rule that states ``eager`` bytes
+    has its bytes checked again in :data:`HALF`, with floating inputs that require grad (as
+    inside a model: the flag ``rg``), for one case in :data:`HALF_SHARE` (:func:`check_bytes`).
 
     Returns ``(binding, counted)`` for further checks (e.g. an independent derivation where
     FlopCounterMode cannot see the work).
@@ -42,6 +49,8 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
     for (quantity, convention), measured in counted.values.items():
         if quantity == "flops" and convention not in conventions:
             continue
+        if convention not in rule.conventions_of(quantity):  # a partial one the rule leaves out
+            continue
         predicted = lc.evaluate(rule.quantity(quantity, convention, case.training), binding)
         assert predicted == measured, (
             f"{rule.name} {quantity} ({convention}): rule gives {predicted}, torch counts "
@@ -50,4 +59,37 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
         checked.append((quantity, convention))
     flops = {c for q, c in checked if q == "flops"}
     assert ("params", "count") in checked and set(conventions) <= flops, checked
+    if "eager" in rule.conventions_of("bytes") and case.dtype == "float32":
+        # a fixed quarter of the drawn cases (by a hash of the case, so a run is repeatable)
+        if zlib.crc32(repr(case).encode()) % HALF_SHARE == 0:
+            check_bytes(case.in_dtype(HALF).with_grad())
     return binding, counted
+
+
+def check_bytes(case: LayerCase) -> None:
+    """Assert that the rule's ``bytes`` (every convention it states that ``count`` measures)
+    equals what ``lc.count`` measures on the case, in the case's dtype."""
+    module = case.build()
+    tensors = case.tensors()
+    binding = lc.bind(module, *tensors, **case.call_kwargs)
+    counted = lc.count(module, *tensors, training=case.training, **case.call_kwargs)
+    for (quantity, convention), measured in counted.values.items():
+        if quantity != "bytes" or convention not in binding.rule.conventions_of(quantity):
+            continue
+        predicted = lc.evaluate(binding.rule.quantity(quantity, convention, case.training), binding)
+        assert predicted == measured, (
+            f"{binding.rule.name} {quantity} ({convention}, {case.dtype}): rule gives "
+            f"{predicted}, torch moves {measured} at {dict(binding)} (by op: "
+            f"{counted.bytes_by_op})"
+        )
+
+
+def eager_not_stated(family: str) -> set[str]:
+    """The rules of ``family`` (``formulas/<family>.toml``) that do not state ``bytes`` under
+    ``eager``; ``KeyError`` for a family with no rules."""
+    from ..cache import catalogue
+
+    rules = [r for r in catalogue().rules.values() if r.family == family]
+    if not rules:
+        raise KeyError(family)
+    return {r.name for r in rules if "eager" not in r.conventions_of("bytes")}

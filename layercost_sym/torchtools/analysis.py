@@ -63,6 +63,9 @@ class Layer:
     # (quantity, convention) -> the value this call states itself, from the tensors it traced
     # (an operator's bytes under min: its functional rule lists a prefix of its tensors only)
     own: Mapping[tuple[str, str], sympy.Expr] = field(default_factory=dict)
+    # (quantity, convention) -> conditions only that quantity needs (eager bytes of a copy
+    # traced at sizes >= 2 that a size of 1 would make a view)
+    holds_if: Mapping[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
 
     def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
         """The conventions under which this call's ``quantity`` is known."""
@@ -218,7 +221,9 @@ class Analysis(QuantityShorthands):
             total = self._flops(name)
         else:
             total = sympy.Add(*(layer.quantity(quantity, name) for layer in self.layers))
-        return with_domain(total, self.domain)
+        extra = [c for layer in self.layers for c in layer.holds_if.get((quantity, name), ())]
+        domain = self.domain & Domain(tuple(dict.fromkeys(extra))) if extra else self.domain
+        return with_domain(total, domain)
 
     def _flops(self, convention: str) -> sympy.Expr:
         if not self.backward:

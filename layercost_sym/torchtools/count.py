@@ -7,8 +7,9 @@ module's parameters; ``flops`` under ``exact`` comes from
 ``torch.utils.flop_counter.FlopCounterMode`` on the non-fused path (grad enabled, the math
 backend of scaled dot-product attention), under ``macs`` as ``torch / 2``; ``bytes`` under
 ``min`` is the size in bytes of the call's distinct input tensors, the module's parameters and
-the tensors of its output.  A new quantity is a new entry here (and, where it needs one, a new
-instrument in the run).
+the tensors of its output; under ``eager`` what the ``exact`` counter saw each kernel
+read and write (:mod:`~layercost_sym.torchtools.opbytes`).  A new quantity is a new entry
+here (and, where it needs one, a new instrument in the run).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int]] = {
     ("flops", "macs"): lambda run: run.torch_flops // 2,
     ("flops", "torch"): lambda run: run.torch_flops,
     ("bytes", "min"): min_bytes,
+    ("bytes", "eager"): lambda run: run.exact.bytes,
 }
 
 
@@ -86,6 +88,7 @@ class CountResult:
     output_shape: tuple[int, ...]
     convention: str | None = None  # of .flops (None: the default, exact)
     by_op: dict[str, int] = field(default_factory=dict)
+    bytes_by_op: dict[str, int] = field(default_factory=dict)  # eager bytes per operator
 
     def quantity(self, quantity: str, convention: str | None = None) -> int:
         """The measured ``quantity`` under ``convention`` (None: the quantity's default)."""
@@ -183,4 +186,6 @@ def count(
         module.train(was_training)
     run = Run(module, counter, int(flop_counter.get_total_flops()), tensors, call_kwargs, output)
     values = {key: measure(run) for key, measure in MEASUREMENTS.items()}
-    return CountResult(values, _shape(output), convention, dict(counter.by_op))
+    return CountResult(
+        values, _shape(output), convention, dict(counter.by_op), dict(counter.bytes_by_op)
+    )

@@ -45,6 +45,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UncountedOpError
 from . import ops  # noqa: F401  (the family modules register their counting rules)
+from .opbytes import kernel_bytes
 from .ops.conv import transposed_conv_exact
 from .optable import CUSTOM, OP_TABLE, RUN_FIRST, op_kind, op_name, register_op
 
@@ -107,16 +108,27 @@ class ExactCounter(TorchDispatchMode):
     """Counts the ``exact`` convention's operations of everything run inside it.
 
     >>> import torch
+    >>> x, y = torch.ones(2, 3), torch.ones(3)
     >>> with ExactCounter() as counter:
-    ...     _ = torch.ones(2, 3) * torch.ones(3) + 1
+    ...     _ = x * y + 1
     >>> counter.total, dict(counter.by_op)
     (12, {'mul': 6, 'add': 6})
+
+    It also adds up the bytes each kernel that runs moves (``bytes`` under ``eager``,
+    :func:`~layercost_sym.torchtools.opbytes.kernel_bytes`): counted at the operator torch
+    dispatches, never at the primitives of a decomposition the counter runs to count FLOPs.
+
+    >>> counter.bytes, dict(counter.bytes_by_op)  # mul: 24 + 12 read, 24 written; add: 24 + 24
+    (108, {'mul': 60, 'add': 48})
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.total = 0
         self.by_op: Counter[str] = Counter()
+        self.bytes = 0
+        self.bytes_by_op: Counter[str] = Counter()
+        self._depth = 0  # > 0 inside a decomposition: its primitives move no bytes of their own
 
     def _add(self, name: str, amount: int) -> None:
         if amount:
@@ -125,12 +137,26 @@ class ExactCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        out = self._dispatch(func, args, kwargs)
+        if self._depth == 0:
+            decomposed = op_kind(func) is None  # _dispatch ran its decomposition
+            read, written = kernel_bytes(func, args, kwargs, out, decomposed)
+            if read + written:
+                self.bytes += read + written
+                self.bytes_by_op[op_name(func)] += read + written
+        return out
+
+    def _dispatch(self, func, args, kwargs):
         kind = op_kind(func)
         name = op_name(func)
         if kind is None:
             if func in decomposition_table:
-                with self:  # count the primitives the decomposition runs
-                    return decomposition_table[func](*args, **kwargs)
+                self._depth += 1
+                try:
+                    with self:  # count the primitives the decomposition runs
+                        return decomposition_table[func](*args, **kwargs)
+                finally:
+                    self._depth -= 1
             raise UncountedOpError(
                 f"no counting rule for operator {func} and no decomposition of it in "
                 "torch._decomp.decomposition_table; add it to OP_TABLE"

@@ -20,9 +20,11 @@ from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..domain import Condition
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
-from ..reading import distinct_inputs, element_sizes
+from ..quantities import quantity as _quantity
+from ..reading import distinct_inputs, element_sizes, requires_grad
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .lookup import (
@@ -34,6 +36,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
+from .opbytes import kernel_bytes
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -59,11 +62,25 @@ _VALUE_PRESERVING = {
 # operators whose fake kernel needs concrete sizes (F.pad's constant_pad_nd: torch would
 # specialise every size of its input to the trace size, or fail on a symbolic padding)
 _SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
+MOVEMENT = "(data movement)"  # the rule column of an operator call costed by its bytes only
 
 # products whose backward is two products of the same size (FlopCounterMode's formulas for
 # mm, addmm, bmm and convolution_backward): input and weight gradients
 _SIMPLE_PRODUCTS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear"}
 _PRODUCT_OPS = {"mm", "addmm", "bmm"}
+
+
+def _contiguous(sizes: list[int], strides: list[int]) -> bool:
+    """torch's contiguity: row-major strides, dimensions of size 1 (and empty tensors) aside."""
+    if 0 in sizes:
+        return True
+    expected = 1
+    for size, stride in zip(reversed(sizes), reversed(strides), strict=True):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 class Tracer:
@@ -76,6 +93,7 @@ class Tracer:
         self.ruled_depth = 0  # > 0 while inside a ruled module
         self.layers: list[Layer] = []
         self.unsupported: list[Unsupported] = []
+        self.decomposing = 0  # > 0 inside a decomposition the tracer runs for an operator
         self.counted_modules: set[int] = set()
         self.covered_params: set[int] = set()
         self.unruled: dict[int, list[str]] = {}  # unruled leaf module -> its uncosted ops
@@ -160,6 +178,7 @@ class Tracer:
         try:
             sizes = element_sizes(module, tensors)
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
+            sizes.update(requires_grad(tensors))
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
@@ -227,9 +246,12 @@ class Tracer:
             self.ruled_depth += 1
             try:
                 with mode:
-                    return decomposition_table[func](*args, **kwargs)
+                    out = decomposition_table[func](*args, **kwargs)
             finally:
                 self.ruled_depth -= 1
+            if not self.ruled_depth:
+                self._movement(func, args, kwargs, out, min_bytes=True)
+            return out
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
         name = op_name(func)
@@ -254,10 +276,19 @@ class Tracer:
                 return self._cost_as_module(func, name, where, view, args, kwargs)
         rule = op_rule(name, types.SimpleNamespace(**named))
         if rule is None and op_kind(func) is None and func in decomposition_table:
-            with mode:  # as the op counter does: count the primitives torch decomposes it to
-                return decomposition_table[func](*args, **kwargs)
+            # as the op counter does: count the primitives torch decomposes it to; their min
+            # bytes are theirs, the eager bytes the kernel's that torch runs (a row of its own)
+            self.decomposing += 1
+            try:
+                with mode:
+                    out = decomposition_table[func](*args, **kwargs)
+            finally:
+                self.decomposing -= 1
+            self._movement(func, args, kwargs, out, min_bytes=False)
+            return out
         out = func(*args, **kwargs)
         if rule is None and op_kind(func) == "movement":
+            self._movement(func, args, kwargs, out, min_bytes=True)
             return out
         if rule is None:
             self.unsupported.append(
@@ -294,7 +325,11 @@ class Tracer:
                 rule,
                 factor,
                 conditions=conditions,
-                own={("bytes", "min"): self._min_bytes(func, inputs, out)},
+                own={
+                    ("bytes", "min"): self._min_bytes(func, inputs, out),
+                    ("bytes", "eager"): self._eager_bytes(func, args, kwargs, out),
+                },
+                holds_if={("bytes", "eager"): self._copy_conditions(name, inputs, where)},
             )
         )
         return out
@@ -315,6 +350,84 @@ class Tracer:
         distinct = list({id(t): t for t in inputs}.values())
         return sympy.Add(
             *(sympy.Mul(*self.shape(t)) * t.element_size() for t in [*distinct, *outputs])
+        )
+
+    def _eager_bytes(self, func: Any, args: tuple, kwargs: dict, out: Any) -> sympy.Expr:
+        """An operator call's ``bytes`` under ``eager``: what its kernel reads and writes
+        (:func:`~layercost_sym.torchtools.opbytes.kernel_bytes`), sizes in the input symbols."""
+
+        def nbytes(t: torch.Tensor) -> sympy.Expr:
+            addressed = [
+                size
+                for size, stride in zip(self.shape(t), t.stride(), strict=True)
+                if not (isinstance(stride, int) and stride == 0)  # broadcast: one element
+            ]
+            return sympy.Mul(*addressed) * t.element_size()
+
+        if self.decomposing:  # a primitive of a kernel the tracer decomposed: not a kernel
+            return sympy.Integer(0)
+        decomposed = op_kind(func) is None and func in decomposition_table
+        read, written = kernel_bytes(func, args, kwargs, out, decomposed, nbytes, key=id)
+        return sympy.sympify(read + written)
+
+    def _copy_conditions(
+        self, name: str, inputs: list[torch.Tensor], where: str
+    ) -> tuple[Condition, ...]:
+        """A ``clone`` of a tensor that is not contiguous was traced at sizes >= 2 (as torch
+        traces every symbolic size); where a whole dimension is a symbol, eager torch at a size
+        of 1 may take a view instead (``reshape`` and ``contiguous`` ignore dimensions of size
+        1: GPT-2's value heads at batch 1), so the copy's eager bytes hold for that symbol >= 2
+        (analyse that size as a number for its exact bytes)."""
+        if name != "clone" or not inputs:
+            return ()
+        t = inputs[0]
+        shape = [sympy.sympify(e) for e in self.shape(t)]
+        strides = [sympy.sympify(self.convert(s)) for s in t.stride()]
+        symbols = sorted(set().union(*(e.free_symbols for e in shape)), key=str)
+        at = {x: 3 for x in symbols}  # a size the trace covers
+        if _contiguous(
+            [int(e.xreplace(at)) for e in shape], [int(e.xreplace(at)) for e in strides]
+        ):
+            return ()
+        return tuple(
+            Condition(
+                s >= 2,
+                f"{s} >= 2",
+                f"eager bytes: this copy may be a view in torch when {s} is 1; analyse {s} = 1 "
+                "as a number",
+                f"clone at {where or '(model)'}",
+            )
+            for s in symbols
+            if s in shape  # a whole dimension of this size
+        )
+
+    def _movement(self, func: Any, args: tuple, kwargs: dict, out: Any, min_bytes: bool) -> None:
+        """A row for an operator call with no rule of its own whose kernel moves bytes (a copy,
+        a factory such as ``arange`` or ``ones``, a kernel the tracer decomposed to count its
+        arithmetic): no FLOPs under any convention, its kernel's eager bytes, and (unless the
+        primitives of a decomposition already carry them) the same as min bytes.  A view moves
+        nothing and gets no row."""
+        if self.decomposing:
+            return  # the decomposed operator's own row has its kernel's bytes
+        moved = self._eager_bytes(func, args, kwargs, out)
+        if moved == 0:
+            return
+        where = self.stack[-1] if self.stack else ""
+        no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
+        own = {
+            ("bytes", "eager"): moved,
+            ("bytes", "min"): moved if min_bytes else sympy.Integer(0),
+        }
+        self.layers.append(
+            Layer(
+                f"{where}:{op_name(func)}",
+                MOVEMENT,
+                "op",
+                sympy.Integer(0),
+                stated=no_arithmetic,
+                notes={c: "data movement: no arithmetic" for c in no_arithmetic},
+                own=own,
+            )
         )
 
     def _cost_as_module(self, func, name: str, where: str, view, args, kwargs):
@@ -346,6 +459,7 @@ class Tracer:
                 stated=stated,
                 notes=notes,
                 conditions=conditions,
+                own={("bytes", "eager"): self._eager_bytes(func, args, kwargs, out)},
             )
         )
         return out

@@ -1,8 +1,9 @@
 """The torchvision zoo through bytes and the roofline (a corpus run by hand, not by CI).
 
 For each model: the symbolic analysis in ``(N, 3, H, W)`` evaluated at a shape must equal the
-analysis traced at that shape, for FLOPs (exact) and bytes (min); the roofline on a chip must
-evaluate for every call.  The tests run a fixed sample of these (tests/test_bytes.py,
+analysis traced at that shape, for FLOPs (exact) and bytes (min and eager), and its eager bytes
+must equal what the op counter sees the real model's kernels move (``lc.count``); the roofline
+on a chip must evaluate for every call.  The tests run a fixed sample of these (tests/test_bytes.py,
 tests/test_roofline.py); this script runs the whole list:
 
     python tests/benchmarks/zoo_roofline.py               # every model below
@@ -34,11 +35,14 @@ def check(name: str, chip: str = "H100-SXM") -> str:
     symbolic = lc.analyze(model, ("N", 3, "H", "W"))
     concrete = lc.analyze(model, (AT["N"], 3, AT["H"], AT["W"]))
     problems = []
-    for quantity, convention in (("flops", "exact"), ("bytes", "min")):
+    for quantity, convention in (("flops", "exact"), ("bytes", "min"), ("bytes", "eager")):
         a = symbolic.evaluate(AT, convention, quantity=quantity)
         b = lc.evaluate(concrete.quantity(quantity, convention), {})
         if a != b:
             problems.append(f"{quantity}/{convention}: closed form {a}, traced at the shape {b}")
+    moved = lc.count(model, (AT["N"], 3, AT["H"], AT["W"])).quantity("bytes", "eager")
+    if moved != symbolic.evaluate(AT, "eager", quantity="bytes"):
+        problems.append(f"bytes/eager: closed form differs from the kernels' {moved}")
     bound = symbolic.roofline(chip, AT, dtype="fp32")
     counts = bound.bottlenecks()
     summary = f"{counts['compute']} compute-bound, {counts['memory']} memory-bound on {chip}"
