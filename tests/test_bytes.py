@@ -396,3 +396,14 @@ EAGER_NOT_YET_FUNCTIONAL = {
 
 def test_eager_bytes_stated_by_every_functional_rule_but_the_listed_ones():
     assert eager_not_stated("functional") == EAGER_NOT_YET_FUNCTIONAL
+
+
+def test_the_readme_states_how_many_rules_state_eager_bytes():
+    from pathlib import Path
+
+    from layercost_sym.cache import catalogue
+
+    modules = [r for r in catalogue().rules.values() if r.family != "functional"]
+    stated = [r for r in modules if "eager" in r.conventions_of("bytes")]
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"stated by {len(stated)} of the {len(modules)} module rules" in readme
