@@ -19,7 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 import layercost_sym as lc
 from layercost_sym.errors import ConventionError, MissingSymbolError
 from layercost_sym.glossary import glossary
-from layercost_sym.testing.torchcheck import eager_not_stated
+from layercost_sym.testing.torchcheck import NO_16BIT_KERNEL, eager_not_stated
 from layercost_sym.torchtools.analysis import Analysis, Layer
 from layercost_sym.torchtools.tracer import MOVEMENT
 
@@ -407,3 +407,13 @@ def test_the_readme_states_how_many_rules_state_eager_bytes():
     stated = [r for r in modules if "eager" in r.conventions_of("bytes")]
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert f"stated by {len(stated)} of the {len(modules)} module rules" in readme
+
+
+@pytest.mark.parametrize("name", sorted(NO_16BIT_KERNEL))
+def test_layers_proven_in_float32_only_have_no_16_bit_kernel(name):
+    # the exemption from the 16-bit proof holds only while torch refuses to run the layer
+    module = getattr(nn, name)(2) if name == "AvgPool3d" else getattr(nn, name)(2, 2)
+    for dtype in (torch.bfloat16, torch.float16):
+        with pytest.raises(RuntimeError, match="not implemented for"):
+            module(torch.randn(1, 2, 4, 4, 4, dtype=dtype))
+    assert module(torch.randn(1, 2, 4, 4, 4)).shape == (1, 2, 2, 2, 2)

@@ -202,10 +202,7 @@ def test_lp_pool_default_stride_is_the_kernel():
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET = {
-    "AvgPool3d",  # avg_pool3d has no bfloat16 CPU kernel ("avg_pool3d_out_frame" not implemented)
-    "LPPool3d",  # runs avg_pool3d, which has no bfloat16 kernel on CPU
-}
+EAGER_NOT_YET: set[str] = set()  # AvgPool3d and LPPool3d: float32 only (NO_16BIT_KERNEL)
 
 
 def test_eager_bytes_stated_by_every_pooling_rule_but_the_listed_ones():
