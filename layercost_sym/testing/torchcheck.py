@@ -21,7 +21,8 @@ __all__ = ["HALF", "NO_16BIT_KERNEL", "check_against_torch", "check_bytes", "eag
 HALF = "bfloat16"  # the 16-bit dtype every rule's stated eager bytes are proven in too
 HALF_SHARE = 4  # one drawn case in HALF_SHARE is checked again in HALF (CI draws 200 per rule)
 # torch.nn classes torch cannot run in a 16-bit dtype on the CPU (their eager bytes there do not
-# exist); tests/test_bytes.py checks that torch still refuses both 16-bit dtypes for each
+# exist): the 16-bit check accepts torch's refusal for them, and only for them;
+# tests/test_bytes.py checks that torch still refuses both 16-bit dtypes for each
 NO_16BIT_KERNEL = {
     "AvgPool3d": "avg_pool3d has no bfloat16 or float16 kernel on the CPU",
     "LPPool3d": "runs avg_pool3d, which has no bfloat16 or float16 kernel on the CPU",
@@ -65,14 +66,14 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
         checked.append((quantity, convention))
     flops = {c for q, c in checked if q == "flops"}
     assert ("params", "count") in checked and set(conventions) <= flops, checked
-    if (
-        "eager" in rule.conventions_of("bytes")
-        and case.dtype == "float32"
-        and rule.module not in NO_16BIT_KERNEL
-    ):
+    if "eager" in rule.conventions_of("bytes") and case.dtype == "float32":
         # a fixed quarter of the drawn cases (by a hash of the case, so a run is repeatable)
         if zlib.crc32(repr(case).encode()) % HALF_SHARE == 0:
-            check_bytes(case.in_dtype(HALF).with_grad())
+            try:
+                check_bytes(case.in_dtype(HALF).with_grad())
+            except RuntimeError as exc:  # torch refuses the dtype: only where it is known to
+                if rule.module not in NO_16BIT_KERNEL or "not implemented for" not in str(exc):
+                    raise
     return binding, counted
 
 
