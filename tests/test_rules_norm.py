@@ -132,7 +132,8 @@ def test_bind_rejects_what_torch_rejects(make, shape):
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
 EAGER_NOT_YET = {
-    # on 4-d and wider input it runs avg_pool3d, which has no bfloat16 kernel on CPU
+    # its pad kernel writes N*(C + size - 1)/C elements: the channel count, which the rule's
+    # input pattern "N..." (the element count) does not keep
     "LocalResponseNorm",
 }
 
