@@ -25,6 +25,7 @@ import sympy
 from .cache import catalogue
 from .errors import ConventionError, ShapeError
 from .evaluation import check_domain, evaluate
+from .glossary import REQUIRES_GRAD
 from .reading import (
     attribute,
     dims_of,
@@ -297,7 +298,10 @@ def bind(
     values, origin = reading.values, reading.origin
     for name, size in element_sizes(module, input_shapes, call_kwargs).items():
         values[name], origin[name] = size, "dtype"
-    flags = {**distinct_inputs(len(rule.inputs), input_shapes), **requires_grad(input_shapes)}
+    flags = distinct_inputs(len(rule.inputs), input_shapes)
+    used = {s.name for e in rule.compact.values() for s in e.free_symbols}
+    if REQUIRES_GRAD in used:  # bound where a rule's bytes use it (in-place activations)
+        flags.update(requires_grad(input_shapes))
     for name, flag in flags.items():
         values[name], origin[name] = flag, "the call's tensors"
     assumed = _bind_data(rule, values, origin, dict(data or {}))

@@ -123,3 +123,11 @@ def test_a_decomposed_kernel_that_returns_a_new_tensor_writes_it():
             192,
             {"channel_shuffle": 192},
         )
+
+
+def test_a_decomposed_kernel_that_returns_views_moves_nothing():
+    # unsafe_chunk (GRUCell's and LSTMCell's gates) has no counting rule either, and no alias
+    # in its schema, but the kernel torch dispatches returns views of its input, as its
+    # decomposition does: nothing moved
+    assert moved(lambda: torch.ops.aten.unsafe_chunk(X, 3, 1)) == (0, {})
+    assert moved(lambda: torch.ops.aten.unsafe_split(X, 1, 0)) == (0, {})

@@ -36,6 +36,11 @@ __all__ = ["kernel_bytes", "tensor_bytes"]
 ALLOCATIONS = frozenset(
     {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted"}
 )
+# kernels that always return a new tensor where torch's decomposition of them (which the counter
+# runs to count their FLOPs) may return a view: channel_shuffle with one group or one channel
+# per group.  Other kernels without a counting rule return what their decomposition returns,
+# views included (unsafe_chunk, unsafe_split: their schemas mark no alias)
+COPIES = frozenset({"channel_shuffle", "native_channel_shuffle"})
 # in-place kernels that overwrite their first argument without reading it
 OVERWRITES = frozenset(
     {
@@ -82,15 +87,11 @@ def kernel_bytes(
     args: tuple,
     kwargs: dict,
     out: Any,
-    decomposed: bool = False,
     nbytes: Callable[[torch.Tensor], Any] = tensor_bytes,
     key: Callable[[torch.Tensor], Hashable] | None = None,
 ) -> tuple[Any, Any]:
     """``(read, written)`` bytes of one call of the ATen overload ``func`` (see module doc).
 
-    ``decomposed``: ``out`` came from a decomposition run in the kernel's place, which may
-    return a view of an argument where the kernel returns a new tensor (``channel_shuffle``
-    with one group): where the schema marks no return as an alias, every return is written.
     ``nbytes`` gives a tensor's bytes and ``key`` what makes two arguments the same tensor
     (by default: storage, offset, sizes, strides and dtype); the model analysis passes
     symbolic ones (sizes as SymPy expressions, tensors told apart by identity).
@@ -120,7 +121,7 @@ def kernel_bytes(
     storages = {_storage(t) for t in inputs}
     returned = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
     fresh = {key(t): t for t in returned if _storage(t) not in storages}
-    if decomposed and not any(r.alias_info for r in schema.returns):
+    if name in COPIES:  # its decomposition (run to count FLOPs) may have returned a view
         fresh = {key(t): t for t in returned}
     if returned and not fresh and not written:  # a view: it moves nothing
         return 0, 0

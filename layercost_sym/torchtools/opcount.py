@@ -139,8 +139,7 @@ class ExactCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = self._dispatch(func, args, kwargs)
         if self._depth == 0:
-            decomposed = op_kind(func) is None  # _dispatch ran its decomposition
-            read, written = kernel_bytes(func, args, kwargs, out, decomposed)
+            read, written = kernel_bytes(func, args, kwargs, out)
             if read + written:
                 self.bytes += read + written
                 self.bytes_by_op[op_name(func)] += read + written

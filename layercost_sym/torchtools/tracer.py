@@ -366,8 +366,7 @@ class Tracer:
 
         if self.decomposing:  # a primitive of a kernel the tracer decomposed: not a kernel
             return sympy.Integer(0)
-        decomposed = op_kind(func) is None and func in decomposition_table
-        read, written = kernel_bytes(func, args, kwargs, out, decomposed, nbytes, key=id)
+        read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=id)
         return sympy.sympify(read + written)
 
     def _copy_conditions(
