@@ -304,9 +304,9 @@ def bench_analyze(quick: bool, repeats: int) -> None:
     def flops_only():
         return lc.analyze(model, ("N", 3, "H", "W")).cost("exact")
 
-    def flops_and_bytes():
+    def flops_and_bytes():  # both conventions of bytes
         a = lc.analyze(model, ("N", 3, "H", "W"))
-        return a.cost("exact"), a.quantity("bytes", "min")
+        return a.cost("exact"), a.quantity("bytes", "min"), a.quantity("bytes", "eager")
 
     flops_and_bytes()
     t_both = median_time(flops_and_bytes, repeats)
