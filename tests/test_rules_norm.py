@@ -131,11 +131,7 @@ def test_bind_rejects_what_torch_rejects(make, shape):
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET = {
-    # its pad kernel writes N*(C + size - 1)/C elements: the channel count, which the rule's
-    # input pattern "N..." (the element count) does not keep
-    "LocalResponseNorm",
-}
+EAGER_NOT_YET: set[str] = set()
 
 
 def test_eager_bytes_stated_by_every_norm_rule_but_the_listed_ones():
