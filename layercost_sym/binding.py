@@ -299,8 +299,7 @@ def bind(
     for name, size in element_sizes(module, input_shapes, call_kwargs).items():
         values[name], origin[name] = size, "dtype"
     flags = distinct_inputs(len(rule.inputs), input_shapes)
-    used = {s.name for e in rule.compact.values() for s in e.free_symbols}
-    if REQUIRES_GRAD in used:  # bound where a rule's bytes use it (in-place activations)
+    if REQUIRES_GRAD in rule.compact_symbols:  # where a rule's bytes use it (in-place layers)
         flags.update(requires_grad(input_shapes))
     for name, flag in flags.items():
         values[name], origin[name] = flag, "the call's tensors"

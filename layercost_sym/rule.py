@@ -216,6 +216,11 @@ class Rule:
         """The quantities the rule states (``params``, ``flops``, ...), in file order."""
         return tuple(dict.fromkeys(q for q, _, _ in self.compact))
 
+    @cached_property
+    def compact_symbols(self) -> frozenset[str]:
+        """Names of the symbols the quantities use as written (defined quantities unexpanded)."""
+        return frozenset(s.name for e in self.compact.values() for s in e.free_symbols)
+
     def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
         """The conventions under which the rule states ``quantity``, sorted."""
         return tuple(sorted({c for q, c, _ in self.compact if q == quantity}))

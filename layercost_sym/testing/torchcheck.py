@@ -41,10 +41,7 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
     Returns ``(binding, counted)`` for further checks (e.g. an independent derivation where
     FlopCounterMode cannot see the work).
     """
-    module = case.build()
-    tensors = case.tensors()
-    binding = lc.bind(module, *tensors, **case.call_kwargs)
-    counted = lc.count(module, *tensors, training=case.training, **case.call_kwargs)
+    module, binding, counted = _bind_and_count(case)
     rule = binding.rule
     assert rule.module in {cls.__name__ for cls in type(module).__mro__}, rule
     assert binding.output_shape() == counted.output_shape, (
@@ -53,18 +50,7 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
         binding.output_shape(),
         counted.output_shape,
     )
-    checked = []
-    for (quantity, convention), measured in counted.values.items():
-        if quantity == "flops" and convention not in conventions:
-            continue
-        if convention not in rule.conventions_of(quantity):  # a partial one the rule leaves out
-            continue
-        predicted = lc.evaluate(rule.quantity(quantity, convention, case.training), binding)
-        assert predicted == measured, (
-            f"{rule.name} {quantity} ({convention}): rule gives {predicted}, torch counts "
-            f"{measured} at {dict(binding)} (by op: {counted.by_op})"
-        )
-        checked.append((quantity, convention))
+    checked = _compare(case, binding, counted, lambda q, c: q != "flops" or c in conventions)
     flops = {c for q, c in checked if q == "flops"}
     assert ("params", "count") in checked and set(conventions) <= flops, checked
     if "eager" in rule.conventions_of("bytes") and case.dtype == "float32":
@@ -81,19 +67,36 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
 def check_bytes(case: LayerCase) -> None:
     """Assert that the rule's ``bytes`` (every convention it states that ``count`` measures)
     equals what ``lc.count`` measures on the case, in the case's dtype."""
+    _, binding, counted = _bind_and_count(case)
+    _compare(case, binding, counted, lambda q, c: q == "bytes")
+
+
+def _bind_and_count(case: LayerCase):
+    """The case's module, ``lc.bind`` of it on the case's inputs and ``lc.count`` of the call."""
     module = case.build()
     tensors = case.tensors()
     binding = lc.bind(module, *tensors, **case.call_kwargs)
     counted = lc.count(module, *tensors, training=case.training, **case.call_kwargs)
+    return module, binding, counted
+
+
+def _compare(case: LayerCase, binding, counted, wanted) -> list[tuple[str, str]]:
+    """Assert the rule's value equals the measured one for each ``(quantity, convention)``
+    ``count`` measured that ``wanted`` keeps and the rule states (a partial convention, eager
+    bytes, where it does); the pairs checked."""
+    rule = binding.rule
+    checked = []
     for (quantity, convention), measured in counted.values.items():
-        if quantity != "bytes" or convention not in binding.rule.conventions_of(quantity):
+        if not wanted(quantity, convention) or convention not in rule.conventions_of(quantity):
             continue
-        predicted = lc.evaluate(binding.rule.quantity(quantity, convention, case.training), binding)
+        predicted = lc.evaluate(rule.quantity(quantity, convention, case.training), binding)
+        by_op = counted.bytes_by_op if quantity == "bytes" else counted.by_op
         assert predicted == measured, (
-            f"{binding.rule.name} {quantity} ({convention}, {case.dtype}): rule gives "
-            f"{predicted}, torch moves {measured} at {dict(binding)} (by op: "
-            f"{counted.bytes_by_op})"
+            f"{rule.name} {quantity} ({convention}, {case.dtype}): rule gives {predicted}, "
+            f"torch counts {measured} at {dict(binding)} (by op: {by_op})"
         )
+        checked.append((quantity, convention))
+    return checked
 
 
 def eager_not_stated(family: str) -> set[str]:

@@ -24,7 +24,7 @@ returns that is not a view of an argument, plus each argument its schema says it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -59,23 +59,23 @@ OVERWRITES = frozenset(
 )
 
 
-def tensor_bytes(t: torch.Tensor) -> int:
-    """Bytes of the elements ``t`` addresses (a stride-0 dimension addresses one element).
+def tensor_bytes(t: torch.Tensor, sizes: Sequence[Any] | None = None) -> Any:
+    """Bytes of the elements ``t`` addresses (a stride-0 dimension addresses one element);
+    ``sizes`` stand for ``t.shape`` where given (the model analysis: SymPy expressions).
 
     >>> import torch
     >>> tensor_bytes(torch.zeros(4, dtype=torch.float16)), tensor_bytes(torch.zeros(3).expand(5, 3))
     (8, 12)
     """
     elements = 1
-    for size, stride in zip(t.shape, t.stride(), strict=True):
-        if stride != 0 or size == 0:
+    for size, stride in zip(t.shape if sizes is None else sizes, t.stride(), strict=True):
+        if not (isinstance(stride, int) and stride == 0) or size == 0:  # symbolic: not 0
             elements *= size
     return elements * t.element_size()
 
 
 def _key(t: torch.Tensor) -> tuple:
-    storage = t.untyped_storage()._cdata
-    return (storage, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+    return (_storage(t), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
 def _storage(t: torch.Tensor) -> int:

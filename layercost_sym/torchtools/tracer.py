@@ -36,7 +36,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
-from .opbytes import kernel_bytes
+from .opbytes import kernel_bytes, tensor_bytes
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -355,17 +355,12 @@ class Tracer:
     def _eager_bytes(self, func: Any, args: tuple, kwargs: dict, out: Any) -> sympy.Expr:
         """An operator call's ``bytes`` under ``eager``: what its kernel reads and writes
         (:func:`~layercost_sym.torchtools.opbytes.kernel_bytes`), sizes in the input symbols."""
-
-        def nbytes(t: torch.Tensor) -> sympy.Expr:
-            addressed = [
-                size
-                for size, stride in zip(self.shape(t), t.stride(), strict=True)
-                if not (isinstance(stride, int) and stride == 0)  # broadcast: one element
-            ]
-            return sympy.Mul(*addressed) * t.element_size()
-
         if self.decomposing:  # a primitive of a kernel the tracer decomposed: not a kernel
             return sympy.Integer(0)
+
+        def nbytes(t: torch.Tensor) -> Any:
+            return tensor_bytes(t, self.shape(t))
+
         read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=id)
         return sympy.sympify(read + written)
 
