@@ -184,12 +184,16 @@ def read(
     Raises :class:`~layercost_sym.ShapeError` where torch would reject the call: a rank that
     fits no pattern, a dimension that is not positive, two inputs or an input and the module
     that disagree on a size.  ``extra_inputs=True`` lets ``shapes`` run past the rule's inputs
-    (a functional rule names a prefix of an operator's tensors).  Data-dependent symbols and
+    (a functional rule names a prefix of an operator's tensors; its inputs past the tensors
+    given bind 0: an operand that is a number reads nothing).  Data-dependent symbols and
     constraints are the caller's (:func:`layercost_sym.bind`)."""
     call = dict(call or {})
     shapes = [tuple(_as_size(d) for d in s) for s in shapes]
     given = len(shapes) if not extra_inputs else min(len(shapes), len(rule.inputs))
-    if given != len(rule.inputs):
+    # an operator's operand given as a number (x + 1, torch.where(c, x, 0.0)) is no tensor:
+    # the functional rule's inputs past the call's tensors read nothing, their symbols are 0
+    numbers = rule.inputs[given:] if extra_inputs and rule.family == "functional" else ()
+    if given + len(numbers) != len(rule.inputs):
         raise ShapeError(
             f"{rule.name} takes {len(rule.inputs)} input(s) "
             f"{' and '.join(p.describe() for p in rule.inputs)}, got {len(shapes)}"
@@ -253,6 +257,10 @@ def read(
                 )
             if name not in values:
                 values[name], origin[name] = size, f"input {index}"
+    for pattern in numbers:
+        for name in pattern.names:
+            if name not in values:
+                values[name], origin[name] = 0, "no tensor (a number)"
     for name, spec in rule.binds.items():
         value = _as_size(read_spec(obj, spec, name, rule, call, shapes))
         if name in values and _differ(values[name], value):

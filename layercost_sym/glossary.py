@@ -20,9 +20,11 @@ from ._toml import SourceFile
 from .errors import CatalogueError
 
 __all__ = [
+    "ARGUMENT_ELEMENTS",
     "DISTINCT_INPUTS",
     "DOMAINS",
     "ELEMENT_SIZES",
+    "OUTPUT_SIZE",
     "REQUIRES_GRAD",
     "Glossary",
     "SymbolInfo",
@@ -33,9 +35,15 @@ __all__ = [
 # The element-size symbols (bytes per element, quantity ``bytes``): bound by ``lc.bind`` and
 # ``lc.analyze`` from dtypes, never by a rule's inputs or bind table.  role -> symbol name
 ELEMENT_SIZES = {"activations": "e_a", "weights": "e_w", "indices": "e_i"}
+# the element size of an operator's output, bound for operator calls only (functional rules):
+# a conversion (_to_copy) or a reduction that widens (sum of bools) writes another dtype
+OUTPUT_SIZE = "e_o"
+# the elements of an operator call's distinct tensor arguments (cat, stack: a tensor joined twice
+# is read once), bound for operator calls only, from the traced tensors
+ARGUMENT_ELEMENTS = "N_r"
 # input index -> the flag that is 0 when that input is the same tensor as an earlier one (read
 # once: self-attention's query, key and value), bound like the element sizes
-DISTINCT_INPUTS = {1: "x_1", 2: "x_2"}
+DISTINCT_INPUTS = {1: "x_1", 2: "x_2", 3: "x_3"}
 # the flag that is 1 when the call's first input requires grad (autograd records the call; an
 # in-place activation whose backward needs its input copies it first), bound like the above
 REQUIRES_GRAD = "rg"

@@ -31,13 +31,14 @@ from typing import Any
 import sympy
 
 from .errors import ShapeError
-from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, REQUIRES_GRAD
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, OUTPUT_SIZE, REQUIRES_GRAD
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = [
     "BIND_KINDS",
     "BindKind",
     "attribute",
+    "call_sizes",
     "check_when",
     "choose",
     "dims_of",
@@ -566,6 +567,41 @@ def element_sizes(
         ELEMENT_SIZES["weights"]: weights if weights is not None else e_a,
         ELEMENT_SIZES["indices"]: int(integer[0].element_size()) if integer else 8,
     }
+
+
+def call_sizes(tensors: Sequence[Any]) -> dict[str, int]:
+    """The element sizes and flags an operator call binds for its functional rule, from its
+    ``tensors``: the output first, then the tensor arguments in order (as the rule's inputs).
+
+    ``e_a`` is the size of the first floating argument (none: of the first argument, an integer
+    or bool operator such as ``logical_and``), ``e_w`` the same (an operator has no parameters),
+    ``e_i`` of the first integer argument (none: 8), ``e_o`` of the output; ``x_1``, ``x_2``,
+    ``x_3`` are 0 where that tensor is the same object as an earlier one (``x + x``; an
+    in-place ``add_`` returns its first argument, so ``x_1`` is 0 there).
+
+    >>> class T:                                       # duck-typed tensors: a dtype and size
+    ...     shape = (2,)
+    ...     def __init__(self, dtype, size): self.dtype, self.size = dtype, size
+    ...     def element_size(self): return self.size
+    ...     def is_floating_point(self): return self.dtype.startswith("float")
+    >>> x, mask = T("float16", 2), T("bool", 1)
+    >>> sorted(call_sizes([T("bool", 1), mask, x, x]).items())   # where(mask, x, x)
+    [('e_a', 2), ('e_i', 8), ('e_o', 1), ('e_w', 2), ('x_1', 1), ('x_2', 1), ('x_3', 0)]
+    """
+    out, args = tensors[0], [t for t in tensors[1:] if _is_tensor(t)]
+    floating = [t for t in args if t.is_floating_point()]
+    first = floating[0] if floating else (args[0] if args else out)
+    integer = [
+        t for t in args if not t.is_floating_point() and "bool" not in str(getattr(t, "dtype", ""))
+    ]
+    e_a = int(first.element_size())
+    sizes = {
+        ELEMENT_SIZES["activations"]: e_a,
+        ELEMENT_SIZES["weights"]: e_a,
+        ELEMENT_SIZES["indices"]: int(integer[0].element_size()) if integer else 8,
+        OUTPUT_SIZE: int(out.element_size()),
+    }
+    return sizes | distinct_inputs(len(tensors), tensors)
 
 
 def distinct_inputs(count: int, inputs: Sequence[Any]) -> dict[str, int]:

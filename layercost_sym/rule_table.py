@@ -16,7 +16,14 @@ import sympy
 
 from ._toml import SourceFile
 from .errors import CatalogueError, ExpressionError
-from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, REQUIRES_GRAD, Glossary
+from .glossary import (
+    ARGUMENT_ELEMENTS,
+    DISTINCT_INPUTS,
+    ELEMENT_SIZES,
+    OUTPUT_SIZE,
+    REQUIRES_GRAD,
+    Glossary,
+)
 from .parsing import parse, parse_condition
 from .quantities import Quantity, quantities
 from .reading import PATH, check_when, parse_bind_spec
@@ -224,6 +231,8 @@ class RuleTable:
         bound = set(input_names) | set(binds) | {s.name for s in defines}
         # bound from the call's tensors by lc.bind and lc.analyze: their dtypes, their identity
         bound |= set(ELEMENT_SIZES.values()) | set(DISTINCT_INPUTS.values()) | {REQUIRES_GRAD}
+        if family == "functional":  # from an operator call's tensors (lc.analyze)
+            bound |= {OUTPUT_SIZE, ARGUMENT_ELEMENTS}
         earlier: set[str] = set()
         for s, e in data.items():  # a default may use bound symbols and earlier data symbols
             unbound = sorted(x.name for x in e.free_symbols if x.name not in bound | earlier)

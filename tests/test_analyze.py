@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import layercost_sym as lc
+from layercost_sym.glossary import glossary
 
 CONVENTIONS = ("exact", "macs", "torch")
 
@@ -556,6 +557,19 @@ def test_functional_rule_equals_the_counters(name):
         counted = lc.count(model, (n, 6))
         for convention in CONVENTIONS:
             assert analysis.evaluate({"N": n}, convention) == counted.cost(convention)
+        try:
+            eager = analysis.evaluate({"N": n}, "eager", quantity="bytes")
+        except lc.DomainError as exc:  # maximum(x, x[:1]): one tensor to torch at N = 1
+            assert name == "maximum" and n == 1 and "one tensor in torch" in str(exc)
+            eager = lc.analyze(model, (n, 6)).evaluate({}, "eager", quantity="bytes")
+        assert eager == counted.quantity("bytes", "eager")
+    # the rule's bytes, bound at the call with symbolic N, are what the call's own tensors give
+    symbols = glossary().symbols
+    for layer in (x for x in analysis.layers if x.rule == name):
+        at = {symbols[k]: v for k, v in layer.binding.items()}
+        for convention in ("min", "eager"):
+            stated = lc.rule(name).quantity("bytes", convention).xreplace(at)
+            assert sympy.simplify(stated - layer.own[("bytes", convention)]) == 0, convention
 
 
 def _backward_flops(model, inputs, **kwargs):

@@ -60,8 +60,9 @@ class Layer:
     notes: Mapping[str, str] = field(default_factory=dict)  # convention -> why (stated costs)
     # the rule's constraints the symbolic sizes leave open (part of the analysis' domain)
     conditions: tuple[Condition, ...] = ()
-    # (quantity, convention) -> the value this call states itself, from the tensors it traced
-    # (an operator's bytes under min: its functional rule lists a prefix of its tensors only)
+    # (quantity, convention) -> the value this call states itself, from the tensors it traced:
+    # an operator's bytes (its functional rule states them for tensors of one element size,
+    # dense; the call's own tensors also cover an expand()-ed operand or mixed dtypes)
     own: Mapping[tuple[str, str], sympy.Expr] = field(default_factory=dict)
     # (quantity, convention) -> conditions only that quantity needs (eager bytes of a copy
     # traced at sizes >= 2 that a size of 1 would make a view)

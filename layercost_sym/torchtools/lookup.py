@@ -6,6 +6,8 @@
 * :func:`module_view`: ``F.conv*d`` and the ``F.*pool*d`` functions read as the torch.nn module
   that runs the same operator, costed by its rule; each peer tool counts such a call as its
   convention file's ``functional_calls`` table states (:func:`as_function`).
+* :func:`op_call`: an ATen operator call's schema arguments by name and its tensors as its
+  functional rule lists them; :func:`bind_op` binds the rule there.
 * :func:`bind_call`: the values of a rule's symbols at a call with symbolic sizes, through the
   same binder as :func:`layercost_sym.bind` (:func:`layercost_sym.binding.read`), its data-dependent
   symbols at their defaults and its constraints decided where the sizes decide them.
@@ -21,23 +23,26 @@ from typing import Any
 
 import sympy
 import torch
+from torch.utils._pytree import tree_flatten
 
 from ..binding import read
 from ..cache import catalogue
 from ..catalogue import functional_calls
 from ..domain import Condition
 from ..errors import ShapeError, UnknownRuleError
-from ..glossary import formulas_dir, glossary
+from ..glossary import ARGUMENT_ELEMENTS, formulas_dir, glossary
 from ..quantities import quantity as _quantity
-from ..reading import choose
+from ..reading import call_sizes, choose
 from ..rule import Rule
 
 __all__ = [
     "MODULE_OPS",
     "as_function",
     "bind_call",
+    "bind_op",
     "module_rule",
     "module_view",
+    "op_call",
     "op_rule",
     "params_at",
 ]
@@ -49,7 +54,7 @@ def bind_call(
     shapes: Sequence[Sequence[Any]],
     call: Mapping[str, Any],
     training: bool = False,
-    sizes: Mapping[str, int] | None = None,
+    sizes: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, sympy.Expr], tuple[Condition, ...]]:
     """``({symbol name: expr}, undecided constraints)`` for ``rule`` at a call of ``obj`` (a
     module, or an operator's arguments) on inputs of symbolic ``shapes``.
@@ -64,7 +69,7 @@ def bind_call(
     reading = read(rule, obj, shapes, call, extra_inputs=True)
     symbols = glossary().symbols
     values = {k: sympy.sympify(v) for k, v in reading.values.items()}
-    values.update({k: sympy.Integer(v) for k, v in (sizes or {}).items()})
+    values.update({k: sympy.sympify(v) for k, v in (sizes or {}).items()})
     subs = {symbols[k]: v for k, v in values.items()}
     for symbol, default in rule.data_defaults().items():
         values[symbol.name] = subs[symbol] = default.xreplace(subs)
@@ -78,6 +83,35 @@ def bind_call(
             quantities = tuple((n, e.xreplace(subs)) for n, e in c.quantities)
             open_.append(replace(c, condition=decided, quantities=quantities))
     return values, tuple(open_)
+
+
+def op_call(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[dict, list[torch.Tensor]]:
+    """``(schema arguments by name, tensors)`` of one call of the ATen overload ``func``: the
+    tensors as a functional rule lists them, its (first) output, then every tensor argument in
+    order (a number in a tensor's place is not one: ``x + 1`` has two)."""
+    named = {a.name: v for a, v in zip(func._schema.arguments, args, strict=False)}
+    named.update(kwargs)
+    tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)][:1]
+    tensors += [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    return named, tensors
+
+
+def bind_op(
+    rule: Rule,
+    named: Mapping[str, Any],
+    tensors: Sequence[torch.Tensor],
+    shapes: Sequence[Sequence[Any]],
+    training: bool = False,
+) -> tuple[dict[str, sympy.Expr], tuple[Condition, ...]]:
+    """:func:`bind_call` for a functional ``rule`` at an operator call (:func:`op_call`), its
+    ``tensors`` of ``shapes`` (ints, or the analysis' symbolic sizes): their element sizes and
+    which of them are one tensor (:func:`~layercost_sym.reading.call_sizes`) and the elements
+    of the distinct arguments (``N_r``) bound too."""
+    obj = types.SimpleNamespace(**named)
+    distinct = {id(t): shape for t, shape in zip(tensors[1:], shapes[1:], strict=True)}
+    sizes: dict[str, Any] = dict(call_sizes(tensors))
+    sizes[ARGUMENT_ELEMENTS] = sympy.Add(*(sympy.Mul(*s) for s in distinct.values()))
+    return bind_call(rule, obj, shapes, named, training, sizes)
 
 
 def params_at(rule: Rule, values: Mapping[str, sympy.Expr]) -> sympy.Expr:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["kernel_bytes", "tensor_bytes"]
+__all__ = ["kernel_bytes", "storage_id", "tensor_bytes"]
 
 # kernels whose output holds no defined values: nothing is written
 ALLOCATIONS = frozenset(
@@ -75,10 +75,11 @@ def tensor_bytes(t: torch.Tensor, sizes: Sequence[Any] | None = None) -> Any:
 
 
 def _key(t: torch.Tensor) -> tuple:
-    return (_storage(t), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+    return (storage_id(t), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
-def _storage(t: torch.Tensor) -> int:
+def storage_id(t: torch.Tensor) -> int:
+    """The identity of the storage ``t`` views."""
     return t.untyped_storage()._cdata
 
 
@@ -118,9 +119,9 @@ def kernel_bytes(
                     not_read.add(key(t))
     inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
     read = {key(t): t for t in inputs if key(t) not in not_read}
-    storages = {_storage(t) for t in inputs}
+    storages = {storage_id(t) for t in inputs}
     returned = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-    fresh = {key(t): t for t in returned if _storage(t) not in storages}
+    fresh = {key(t): t for t in returned if storage_id(t) not in storages}
     if name in COPIES:  # its decomposition (run to count FLOPs) may have returned a view
         fresh = {key(t): t for t in returned}
     if returned and not fresh and not written:  # a view: it moves nothing

@@ -31,12 +31,14 @@ from .lookup import (
     MODULE_OPS,
     as_function,
     bind_call,
+    bind_op,
     module_rule,
     module_view,
+    op_call,
     op_rule,
     params_at,
 )
-from .opbytes import kernel_bytes, tensor_bytes
+from .opbytes import kernel_bytes, storage_id, tensor_bytes
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -267,8 +269,7 @@ class Tracer:
 
     def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
         schema = func._schema.arguments
-        named = {a.name: v for a, v in zip(schema, args, strict=False)}
-        named.update(kwargs)
+        named = op_call(func, args, kwargs, None)[0]
         where = self.stack[-1] if self.stack else ""
         if name in MODULE_OPS:
             view = module_view(name, named, schema)
@@ -303,14 +304,10 @@ class Tracer:
             if self.current_unruled:
                 self.unruled[self.current_unruled[-1]].append(name)
             return out
-        tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)][:1]
-        tensors += [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tensors = op_call(func, args, kwargs, out)[1]
         shapes = [self.shape(t) for t in tensors]
-        obj = types.SimpleNamespace(**named)
         inputs = tensors[1:]
-        values, conditions = bind_call(
-            rule, obj, shapes, named, self.training, element_sizes(None, inputs)
-        )
+        values, conditions = bind_op(rule, named, tensors, shapes, self.training)
         operands = tensors[-2:] if rule.name in _PRODUCT_OPS else []
         factor = sum(int(t.requires_grad) for t in operands)
         self.layers.append(
@@ -326,15 +323,20 @@ class Tracer:
                 factor,
                 conditions=conditions,
                 own={
-                    ("bytes", "min"): self._min_bytes(func, inputs, out),
+                    ("bytes", "min"): self._min_bytes(func, args, kwargs, inputs, out),
                     ("bytes", "eager"): self._eager_bytes(func, args, kwargs, out),
                 },
-                holds_if={("bytes", "eager"): self._copy_conditions(name, inputs, where)},
+                holds_if={
+                    ("bytes", "eager"): self._copy_conditions(name, inputs, where)
+                    + self._alias_conditions(args, kwargs, f"{name} at {where or '(model)'}")
+                },
             )
         )
         return out
 
-    def _min_bytes(self, func: Any, inputs: list[torch.Tensor], out: Any) -> sympy.Expr:
+    def _min_bytes(
+        self, func: Any, args: tuple, kwargs: dict, inputs: list[torch.Tensor], out: Any
+    ) -> sympy.Expr:
         """An operator call's ``bytes`` under ``min``, from the tensors it traced: each distinct
         input tensor read once, each output tensor written once (numel x element size).  An
         operator whose outputs are views of its inputs (``view``, ``slice``, ``select``,
@@ -342,9 +344,9 @@ class Tracer:
         nothing: 0; an in-place operator (``add_``) reads and writes as any other.  A
         symbolic trace records some views a concrete one does not (``x[:, 0]`` as a ``slice``
         and a ``select``, or a ``select`` alone), and views take no time on any chip."""
-        returns = getattr(getattr(func, "_schema", None), "returns", ())
-        # a view's returns alias an input without writing it; an in-place op's (add_) write it
-        if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+        # a view's returns alias an input without writing it (by its schema, or by its storage:
+        # _unsafe_view); an in-place op's (add_) write it: the op counter's test of a view
+        if kernel_bytes(func, args, kwargs, out, lambda t: 1, key=id) == (0, 0):
             return sympy.Integer(0)
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         distinct = list({id(t): t for t in inputs}.values())
@@ -361,8 +363,46 @@ class Tracer:
         def nbytes(t: torch.Tensor) -> Any:
             return tensor_bytes(t, self.shape(t))
 
-        read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=id)
+        read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=self._tensor_key)
         return sympy.sympify(read + written)
+
+    def _tensor_key(self, t: torch.Tensor) -> tuple:
+        """What makes two arguments one tensor to a kernel (as the op counter's key: storage,
+        dtype, offset, sizes, strides), sizes as SymPy expressions."""
+        return (
+            storage_id(t),
+            t.dtype,
+            sympy.sympify(self.convert(t.storage_offset())),
+            self.shape(t),
+            tuple(sympy.sympify(self.convert(s)) for s in t.stride()),
+        )
+
+    def _alias_conditions(self, args: tuple, kwargs: dict, what: str) -> tuple[Condition, ...]:
+        """Two arguments of a kernel that are one tensor to torch at some sizes only (``x`` and
+        ``x[:1]`` when ``N`` is 1: the kernel reads it once there): the eager bytes, which
+        count both, hold where they differ (analyse those sizes as numbers for theirs)."""
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        keys = list({self._tensor_key(t): None for t in tensors})
+        out = []
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                if a[:2] != b[:2] or len(a[3]) != len(b[3]):
+                    continue
+                pairs = [(a[2], b[2]), *zip(a[3], b[3], strict=True)]
+                pairs += zip(a[4], b[4], strict=True)
+                differ = [sympy.Ne(x, y) for x, y in pairs if sympy.expand(x - y) != 0]
+                if differ and not any(sympy.expand(x - y).is_number for x, y in pairs if x != y):
+                    condition = sympy.Or(*differ)
+                    out.append(
+                        Condition(
+                            condition,
+                            str(condition),
+                            "eager bytes: two arguments of this kernel are one tensor in torch "
+                            "where this fails (read once there); analyse those sizes as numbers",
+                            what,
+                        )
+                    )
+        return tuple(out)
 
     def _copy_conditions(
         self, name: str, inputs: list[torch.Tensor], where: str
