@@ -192,7 +192,7 @@ def read(
     given = len(shapes) if not extra_inputs else min(len(shapes), len(rule.inputs))
     # an operator's operand given as a number (x + 1, torch.where(c, x, 0.0)) is no tensor:
     # the functional rule's inputs past the call's tensors read nothing, their symbols are 0
-    numbers = rule.inputs[given:] if extra_inputs and rule.family == "functional" else ()
+    numbers = rule.inputs[given:] if rule.family == "functional" else ()
     if given + len(numbers) != len(rule.inputs):
         raise ShapeError(
             f"{rule.name} takes {len(rule.inputs)} input(s) "

@@ -248,6 +248,54 @@ def test_a_transformers_eager_bytes_are_what_its_kernels_move(family):
     assert lc.evaluate(one, {"L": 5}) == counted.quantity("bytes", "eager")
 
 
+E_A, E_W, E_I = (glossary().symbols[n] for n in ("e_a", "e_w", "e_i"))
+
+
+def _substituted(analysis, convention: str, e_a: int, e_w: int) -> sympy.Expr:
+    return analysis.quantity("bytes", convention).subs({E_A: e_a, E_W: e_w, E_I: 8})
+
+
+def test_element_sizes_left_symbolic_in_a_models_closed_form():
+    # resnet18 with e_a, e_w, e_i free: the dtype analysis is the substitution of float32's 4
+    model = torchvision.models.resnet18(weights=None).eval()
+    symbolic = lc.analyze(model, ("N", 3, "H", "W"), element_sizes="symbolic")
+    plain = lc.analyze(model, ("N", 3, "H", "W"))
+    for convention in ("min", "eager"):
+        expr = symbolic.quantity("bytes", convention)
+        assert {E_A, E_W} <= expr.free_symbols
+        assert sympy.expand(_substituted(symbolic, convention, 4, 4)) == sympy.expand(
+            plain.quantity("bytes", convention)
+        )
+    # the weights' role: min reads each parameter once; eager also each batch norm's running
+    # mean and variance (eval mode), so the coefficients of e_w are these element counts
+    params = sum(p.numel() for p in model.parameters())
+    stats = sum(b.numel() for n, b in model.named_buffers() if "running" in n)
+    assert sympy.diff(symbolic.quantity("bytes", "min"), E_W) == params
+    assert sympy.diff(symbolic.quantity("bytes", "eager"), E_W) == params + stats
+    assert symbolic.cost("exact") == plain.cost("exact")  # FLOPs do not change
+    with pytest.raises(MissingSymbolError, match="e_a"):  # bytes need the sizes given
+        symbolic.evaluate({"N": 1, "H": 64, "W": 64}, "min", quantity="bytes")
+    with pytest.raises(ValueError, match="element_sizes"):
+        lc.analyze(model, ("N", 3, "H", "W"), element_sizes="float")
+
+
+def test_symbolic_element_sizes_give_a_bfloat16_models_bytes():
+    # GPT-2 in bfloat16 (parameters, views of them in its Conv1D addmm, int64 positions; the
+    # tensors it keeps in float32 stay numbers): the symbolic closed form at e_a = e_w = 2 is
+    # what the op counter measures.  A float32 trace cannot stand for a bfloat16 model: its
+    # float32 tensors are all activations there (test above: substitution of its own sizes)
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=4, vocab_size=50, eos_token_id=0)
+    model = GPT2LMHeadModel(config).eval().to(torch.bfloat16)
+    symbolic = lc.analyze(model, ("N", "L"), element_sizes="symbolic")
+    assert {E_A, E_W, E_I} <= symbolic.quantity("bytes", "eager").free_symbols
+    for n, length in [(2, 9), (3, 4)]:
+        counted = lc.count(model, torch.randint(0, 50, (n, length)))
+        at = {"N": n, "L": length}
+        assert lc.evaluate(_substituted(symbolic, "eager", 2, 2), at) == counted.quantity(
+            "bytes", "eager"
+        )
+
+
 def test_data_movement_rows_have_no_arithmetic_and_their_kernels_bytes():
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).eval()
     analysis = lc.analyze(model, ("N", "L"))

@@ -59,9 +59,12 @@ OVERWRITES = frozenset(
 )
 
 
-def tensor_bytes(t: torch.Tensor, sizes: Sequence[Any] | None = None) -> Any:
+def tensor_bytes(
+    t: torch.Tensor, sizes: Sequence[Any] | None = None, element_size: Any = None
+) -> Any:
     """Bytes of the elements ``t`` addresses (a stride-0 dimension addresses one element);
-    ``sizes`` stand for ``t.shape`` where given (the model analysis: SymPy expressions).
+    ``sizes`` stand for ``t.shape`` and ``element_size`` for ``t.element_size()`` where given
+    (the model analysis: SymPy expressions).
 
     >>> import torch
     >>> tensor_bytes(torch.zeros(4, dtype=torch.float16)), tensor_bytes(torch.zeros(3).expand(5, 3))
@@ -71,7 +74,7 @@ def tensor_bytes(t: torch.Tensor, sizes: Sequence[Any] | None = None) -> Any:
     for size, stride in zip(t.shape if sizes is None else sizes, t.stride(), strict=True):
         if not (isinstance(stride, int) and stride == 0) or size == 0:  # symbolic: not 0
             elements *= size
-    return elements * t.element_size()
+    return elements * (t.element_size() if element_size is None else element_size)
 
 
 def _key(t: torch.Tensor) -> tuple:

@@ -18,15 +18,14 @@ import sympy
 import torch
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
-from ..domain import Condition
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
 from ..quantities import quantity as _quantity
 from ..reading import distinct_inputs, element_sizes, requires_grad
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
+from .callbytes import CallBytes
 from .lookup import (
     MODULE_OPS,
     as_function,
@@ -38,7 +37,6 @@ from .lookup import (
     op_rule,
     params_at,
 )
-from .opbytes import kernel_bytes, storage_id, tensor_bytes
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -72,24 +70,19 @@ _SIMPLE_PRODUCTS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear"}
 _PRODUCT_OPS = {"mm", "addmm", "bmm"}
 
 
-def _contiguous(sizes: list[int], strides: list[int]) -> bool:
-    """torch's contiguity: row-major strides, dimensions of size 1 (and empty tensors) aside."""
-    if 0 in sizes:
-        return True
-    expected = 1
-    for size, stride in zip(reversed(sizes), reversed(strides), strict=True):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
-
-
 class Tracer:
-    def __init__(self, model: torch.nn.Module, convert, training: bool) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        convert,
+        training: bool,
+        activation_size: int = 4,
+        symbolic_sizes: bool = False,
+    ) -> None:
         self.model = model
         self.convert = convert  # torch size -> user sympy
         self.training = training
+        self.bytes = CallBytes(model, convert, activation_size, symbolic_sizes)
         self.names = {id(m): name for name, m in model.named_modules()}
         self.stack: list[str] = []
         self.ruled_depth = 0  # > 0 while inside a ruled module
@@ -178,7 +171,7 @@ class Tracer:
         shapes = [self.shape(t) for t in tensors][: len(rule.inputs)]
         call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
         try:
-            sizes = element_sizes(module, tensors)
+            sizes: dict[str, Any] = self.bytes.role_sizes(element_sizes(module, tensors))
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
             sizes.update(requires_grad(tensors))
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
@@ -260,6 +253,7 @@ class Tracer:
         if name == "embedding" and len(args) > 1:  # F.embedding between modules
             self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
         out = self._cost(mode, func, name, args, kwargs)
+        self.bytes.note_weight_views(func, args, kwargs, out)
         self._track(name, args, kwargs, out)
         if name == "unsqueeze" and isinstance(out, torch.Tensor) and out.dim() >= 3:
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
@@ -323,117 +317,23 @@ class Tracer:
                 factor,
                 conditions=conditions,
                 own={
-                    ("bytes", "min"): self._min_bytes(func, args, kwargs, inputs, out),
+                    ("bytes", "min"): self.bytes.min(func, args, kwargs, inputs, out),
                     ("bytes", "eager"): self._eager_bytes(func, args, kwargs, out),
                 },
                 holds_if={
-                    ("bytes", "eager"): self._copy_conditions(name, inputs, where)
-                    + self._alias_conditions(args, kwargs, f"{name} at {where or '(model)'}")
+                    ("bytes", "eager"): self.bytes.copy_conditions(name, inputs, where)
+                    + self.bytes.alias_conditions(args, kwargs, f"{name} at {where or '(model)'}")
                 },
             )
         )
         return out
 
-    def _min_bytes(
-        self, func: Any, args: tuple, kwargs: dict, inputs: list[torch.Tensor], out: Any
-    ) -> sympy.Expr:
-        """An operator call's ``bytes`` under ``min``, from the tensors it traced: each distinct
-        input tensor read once, each output tensor written once (numel x element size).  An
-        operator whose outputs are views of its inputs (``view``, ``slice``, ``select``,
-        ``transpose``, ...: its schema marks every return as an alias it does not write) moves
-        nothing: 0; an in-place operator (``add_``) reads and writes as any other.  A
-        symbolic trace records some views a concrete one does not (``x[:, 0]`` as a ``slice``
-        and a ``select``, or a ``select`` alone), and views take no time on any chip."""
-        # a view's returns alias an input without writing it (by its schema, or by its storage:
-        # _unsafe_view); an in-place op's (add_) write it: the op counter's test of a view
-        if kernel_bytes(func, args, kwargs, out, lambda t: 1, key=id) == (0, 0):
-            return sympy.Integer(0)
-        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        distinct = list({id(t): t for t in inputs}.values())
-        return sympy.Add(
-            *(sympy.Mul(*self.shape(t)) * t.element_size() for t in [*distinct, *outputs])
-        )
-
     def _eager_bytes(self, func: Any, args: tuple, kwargs: dict, out: Any) -> sympy.Expr:
-        """An operator call's ``bytes`` under ``eager``: what its kernel reads and writes
-        (:func:`~layercost_sym.torchtools.opbytes.kernel_bytes`), sizes in the input symbols."""
-        if self.decomposing:  # a primitive of a kernel the tracer decomposed: not a kernel
+        """An operator call's eager bytes; 0 for a primitive of a kernel the tracer decomposed
+        (not a kernel: the operator torch dispatched carries them)."""
+        if self.decomposing:
             return sympy.Integer(0)
-
-        def nbytes(t: torch.Tensor) -> Any:
-            return tensor_bytes(t, self.shape(t))
-
-        read, written = kernel_bytes(func, args, kwargs, out, nbytes, key=self._tensor_key)
-        return sympy.sympify(read + written)
-
-    def _tensor_key(self, t: torch.Tensor) -> tuple:
-        """What makes two arguments one tensor to a kernel (as the op counter's key: storage,
-        dtype, offset, sizes, strides), sizes as SymPy expressions."""
-        return (
-            storage_id(t),
-            t.dtype,
-            sympy.sympify(self.convert(t.storage_offset())),
-            self.shape(t),
-            tuple(sympy.sympify(self.convert(s)) for s in t.stride()),
-        )
-
-    def _alias_conditions(self, args: tuple, kwargs: dict, what: str) -> tuple[Condition, ...]:
-        """Two arguments of a kernel that are one tensor to torch at some sizes only (``x`` and
-        ``x[:1]`` when ``N`` is 1: the kernel reads it once there): the eager bytes, which
-        count both, hold where they differ (analyse those sizes as numbers for theirs)."""
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        keys = list({self._tensor_key(t): None for t in tensors})
-        out = []
-        for i, a in enumerate(keys):
-            for b in keys[i + 1 :]:
-                if a[:2] != b[:2] or len(a[3]) != len(b[3]):
-                    continue
-                pairs = [(a[2], b[2]), *zip(a[3], b[3], strict=True)]
-                pairs += zip(a[4], b[4], strict=True)
-                differ = [sympy.Ne(x, y) for x, y in pairs if sympy.expand(x - y) != 0]
-                if differ and not any(sympy.expand(x - y).is_number for x, y in pairs if x != y):
-                    condition = sympy.Or(*differ)
-                    out.append(
-                        Condition(
-                            condition,
-                            str(condition),
-                            "eager bytes: two arguments of this kernel are one tensor in torch "
-                            "where this fails (read once there); analyse those sizes as numbers",
-                            what,
-                        )
-                    )
-        return tuple(out)
-
-    def _copy_conditions(
-        self, name: str, inputs: list[torch.Tensor], where: str
-    ) -> tuple[Condition, ...]:
-        """A ``clone`` of a tensor that is not contiguous was traced at sizes >= 2 (as torch
-        traces every symbolic size); where a whole dimension is a symbol, eager torch at a size
-        of 1 may take a view instead (``reshape`` and ``contiguous`` ignore dimensions of size
-        1: GPT-2's value heads at batch 1), so the copy's eager bytes hold for that symbol >= 2
-        (analyse that size as a number for its exact bytes)."""
-        if name != "clone" or not inputs:
-            return ()
-        t = inputs[0]
-        shape = [sympy.sympify(e) for e in self.shape(t)]
-        strides = [sympy.sympify(self.convert(s)) for s in t.stride()]
-        symbols = sorted(set().union(*(e.free_symbols for e in shape)), key=str)
-        at = {x: 3 for x in symbols}  # a size the trace covers
-        if _contiguous(
-            [int(e.xreplace(at)) for e in shape], [int(e.xreplace(at)) for e in strides]
-        ):
-            return ()
-        return tuple(
-            Condition(
-                s >= 2,
-                f"{s} >= 2",
-                f"eager bytes: this copy may be a view in torch when {s} is 1; analyse {s} = 1 "
-                "as a number",
-                f"clone at {where or '(model)'}",
-            )
-            for s in symbols
-            if s in shape  # a whole dimension of this size
-        )
+        return self.bytes.eager(func, args, kwargs, out)
 
     def _movement(self, func: Any, args: tuple, kwargs: dict, out: Any, min_bytes: bool) -> None:
         """A row for an operator call with no rule of its own whose kernel moves bytes (a copy,
@@ -469,9 +369,10 @@ class Tracer:
         out = func(*args, **kwargs)
         x = args[0]
         weight = getattr(attrs, "weight", None)
-        sizes = element_sizes(None, [x])
+        sizes: dict[str, Any] = element_sizes(None, [x])
         if isinstance(weight, torch.Tensor):  # F.conv*d: the weight is an argument
             sizes[ELEMENT_SIZES["weights"]] = weight.element_size()
+        sizes = self.bytes.role_sizes(sizes)
         values, conditions = bind_call(rule, attrs, [self.shape(x)], {}, self.training, sizes)
         factor = int(x.requires_grad) + int(weight is not None and weight.requires_grad)
         function = name

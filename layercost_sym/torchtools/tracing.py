@@ -154,6 +154,7 @@ def analyze(
     training: bool = False,
     hints: Mapping[str, int] | None = None,
     backward: bool = False,
+    element_sizes: str = "dtype",
     **call_kwargs: Any,
 ) -> Analysis:
     """Trace ``model`` on inputs whose dimensions are ints or symbol names and return its
@@ -178,6 +179,12 @@ def analyze(
     loss on the output (``macs`` and ``torch``: each weighted product's input and weight
     gradients, as FlopCounterMode counts ``loss.backward()``).
 
+    ``element_sizes`` says how ``bytes`` carries bytes per element: ``"dtype"`` (numbers,
+    from the traced dtypes) or ``"symbolic"``: the glossary's ``e_a`` (activations), ``e_w``
+    (parameters and buffers, and views of them) and ``e_i`` (int64 indices) wherever a tensor
+    has its role's dtype in this model, so that mixed precision is a substitution; evaluating
+    bytes then needs their values (FLOPs and parameters do not).
+
     >>> import torch, layercost_sym as lc
     >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU())
     >>> a = lc.analyze(model, ("N", 8))
@@ -188,6 +195,8 @@ def analyze(
     []
     """
     convention = _quantity("flops").convention(convention)  # of .flops and the tables
+    if element_sizes not in ("dtype", "symbolic"):
+        raise ValueError(f"element_sizes is 'dtype' or 'symbolic', got {element_sizes!r}")
     keyword_shapes = {k: v for k, v in call_kwargs.items() if _is_shape(v)}
     call_kwargs = {k: v for k, v in call_kwargs.items() if k not in keyword_shapes}
     specs = [tuple(s) for s in input_shapes] + [tuple(s) for s in keyword_shapes.values()]
@@ -213,6 +222,7 @@ def analyze(
             training,
             backward,
             call_kwargs,
+            element_sizes == "symbolic",
         )
         if isinstance(result, Analysis):
             return result
@@ -236,6 +246,7 @@ def _trace(
     training: bool,
     backward: bool,
     call_kwargs: Mapping[str, Any],
+    symbolic_sizes: bool = False,
 ) -> Analysis | tuple[_pinning.Failure, dict[str, int]]:
     """One trace with ``settings``: the analysis, or ``(failure, each symbol's trace size)``."""
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -278,7 +289,10 @@ def _trace(
             return sympy.Integer(size)
         return to_sympy(env.replace(size.node.expr), symbol_map)
 
-    tracer = Tracer(model, convert, training)
+    floating = [p for p in model.parameters() if p.is_floating_point()]
+    activations = dtype or (floating[0].dtype if floating else torch.float32)
+    activation_size = torch.empty((), dtype=activations).element_size()
+    tracer = Tracer(model, convert, training, activation_size, symbolic_sizes)
     handles = []
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(tracer.pre, with_kwargs=True))
