@@ -35,6 +35,7 @@ from .reading import (
     read_spec,
     requires_grad,
     split_input,
+    unread_tensors,
 )
 from .roofline import ChipLike, Roofline, roofline, works_of
 from .rule import InputPattern, Rule
@@ -302,6 +303,13 @@ def bind(
     """
     all_dims = [dims_of(raw) for raw in input_shapes]
     rule = catalogue().for_module(module, all_dims)
+    unread = unread_tensors(rule, list(call_kwargs.items()))
+    if unread:
+        raise ShapeError(
+            f"{rule.name}: its rule does not state the cost of the keyword tensor(s) "
+            f"{', '.join(unread)} (a mask adds work); lc.count measures such a call and "
+            "lc.analyze costs it by its operators"
+        )
     reading = read(rule, module, all_dims, call_kwargs)
     values, origin = reading.values, reading.origin
     for name, size in element_sizes(module, input_shapes, call_kwargs).items():

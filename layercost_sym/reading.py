@@ -49,6 +49,7 @@ __all__ = [
     "read_spec",
     "requires_grad",
     "split_input",
+    "unread_tensors",
     "when_matches",
 ]
 
@@ -567,6 +568,25 @@ def element_sizes(
         ELEMENT_SIZES["weights"]: weights if weights is not None else e_a,
         ELEMENT_SIZES["indices"]: int(integer[0].element_size()) if integer else 8,
     }
+
+
+def unread_tensors(rule: Rule, extra: Sequence[tuple[str, Any]]) -> list[str]:
+    """The names of a call's tensors past ``rule``'s inputs (``extra``: ``(name, value)``, a
+    keyword argument by its name) that no bind spec of the rule reads (``arg(name)?``,
+    ``arg(name, default)``): a mask passed to ``MultiheadAttention`` adds work the rule does not
+    state, so the rule does not describe that call.
+
+    >>> from layercost_sym.cache import catalogue
+    >>> bag, mha = catalogue().get("EmbeddingBag"), catalogue().get("MultiheadAttention")
+    >>> class T:  # a tensor
+    ...     shape, element_size = (3,), (lambda self: 4)
+    >>> unread_tensors(bag, [("per_sample_weights", T())])
+    []
+    >>> unread_tensors(mha, [("attn_mask", T())])
+    ['attn_mask']
+    """
+    read = {s.attr for s in rule.binds.values() if s.kind in ("arg", "arg_given")}
+    return [name for name, value in extra if _is_tensor(value) and name not in read]
 
 
 def call_sizes(tensors: Sequence[Any]) -> dict[str, int]:

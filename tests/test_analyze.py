@@ -535,6 +535,7 @@ FUNCTIONAL = {
     "mm": lambda m, x: x @ m.w,
     "addmm": lambda m, x: torch.addmm(m.b, x, m.w),
     "bmm": lambda m, x: x[None] @ x.t()[None],
+    "baddbmm": lambda m, x: torch.baddbmm(x[None, :, :1], x[None], x.t()[None]),
     "_softmax": lambda m, x: x.softmax(0),
     "_safe_softmax": lambda m, x: torch.ops.aten._safe_softmax(x, -1),
     "native_layer_norm": lambda m, x: F.layer_norm(x, (6,), m.w[:, 0], None),
@@ -704,3 +705,53 @@ def test_rule_column_of_swin_t_is_short():
     assert stage.startswith("LayerNorm, ") and "Linear" in stage and "ops: " in stage, stage
     assert "swin_t" not in analysis.table(depth=2)  # smoke: the table prints
     assert max(len(line) for line in analysis.table(depth=2).splitlines()) < 160
+
+
+class _Masked(nn.Module):
+    """Attention with a mask: a causal attn_mask, or a key padding mask (through the encoder
+    layer, which hands it to its self-attention)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        n, length, _ = x.shape
+        if self.kind == "attn_mask":
+            mask = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+            return self.mha(x, x, x, attn_mask=mask)[0]
+        padding = torch.zeros(n, length, dtype=torch.bool, device=x.device)
+        return self.enc(x, src_key_padding_mask=padding)
+
+
+@pytest.mark.parametrize("kind", ["attn_mask", "key_padding_mask"])
+def test_attention_with_a_mask_its_rule_does_not_state_is_costed_by_its_operators(kind):
+    # the rules state attention without masks; a mask adds work (its add to the scores, a
+    # baddbmm), so such a call is costed by its operators, never by the rule's maskless value
+    model = _Masked(kind).eval()
+    analysis = lc.analyze(model, ("N", "L", 8))
+    assert analysis.unsupported == []
+    why = {m.name: m.detail for m in analysis.costed_by_operators}
+    assert kind in why["mha" if kind == "attn_mask" else "enc.self_attn"]
+    for n, length in [(2, 5), (3, 3)]:
+        counted = lc.count(model, (n, length, 8))
+        at = {"N": n, "L": length}
+        assert analysis.params == counted.quantity("params", "count")
+        for convention in CONVENTIONS:
+            assert analysis.evaluate(at, convention) == counted.cost(convention)
+        assert analysis.evaluate(at, "eager", quantity="bytes") == counted.quantity(
+            "bytes", "eager"
+        )
+
+
+def test_bind_refuses_a_mask_its_rule_does_not_state():
+    mha, x = nn.MultiheadAttention(8, 2).eval(), torch.randn(5, 3, 8)
+    mask = torch.zeros(5, 5)
+    # the mask's add: N*h*Q*S = 3*2*5*5 = 150 operations the rule does not state
+    assert (
+        lc.count(mha, x, x, x, attn_mask=mask).cost("exact") == lc.bind(mha, x, x, x).cost() + 150
+    )
+    with pytest.raises(lc.ShapeError, match="attn_mask"):
+        lc.bind(mha, x, x, x, attn_mask=mask)

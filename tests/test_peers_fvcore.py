@@ -415,6 +415,9 @@ def test_functional_zero_entries_are_ops_fvcore_has_no_handle_for():
         if lc.rule(name).module.lstrip("_")[:1].islower() and lc.rule(name).cost("fvcore") != 0
     }
     assert counted == {"mm", "addmm", "bmm", "native_layer_norm"}
+    # aten::baddbmm (a masked product: MultiheadAttention's scores with attn_mask) has no handle
+    mask, a, b = torch.randn(4, 5), torch.randn(2, 4, 3), torch.randn(2, 3, 5)
+    assert fvcore_total(_Op(torch.baddbmm), (mask, a, b)) == 0 == lc.rule("baddbmm").cost("fvcore")
 
 
 def test_upsample_area_is_counted_as_adaptive_average_pooling():

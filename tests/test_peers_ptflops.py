@@ -450,6 +450,15 @@ FUNCTIONAL = {
         lambda m, a, b: torch.bmm(a, b),
         {},
     ),
+    "baddbmm": lambda s: (
+        (
+            torch.randn(_matrices(s)[2]),
+            torch.randn(2, *_matrices(s)[:2]),
+            torch.randn(2, *_matrices(s)[1:]),
+        ),
+        lambda m, c, a, b: torch.baddbmm(c, a, b),
+        {},
+    ),
     "addmm": lambda s: (
         (
             torch.randn(_matrices(s)[2]),

@@ -328,6 +328,9 @@ def test_functional_rules_other_than_products_count_zero():
     # running elementwise ops, reductions, softmax, layer_norm, gelu and data movement counts 0
     x, y = torch.randn(3, 4), torch.randn(3, 4)
     assert thop_macs(_Call(_elementwise_and_glue), x, y) == 0
+    # a masked product (MultiheadAttention's scores with attn_mask) is not hooked either
+    mask, a, b = torch.randn(4, 5), torch.randn(2, 4, 3), torch.randn(2, 3, 5)
+    assert thop_macs(_Call(torch.baddbmm), mask, a, b) == 0
     functional = [n for n in lc.rules() if lc.rule(n).family == "functional"]
     assert set(_PRODUCTS) <= set(functional)
     for name in functional:

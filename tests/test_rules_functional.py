@@ -267,10 +267,14 @@ def _reduction(draw, name: str) -> Call:
 def _product(draw, name: str) -> Call:
     dtype = draw(_DTYPES)
     n, k, m, b = (draw(st.integers(1, 5)) for _ in range(4))
-    if name == "bmm":
+    if name in ("bmm", "baddbmm"):
         x = _t((b, n, k), dtype)
-        same = n == k and draw(st.booleans())
-        return aten.bmm.default, (x, x if same else _t((b, k, m), dtype)), {}, None
+        y = x if n == k and draw(st.booleans()) else _t((b, k, m), dtype)
+        if name == "bmm":
+            return aten.bmm.default, (x, y), {}, None
+        cols = y.shape[2]  # the added input: a mask, broadcast or full
+        added = _t(draw(st.sampled_from([(cols,), (n, cols), (b, n, cols), (1, 1, cols)])), dtype)
+        return aten.baddbmm.default, (added, x, y), {}, None
     x = _t((n, k), dtype)
     w = x if n == k and draw(st.booleans()) else _t((k, m), dtype)
     cols = w.shape[1]
@@ -317,7 +321,7 @@ def _calls(name: str) -> st.SearchStrategy[Call]:
         return _copy(name)
     if name in ("sum", "amax", "all", "any", "mean"):
         return _reduction(name)
-    if name in ("mm", "addmm", "bmm"):
+    if name in ("mm", "addmm", "bmm", "baddbmm"):
         return _product(name)
     assert name == "native_layer_norm", name
     return _layer_norm()

@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
 from ..quantities import quantity as _quantity
-from ..reading import distinct_inputs, element_sizes, requires_grad
+from ..reading import distinct_inputs, element_sizes, requires_grad, unread_tensors
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .callbytes import CallBytes
@@ -62,6 +62,9 @@ _VALUE_PRESERVING = {
 # operators whose fake kernel needs concrete sizes (F.pad's constant_pad_nd: torch would
 # specialise every size of its input to the trace size, or fail on a symbolic padding)
 _SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
+# operators whose meta function (fake tensors) refuses symbolic sizes: baddbmm (torch 2.14's
+# meta_baddbmm; MultiheadAttention with attn_mask scores through it)
+_META_NEEDS_INTS = {torch.ops.aten.baddbmm.default}
 MOVEMENT = "(data movement)"  # the rule column of an operator call costed by its bytes only
 
 # products whose backward is two products of the same size (FlopCounterMode's formulas for
@@ -92,6 +95,9 @@ class Tracer:
         self.counted_modules: set[int] = set()
         self.covered_params: set[int] = set()
         self.unruled: dict[int, list[str]] = {}  # unruled leaf module -> its uncosted ops
+        # a ruled module called with a tensor its rule does not read (a mask) -> why it is
+        # costed by its operators instead
+        self.operator_costed: dict[int, str] = {}
         self.current_unruled: list[int] = []
         # integer tensors made by arange (and views, casts, shifts of them): id -> (tensor, the
         # largest value in it, which some element attains)
@@ -159,17 +165,24 @@ class Tracer:
         if self.ruled_depth:
             self.ruled_depth += 1
             return
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        named = [(f"argument {i}", a) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        named += [(k, v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+        tensors = [t for _, t in named]
         rule = module_rule(module, [tuple(t.shape) for t in tensors])
-        if rule is None:
-            if not list(module.children()) and list(module.parameters(recurse=False)):
+        unread = unread_tensors(rule, named[len(rule.inputs) :]) if rule is not None else []
+        if unread:  # a mask the rule does not state: the module is costed by its operators
+            self.operator_costed[id(module)] = (
+                f"rule {rule.name if rule else ''} does not state the cost of "
+                f"{', '.join(unread)}; its parameters are counted by numel, its operators"
+            )
+        if rule is None or unread:
+            if unread or (not list(module.children()) and list(module.parameters(recurse=False))):
                 self.current_unruled.append(id(module))
                 self.unruled.setdefault(id(module), [])
             return
         self.ruled_depth = 1
         shapes = [self.shape(t) for t in tensors][: len(rule.inputs)]
-        call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
+        call = dict(kwargs)  # bind specs read what they name (arg(per_sample_weights)?)
         try:
             sizes: dict[str, Any] = self.bytes.role_sizes(element_sizes(module, tensors))
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
@@ -281,7 +294,17 @@ class Tracer:
                 self.decomposing -= 1
             self._movement(func, args, kwargs, out, min_bytes=False)
             return out
-        out = func(*args, **kwargs)
+        if func in _META_NEEDS_INTS:
+            # torch's meta function refuses symbolic sizes; its decomposition computes the same
+            # output, its primitives not costed (the rule costs the call)
+            self.ruled_depth += 1
+            try:
+                with mode:
+                    out = decomposition_table[func](*args, **kwargs)
+            finally:
+                self.ruled_depth -= 1
+        else:
+            out = func(*args, **kwargs)
         if rule is None and op_kind(func) == "movement":
             self._movement(func, args, kwargs, out, min_bytes=True)
             return out

@@ -334,11 +334,11 @@ def _trace(
         module = next(m for m in model.modules() if id(m) == module_id)
         name = tracer.names.get(module_id, "")
         what = type(module).__name__
+        why = tracer.operator_costed.get(module_id) or (
+            f"no rule for class {what}; its parameters are counted by numel, its operators"
+        )
         if ops:  # an operator without a rule ran inside: its cost is not in the totals
-            detail = (
-                f"no rule for class {what}; its parameters are counted by numel, its operators "
-                f"by the functional rules except {', '.join(sorted(set(ops)))}"
-            )
+            detail = f"{why} by the functional rules except {', '.join(sorted(set(ops)))}"
             tracer.unsupported.append(Unsupported(name, "module", what, detail, False))
             continue
         costed = tuple(
@@ -348,10 +348,7 @@ def _trace(
                 if layer.kind == "op" and layer.name.partition(":")[0] == name
             )
         )
-        detail = (
-            f"no rule for class {what}; its parameters are counted by numel, its operators "
-            f"({', '.join(costed) or 'none'}) by the functional rules"
-        )
+        detail = f"{why} ({', '.join(costed) or 'none'}) by the functional rules"
         mine = [
             p
             for p in module.parameters()
