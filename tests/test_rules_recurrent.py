@@ -16,7 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import layercost_sym as lc
 from layercost_sym.testing import _cases_recurrent as rc
-from layercost_sym.testing.torchcheck import check_against_torch, eager_not_stated
+from layercost_sym.testing.case import LayerCase
+from layercost_sym.testing.torchcheck import check_against_torch, check_bytes, eager_not_stated
 from layercost_sym.torchtools.opcount import ExactCounter
 
 pytestmark = [  # torch's own notices about the options drawn, not problems of the rules
@@ -130,13 +131,29 @@ def test_layouts_and_shapes_torch_rejects():
     ).output_shape() == (2, 5, 8)
 
 
+@pytest.mark.parametrize(
+    ("shape", "options"),
+    [
+        ((50, 2, 4), dict(hidden_size=5)),  # L: the diff states pass a 4096-byte page
+        ((3, 30, 4), dict(hidden_size=5)),  # N
+        ((3, 2, 4), dict(hidden_size=200)),  # H_hid: the gates row of 800 floats
+        ((20, 16, 32), dict(hidden_size=64)),  # 4*H_hid = 256: oneDNN pads the row to 272
+        ((3, 2, 300), dict(hidden_size=5)),  # I > H_hid: the state rows are I wide
+        ((7, 9, 40), dict(hidden_size=60, num_layers=3, bidirectional=True, bias=False)),
+        ((9, 7, 33), dict(hidden_size=127, num_layers=2, batch_first=True, dropout=0.25)),
+    ],
+)
+def test_lstm_fused_workspace_beyond_one_page(shape, options):
+    # the drawn cases are small: every part of mkldnn_rnn_layer's workspace fits one page there
+    # (7 pages, 28672 bytes); these shapes take each part past it, in both modes
+    for training in (False, True):
+        case = LayerCase("LSTM", dict(input_size=shape[-1], **options), (shape,), training)
+        check_bytes(case)
+
+
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
-EAGER_NOT_YET = {
-    # float32 runs the fused mkldnn_rnn_layer, which also returns a oneDNN workspace of an
-    # implementation-defined size; bfloat16 runs the composite steps instead
-    "LSTM",
-}
+EAGER_NOT_YET: set[str] = set()
 
 
 def test_eager_bytes_stated_by_every_recurrent_rule_but_the_listed_ones():
