@@ -90,9 +90,8 @@ class CallBytes:
         return out
 
     def note_weight_views(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        """A view of a weight (``weight.t()`` for F.linear) is read at the weights' size."""
-        if not self.symbolic_sizes:
-            return
+        """A view of a weight (``weight.t()`` for F.linear) is a weight too: read at the
+        weights' size, and not an activation when autograd saves it."""
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if not any(storage_id(t) in self.weight_storages for t in tensors):
             return

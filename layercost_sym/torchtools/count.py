@@ -8,7 +8,8 @@ module's parameters; ``flops`` under ``exact`` comes from
 backend of scaled dot-product attention), under ``macs`` as ``torch / 2``; ``bytes`` under
 ``min`` is the size in bytes of the call's distinct input tensors, the module's parameters and
 the tensors of its output; under ``eager`` what the ``exact`` counter saw each kernel
-read and write (:mod:`~layercost_sym.torchtools.opbytes`).  A new quantity is a new entry
+read and write (:mod:`~layercost_sym.torchtools.opbytes`); ``saved`` under ``autograd`` the
+storages autograd saved for backward (:class:`SavedStorages`).  A new quantity is a new entry
 here (and, where it needs one, a new instrument in the run).
 """
 
@@ -26,7 +27,7 @@ from ..quantities import quantity as _quantity
 from .opcount import ExactCounter
 from .patches import math_sdpa
 
-__all__ = ["MEASUREMENTS", "CountResult", "Run", "count"]
+__all__ = ["MEASUREMENTS", "CountResult", "Run", "SavedStorages", "count"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Run:
     inputs: tuple = ()
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     output: Any = None
+    saved: int = 0  # bytes of the storages autograd saved for backward (parameters aside)
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -76,7 +78,47 @@ MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int]] = {
     ("flops", "torch"): lambda run: run.torch_flops,
     ("bytes", "min"): min_bytes,
     ("bytes", "eager"): lambda run: run.exact.bytes,
+    ("saved", "autograd"): lambda run: run.saved,
 }
+
+
+class SavedStorages:
+    """``saved_tensors_hooks`` that note each storage autograd saves, once, whole, except the
+    storages of ``weights`` (a module's parameters and buffers); ``nbytes`` their sum.
+
+    >>> import torch
+    >>> linear, x = torch.nn.Linear(3, 4), torch.randn(2, 3)
+    >>> with SavedStorages(linear.parameters()) as saved:   # addmm saves x (its weight aside)
+    ...     y = torch.relu(linear(x))                       # relu saves its output
+    >>> saved.nbytes                                        # 2*3*4 + 2*4*4
+    56
+    """
+
+    def __init__(self, weights: Any = ()) -> None:
+        self.weights = {_storage(t) for t in weights}
+        self.storages: dict[int, int] = {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        key = _storage(t)
+        if key not in self.weights:
+            self.storages[key] = t.untyped_storage().nbytes()
+        return t
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
+
+    def __enter__(self) -> SavedStorages:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+
+def _storage(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
 
 
 @dataclass(frozen=True)
@@ -175,7 +217,8 @@ def count(
         module.train(training)
         with torch.enable_grad(), math_sdpa():
             counter = ExactCounter()
-            with counter:
+            weights = [*module.parameters(), *module.buffers()]
+            with counter, SavedStorages(weights) as kept:
                 output = module(*tensors, **call_kwargs)
             _restore(module, saved)
             flop_counter = FlopCounterMode(display=False)
@@ -184,7 +227,15 @@ def count(
     finally:
         _restore(module, saved)
         module.train(was_training)
-    run = Run(module, counter, int(flop_counter.get_total_flops()), tensors, call_kwargs, output)
+    run = Run(
+        module,
+        counter,
+        int(flop_counter.get_total_flops()),
+        tensors,
+        call_kwargs,
+        output,
+        kept.nbytes,
+    )
     values = {key: measure(run) for key, measure in MEASUREMENTS.items()}
     return CountResult(
         values, _shape(output), convention, dict(counter.by_op), dict(counter.bytes_by_op)

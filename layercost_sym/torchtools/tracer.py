@@ -10,6 +10,7 @@ made by ``arange`` are followed into embedding lookups, which bound the size the
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
+from .opbytes import storage_id
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -106,11 +108,54 @@ class Tracer:
         # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
         # on one; see the peers' [functional_calls] in formulas/conventions/)
         self.row_unsqueezed: dict[int, torch.Tensor] = {}
+        # storages autograd saved for backward: storage -> (enclosing module, a tensor of it);
+        # the weights' storages (self.bytes.weight_storages: real, fake, views) aside
+        self.saved: dict[int, tuple[str, torch.Tensor]] = {}
         # (error, operator, args, kwargs) of the innermost operator that raised an error
         self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
+
+    # activations saved for backward
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        """The pack hook of ``saved_tensors_hooks``: note the storage ``t`` views (once)."""
+        key = storage_id(t)
+        if key not in self.bytes.weight_storages and key not in self.saved:
+            self.saved[key] = (self.stack[-1] if self.stack else "", t)
+        return t
+
+    def attribute_saved(self) -> None:
+        """Give each costed call its ``saved`` bytes (``autograd``): the storages autograd saved
+        while its module ran, whole, on the module's first row (0 on the others: measured,
+        nothing saved); a module that saved storages and has no row gets one of its own."""
+        by_module: dict[str, sympy.Expr] = {}
+        for where, t in self.saved.values():
+            elements = self.convert(t.untyped_storage().nbytes()) / t.element_size()
+            size = self.bytes.element_size(t)
+            by_module[where] = by_module.get(where, sympy.Integer(0)) + elements * size
+        key = ("saved", "autograd")
+        for i, layer in enumerate(self.layers):
+            where = layer.name if layer.kind == "module" else layer.name.rpartition(":")[0]
+            kept = by_module.pop(where, sympy.Integer(0))
+            self.layers[i] = dataclasses.replace(layer, own={**layer.own, key: kept})
+        no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
+        for where, kept in by_module.items():
+            self.layers.append(
+                Layer(
+                    f"{where}:(saved for backward)",
+                    MOVEMENT,
+                    "op",
+                    sympy.Integer(0),
+                    stated=no_arithmetic,
+                    notes={c: "data movement: no arithmetic" for c in no_arithmetic},
+                    own={
+                        ("bytes", "min"): sympy.Integer(0),
+                        ("bytes", "eager"): sympy.Integer(0),
+                        key: kept,
+                    },
+                )
+            )
 
     # index ranges: an embedding looked up at arange(L) needs L rows
     def _largest(self, t: Any) -> sympy.Expr | None:
@@ -239,7 +284,9 @@ class Tracer:
     # operators outside ruled modules
     def op(self, mode: TorchDispatchMode, func, args, kwargs):
         try:
-            return self._op(mode, func, args, kwargs)
+            out = self._op(mode, func, args, kwargs)
+            self.bytes.note_weight_views(func, args, kwargs, out)
+            return out
         except Exception as exc:
             if not self.failed_op or self.failed_op[0] is not exc:  # the innermost operator
                 self.failed_op = (exc, op_name(func), args, kwargs)
@@ -266,7 +313,6 @@ class Tracer:
         if name == "embedding" and len(args) > 1:  # F.embedding between modules
             self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
         out = self._cost(mode, func, name, args, kwargs)
-        self.bytes.note_weight_views(func, args, kwargs, out)
         self._track(name, args, kwargs, out)
         if name == "unsqueeze" and isinstance(out, torch.Tensor) and out.dim() >= 3:
             dim = args[1] if len(args) > 1 else kwargs.get("dim")

@@ -49,6 +49,7 @@ from ..glossary import glossary
 from ..quantities import quantity as _quantity
 from . import pinning as _pinning
 from .analysis import Analysis, OperatorCostedModule, Unsupported
+from .opbytes import storage_id
 from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
 from .symbolic import to_sympy
 from .tracer import OpMode, Tracer
@@ -293,6 +294,12 @@ def _trace(
     activations = dtype or (floating[0].dtype if floating else torch.float32)
     activation_size = torch.empty((), dtype=activations).element_size()
     tracer = Tracer(model, convert, training, activation_size, symbolic_sizes)
+    # a weight an operator gets is the real tensor or its fake (views of them: note_weight_views);
+    # the fakes are kept for the trace, so that no other tensor takes their storages' ids
+    fakes = [
+        fake.from_tensor(w, static_shapes=True) for w in [*model.parameters(), *model.buffers()]
+    ]
+    tracer.bytes.weight_storages |= {storage_id(f) for f in fakes}
     handles = []
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(tracer.pre, with_kwargs=True))
@@ -311,6 +318,7 @@ def _trace(
             quiet_fake_tensor_log(),
             fake,
             OpMode(tracer),
+            torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda t: t),
         ):
             out = model(*positional, **keyword_inputs, **call_kwargs)
             outputs = [tracer.shape(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
@@ -328,6 +336,7 @@ def _trace(
             h.remove()
         model.train(was_training)
 
+    tracer.attribute_saved()
     costed_by_operators = []
     owned: set[int] = set()  # parameters attributed to a module costed by its operators
     for module_id, ops in tracer.unruled.items():

@@ -1,0 +1,71 @@
+"""``saved`` under ``autograd``: the bytes of the tensors autograd keeps for backward (activation
+memory), measured by ``lc.count`` with ``saved_tensors_hooks`` (each storage once, whole; the
+module's parameters and buffers aside) and traced by ``lc.analyze`` as a closed form in the
+input sizes.  Expected figures are numel x element size, worked out beside each assertion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+import layercost_sym as lc
+
+
+def test_each_storage_once_and_the_weights_aside():
+    linear, x = nn.Linear(3, 4), torch.randn(2, 3)
+    # addmm saves x (2*3 float32: 24 bytes), its weight aside
+    assert lc.count(linear, x).quantity("saved") == 24
+
+    class Square(nn.Module):
+        def forward(self, x):
+            y = x * x  # mul saves x twice: one storage, 24 bytes
+            return y[:, :1] * y[:, 1:2]  # two views of y saved: y's storage once, 24 bytes
+
+    assert lc.count(Square(), nn.Parameter(torch.randn(2, 3))).quantity("saved") == 48
+
+
+def test_batch_norm_saves_more_in_training():
+    bn, x = nn.BatchNorm2d(4), torch.randn(2, 4, 3, 3)
+    # eval: native_batch_norm saves its input (2*4*3*3 float32 = 288 bytes), the running
+    # statistics are buffers (aside); training also saves the batch mean and rstd (4 each: 32)
+    assert lc.count(bn, x).quantity("saved") == 288
+    assert lc.count(bn, x, training=True).quantity("saved") == 288 + 32
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_a_cnns_saved_bytes_are_what_autograd_keeps(name):
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    saved = analysis.quantity("saved")
+    for n, h, w in [(2, 64, 64), (3, 97, 75)]:
+        counted = lc.count(model, (n, 3, h, w)).quantity("saved")
+        assert lc.evaluate(saved, {"N": n, "H": h, "W": w}) == counted
+    # the first convolution keeps its input for the weight's gradient: N*3*H*W float32
+    conv1 = next(layer for layer in analysis.layers if layer.name in ("conv1", "features.0.0"))
+    assert lc.evaluate(conv1.quantity("saved"), {"N": 2, "H": 64, "W": 64}) == 2 * 3 * 64 * 64 * 4
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_a_transformers_saved_bytes_are_what_autograd_keeps(family):
+    if family == "gpt2":
+        config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=50, eos_token_id=0)
+        model = GPT2LMHeadModel(config)
+    else:
+        config = LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=50,
+        )
+        model = LlamaForCausalLM(config)
+    model.eval()
+    saved = lc.analyze(model, ("N", "L")).quantity("saved")
+    assert saved.free_symbols == {lc.parse("N"), lc.parse("L")}
+    for n, length in [(2, 9), (3, 4)]:
+        counted = lc.count(model, torch.randint(0, 50, (n, length))).quantity("saved")
+        assert lc.evaluate(saved, {"N": n, "L": length}) == counted
