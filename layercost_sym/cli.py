@@ -27,6 +27,7 @@ from .errors import LayercostError, MissingSymbolError
 from .evaluation import evaluate
 from .glossary import glossary
 from .hardware import format_hardware_table, hardware, hardwares
+from .ledger import OPTIMIZERS
 from .printing import latex
 from .quantities import quantity
 from .text import clip
@@ -175,6 +176,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CHIP",
         help="add the roofline at --at on CHIP (layercost hardware lists them): bytes, FLOPs "
         "per byte, time bound and bottleneck per call; peaks of the input dtype",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        help="add the training-memory ledger (with --training: the forward a step runs): "
+        "parameters, gradients, this optimizer's state, saved activations; at --at in bytes",
+    )
+    p.add_argument(
+        "--master-weights",
+        action="store_true",
+        help="the ledger keeps a float32 copy of the weights, the optimizer's state in float32",
     )
     p.add_argument(
         "--bytes",
@@ -439,10 +451,21 @@ def _model(args) -> int:
     )
     at = _at(args.at)
     bound = _roofline(result, args, at) if args.hardware else None
+    ledger = None
+    if args.optimizer:
+        ledger = result.training_memory(args.optimizer, master_weights=args.master_weights)
     if args.json:
         data = result.to_json(args.depth)
         if bound is not None:
             data["roofline"] = bound.to_json()
+        if ledger is not None:
+            rows = ledger.rows()
+            data["training_memory"] = {
+                "optimizer": args.optimizer,
+                "master_weights": args.master_weights,
+                "bytes": {k: str(v) for k, v in rows.items()},
+                **({"at": ledger.evaluate(at)} if at is not None else {}),
+            }
         data["pinned"] = {n: {"value": v, "note": note} for n, (v, note) in result.pinned.items()}
         if at is not None:
             data["at"] = at
@@ -459,10 +482,25 @@ def _model(args) -> int:
         if bound is not None:
             print()
             print(bound.table())
+        if ledger is not None:
+            print()
+            print(_ledger_table(ledger, at, args))
     if not args.json and not args.latex:
         for name, (value, note) in result.pinned.items():
             print(f"pinned: {name} = {value} ({note})")
     return 0
+
+
+def _ledger_table(ledger, at: dict[str, int] | None, args) -> str:
+    """The training-memory ledger as text: each kind's bytes as a formula (and at ``--at``)."""
+    master = ", float32 master copy" if args.master_weights else ""
+    title = f"training memory ({args.optimizer}{master}; {'training' if args.training else 'eval'}"
+    lines = [f"{title} forward's saved activations), bytes"]
+    values = ledger.evaluate(at) if at is not None else {}
+    for name, expr in ledger.rows().items():
+        shown = f"  {values[name]:,}" if at is not None else ""
+        lines.append(f"  {name:<22} {clip(str(expr), 60)}{shown}")
+    return "\n".join(lines)
 
 
 # the dtype of the peaks a roofline takes, from the input dtype of the trace

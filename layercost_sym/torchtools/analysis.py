@@ -25,6 +25,7 @@ from ..domain import Condition, Domain, with_domain
 from ..errors import ConventionError, EvaluationError
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
+from ..ledger import TrainingMemory, Weights, training_memory
 from ..quantities import QuantityShorthands
 from ..quantities import quantity as _quantity
 from ..roofline import ChipLike, Roofline, Work, crossover, roofline, works_of
@@ -170,6 +171,20 @@ class Analysis(QuantityShorthands):
     # symbol -> (value, note): dimensions the model would not trace symbolically, traced at
     # that value (a guard ``H == 224`` each); the note names the model code that forced it
     pinned: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # the model's parameter tensors by element size and trainability (a training ledger's)
+    weights: tuple[Weights, ...] = ()
+
+    def training_memory(
+        self, optimizer: str = "adamw", *, master_weights: bool = False
+    ) -> TrainingMemory:
+        """The training-memory ledger (:mod:`layercost_sym.ledger`): parameters, gradients of
+        the trainable ones, ``optimizer``'s state (``"sgd"``, ``"sgd-momentum"``, ``"adam"``,
+        ``"adamw"``, ``"adam-amsgrad"``), a float32 master copy where ``master_weights``, and
+        the activations autograd saves (quantity ``saved``: analyse with ``training=True`` for
+        the forward a training step runs), as formulas in the input symbols."""
+        return training_memory(
+            self.weights, self.quantity("saved"), optimizer, master_weights=master_weights
+        )
 
     @property
     def conditions(self) -> list[sympy.Basic]:

@@ -46,6 +46,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import LayercostError, ShapeError, TraceError
 from ..glossary import glossary
+from ..ledger import Weights
 from ..quantities import quantity as _quantity
 from . import pinning as _pinning
 from .analysis import Analysis, OperatorCostedModule, Unsupported
@@ -423,4 +424,17 @@ def _trace(
         sources,
         costed_by_operators,
         {name: pins[name] for name in input_names if name in pins},
+        _weights(model, tracer),
+    )
+
+
+def _weights(model: torch.nn.Module, tracer: Tracer) -> tuple[Weights, ...]:
+    """The model's parameter tensors, grouped by element size and trainability (a symbolic
+    element size ``e_w`` where the analysis keeps them so)."""
+    groups: dict[tuple[Any, bool], list[torch.Tensor]] = {}
+    for p in model.parameters():  # each tensor once (tied weights)
+        groups.setdefault((tracer.bytes.element_size(p), p.requires_grad), []).append(p)
+    return tuple(
+        Weights(sum(p.numel() for p in ps), size, trainable, len(ps))
+        for (size, trainable), ps in groups.items()
     )
