@@ -324,3 +324,42 @@ def test_chinchilla_appendix_f_components():
     # products are that, without the embedding's one-hot product and the softmax:
     paper_total = embeddings + n_layer * sum(per_layer.values()) + final_logits
     assert same(paper_total - gpt.cost("torch"), embeddings + n_layer * per_layer["softmax"])
+
+
+# -- Korthikanti et al. 2022: activation memory per transformer layer ----------------------------
+
+
+def test_korthikanti_activation_memory_beside_what_torch_saves_for_a_gpt_block():
+    # The paper (section 4.1): a layer keeps s*b*h*(34 + 5*a*s/h) bytes, stated verbatim as the
+    # convention korthikanti of TransformerEncoderLayer's saved bytes.  Beside it, what autograd
+    # keeps for one GPT-2 block (bfloat16, training, dropout on, erf GELU as the paper's), traced
+    # by lc.analyze and equal to torch's own count of the whole model
+    s, b = lc.symbols("L N")
+    h, a = 64, 4
+    paper = lc.rule("TransformerEncoderLayer").quantity("saved", "korthikanti")
+    paper = paper.xreplace(dict(zip(lc.symbols("S N E h"), (s, b, h, a), strict=True)))
+    assert same(paper, 34 * s * b * h + 5 * a * s**2 * b)
+    config = transformers.GPT2Config(
+        n_layer=1,
+        n_embd=h,
+        n_head=a,
+        vocab_size=50,
+        activation_function="gelu",
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    model = transformers.GPT2LMHeadModel(config).to(torch.bfloat16).train()
+    analysis = lc.analyze(model, ("N", "L"), training=True)
+    ids = torch.randint(0, 50, (2, 7))
+    whole = lc.count(model, ids, training=True).quantity("saved")
+    assert lc.evaluate(analysis.quantity("saved"), {"N": 2, "L": 7}) == whole
+    block = sympy.Add(
+        *(x.quantity("saved") for x in analysis.layers if x.name.startswith("transformer.h.0."))
+    )
+    # The difference: torch's math attention on the CPU computes a 16-bit input in float32
+    # (Q, K, V at 4 bytes: +6sbh; the probabilities, the dropout output and its noise at 4
+    # bytes each, 12 per score against the paper's 5: +7as^2b); CPU dropout keeps its noise in
+    # the input's dtype, 2 bytes, not a 1-byte mask (+sbh for each of the two outside
+    # attention); each LayerNorm keeps a mean and a reciprocal standard deviation per token,
+    # 2 bytes each, which the paper leaves out (+8sb)
+    assert same(block - paper, 7 * a * s**2 * b + 8 * s * b * h + 8 * s * b)
