@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 from torch.nn import functional as F
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel
 
 import layercost_sym as lc
 from layercost_sym.errors import ConventionError, MissingSymbolError
@@ -220,20 +220,8 @@ def test_a_models_eager_bytes_are_what_its_kernels_move(name):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_a_transformers_eager_bytes_are_what_its_kernels_move(family):
-    if family == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=50))
-    else:
-        config = LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=50,
-        )
-        model = LlamaForCausalLM(config)
-    model.eval()
+def test_a_transformers_eager_bytes_are_what_its_kernels_move(family, small_causal_lm):
+    model = small_causal_lm(family)
     analysis = lc.analyze(model, ("N", "L"))
     eager = analysis.quantity("bytes", "eager")
     for n, length in [(2, 9), (3, 2)]:

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import layercost_sym as lc
 
@@ -49,21 +48,8 @@ def test_a_cnns_saved_bytes_are_what_autograd_keeps(name):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_a_transformers_saved_bytes_are_what_autograd_keeps(family):
-    if family == "gpt2":
-        config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=50, eos_token_id=0)
-        model = GPT2LMHeadModel(config)
-    else:
-        config = LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=50,
-        )
-        model = LlamaForCausalLM(config)
-    model.eval()
+def test_a_transformers_saved_bytes_are_what_autograd_keeps(family, small_causal_lm):
+    model = small_causal_lm(family)
     saved = lc.analyze(model, ("N", "L")).quantity("saved")
     assert saved.free_symbols == {lc.parse("N"), lc.parse("L")}
     for n, length in [(2, 9), (3, 4)]:

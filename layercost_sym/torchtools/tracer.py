@@ -75,6 +75,14 @@ _SIMPLE_PRODUCTS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear"}
 _PRODUCT_OPS = {"mm", "addmm", "bmm"}
 
 
+def _movement_row(name: str, own: Mapping[tuple[str, str], sympy.Expr]) -> Layer:
+    """A row with no arithmetic under any FLOPs convention and the quantities ``own`` gives
+    (an operator that only moves data, the activations a module saved with no row of its own)."""
+    no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
+    notes = {c: "data movement: no arithmetic" for c in no_arithmetic}
+    return Layer(name, MOVEMENT, "op", sympy.Integer(0), stated=no_arithmetic, notes=notes, own=own)
+
+
 class Tracer:
     def __init__(
         self,
@@ -139,23 +147,10 @@ class Tracer:
             where = layer.name if layer.kind == "module" else layer.name.rpartition(":")[0]
             kept = by_module.pop(where, sympy.Integer(0))
             self.layers[i] = dataclasses.replace(layer, own={**layer.own, key: kept})
-        no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
         for where, kept in by_module.items():
-            self.layers.append(
-                Layer(
-                    f"{where}:(saved for backward)",
-                    MOVEMENT,
-                    "op",
-                    sympy.Integer(0),
-                    stated=no_arithmetic,
-                    notes={c: "data movement: no arithmetic" for c in no_arithmetic},
-                    own={
-                        ("bytes", "min"): sympy.Integer(0),
-                        ("bytes", "eager"): sympy.Integer(0),
-                        key: kept,
-                    },
-                )
-            )
+            nothing = sympy.Integer(0)
+            own = {("bytes", "min"): nothing, ("bytes", "eager"): nothing, key: kept}
+            self.layers.append(_movement_row(f"{where}:(saved for backward)", own))
 
     # index ranges: an embedding looked up at arange(L) needs L rows
     def _largest(self, t: Any) -> sympy.Expr | None:
@@ -292,18 +287,23 @@ class Tracer:
                 self.failed_op = (exc, op_name(func), args, kwargs)
             raise
 
+    def _run_uncosted(self, mode: TorchDispatchMode, func, args, kwargs):
+        """The output of ``func``'s decomposition in torch's table, its primitives run through
+        the tracer uncosted (the caller costs the call itself)."""
+        self.ruled_depth += 1
+        try:
+            with mode:
+                return decomposition_table[func](*args, **kwargs)
+        finally:
+            self.ruled_depth -= 1
+
     def _op(self, mode: TorchDispatchMode, func, args, kwargs):
         if func in _SIZE_SPECIALISING and not _pinning.symbols_in(args[1:]):
             # data movement whose kernel reads every size of its input as an int (pinning N,
             # H, W to their trace sizes): torch's decomposition keeps them symbolic; its
             # operators are the same data movement, not costed.  A padding by a symbolic amount
             # is left to the kernel, which refuses it: the dimensions it depends on are pinned.
-            self.ruled_depth += 1
-            try:
-                with mode:
-                    out = decomposition_table[func](*args, **kwargs)
-            finally:
-                self.ruled_depth -= 1
+            out = self._run_uncosted(mode, func, args, kwargs)
             if not self.ruled_depth:
                 self._movement(func, args, kwargs, out, min_bytes=True)
             return out
@@ -343,12 +343,7 @@ class Tracer:
         if func in _META_NEEDS_INTS:
             # torch's meta function refuses symbolic sizes; its decomposition computes the same
             # output, its primitives not costed (the rule costs the call)
-            self.ruled_depth += 1
-            try:
-                with mode:
-                    out = decomposition_table[func](*args, **kwargs)
-            finally:
-                self.ruled_depth -= 1
+            out = self._run_uncosted(mode, func, args, kwargs)
         else:
             out = func(*args, **kwargs)
         if rule is None and op_kind(func) == "movement":
@@ -416,22 +411,11 @@ class Tracer:
         if moved == 0:
             return
         where = self.stack[-1] if self.stack else ""
-        no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
         own = {
             ("bytes", "eager"): moved,
             ("bytes", "min"): moved if min_bytes else sympy.Integer(0),
         }
-        self.layers.append(
-            Layer(
-                f"{where}:{op_name(func)}",
-                MOVEMENT,
-                "op",
-                sympy.Integer(0),
-                stated=no_arithmetic,
-                notes={c: "data movement: no arithmetic" for c in no_arithmetic},
-                own=own,
-            )
-        )
+        self.layers.append(_movement_row(f"{where}:{op_name(func)}", own))
 
     def _cost_as_module(self, func, name: str, where: str, view, args, kwargs):
         rule, attrs = view
