@@ -8,6 +8,7 @@ that every family's rules are in the table before anything is counted.
 from . import (  # noqa: F401  (imported for the rules they register)
     activation,
     attention,
+    backward,
     conv,
     dropout,
     embedding,
