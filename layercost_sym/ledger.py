@@ -158,7 +158,7 @@ def training_memory(
         sympy.sympify(gradients),
         sympy.sympify(optimizer_bytes),
         sympy.sympify(master),
-        sympy.sympify(activations),
+        sympy.expand(activations),
         sum(w.numel for w in trained),
         optimizer,
         scalars,
