@@ -43,6 +43,9 @@ class Run:
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     output: Any = None
     saved: int = 0  # bytes of the storages autograd saved for backward (parameters aside)
+    # the backward pass (count(..., backward=True)): the op counter's and FlopCounterMode's
+    backward_exact: int | None = None
+    backward_torch: int | None = None
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -70,8 +73,7 @@ def min_bytes(run: Run) -> int:
     return reads + weights + sum(_nbytes(t) for t in _tensors(run.output))
 
 
-# (quantity, convention) -> how it is measured from a run
-MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int]] = {
+MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int | None]] = {
     ("params", "count"): lambda run: sum(p.numel() for p in run.module.parameters()),
     ("flops", "exact"): lambda run: run.exact.total,
     ("flops", "macs"): lambda run: run.torch_flops // 2,
@@ -79,7 +81,43 @@ MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int]] = {
     ("bytes", "min"): min_bytes,
     ("bytes", "eager"): lambda run: run.exact.bytes,
     ("saved", "autograd"): lambda run: run.saved,
+    ("backward", "exact"): lambda run: run.backward_exact,
+    ("backward", "macs"): lambda run: (
+        None if run.backward_torch is None else run.backward_torch // 2
+    ),
+    ("backward", "torch"): lambda run: run.backward_torch,
 }
+"""(quantity, convention) -> how it is measured from a run (None: not measured in this run)."""
+
+
+def _halved(flops: int | None) -> int | None:
+    return None if flops is None else flops // 2
+
+
+def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tuple[int, int]:
+    """``(exact, torch)`` FLOPs of the backward pass of one forward call of ``module``: a
+    gradient of ones on every output that requires grad, every ``.grad`` None before (no
+    accumulation adds), each counter on its own backward of one graph; the gradients the
+    module's parameters and the inputs had are put back."""
+    leaves = [*module.parameters(), *(t for t in tensors if isinstance(t, torch.Tensor))]
+    before = [t.grad for t in leaves]
+    try:
+        outputs = [t for t in _tensors(module(*tensors, **call_kwargs)) if t.requires_grad]
+        ones = [torch.ones_like(t) for t in outputs]
+        totals = []
+        for counter in (ExactCounter(), FlopCounterMode(display=False)):
+            for t in leaves:
+                t.grad = None
+            if outputs:
+                with counter:
+                    torch.autograd.backward(outputs, ones, retain_graph=True)
+            totals.append(
+                counter.total if isinstance(counter, ExactCounter) else counter.get_total_flops()
+            )
+    finally:
+        for t, grad in zip(leaves, before, strict=True):
+            t.grad = grad
+    return int(totals[0]), int(totals[1])
 
 
 class SavedStorages:
@@ -137,7 +175,8 @@ class CountResult:
         name = _quantity(quantity).convention(convention)
         if (quantity, name) not in self.values:
             measured = ", ".join(f"{q}/{c}" for q, c in self.values)
-            raise ConventionError(f"count() measures {measured}, not {quantity}/{name}")
+            hint = " (count(..., backward=True) measures it)" if quantity == "backward" else ""
+            raise ConventionError(f"count() measures {measured}, not {quantity}/{name}{hint}")
         return self.values[(quantity, name)]
 
     @property
@@ -188,12 +227,15 @@ def count(
     *inputs: Any,
     convention: str | None = None,
     training: bool = False,
+    backward: bool = False,
     **call_kwargs: Any,
 ) -> CountResult:
     """Run ``module`` on ``inputs`` (tensors, or shapes filled with random values) and count.
 
     ``call_kwargs`` are passed to the forward call.  Both counters see the same module state
     (running statistics, ...), and the module's state and mode are restored afterwards.
+    ``backward=True`` also measures quantity ``backward``: the FLOPs of the backward pass of
+    the sum of the outputs, for the parameters and inputs that require grad.
 
     >>> import torch, layercost_sym as lc
     >>> c = lc.count(torch.nn.Linear(3, 4), (2, 3))
@@ -224,6 +266,9 @@ def count(
             flop_counter = FlopCounterMode(display=False)
             with flop_counter:
                 module(*tensors, **call_kwargs)
+            if backward:
+                _restore(module, saved)
+                backward_exact, backward_torch = _backward(module, tensors, call_kwargs)
     finally:
         _restore(module, saved)
         module.train(was_training)
@@ -235,8 +280,11 @@ def count(
         call_kwargs,
         output,
         kept.nbytes,
+        backward_exact if backward else None,
+        backward_torch if backward else None,
     )
-    values = {key: measure(run) for key, measure in MEASUREMENTS.items()}
+    found = {key: measure(run) for key, measure in MEASUREMENTS.items()}
+    values = {key: value for key, value in found.items() if value is not None}
     return CountResult(
         values, _shape(output), convention, dict(counter.by_op), dict(counter.bytes_by_op)
     )

@@ -1,0 +1,75 @@
+"""Quantity ``backward``: the FLOPs of the backward pass of one forward call, measured by
+``lc.count(..., backward=True)`` with the op counter (``exact``: torchtools/ops/backward.py and
+torch's decompositions) and FlopCounterMode (``macs``, ``torch``) around
+``torch.autograd.backward(outputs, ones)``.  Expected figures are worked out beside each
+assertion or come from the analysis, which states the ``torch`` backward of every product."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import layercost_sym as lc
+
+
+def test_a_linear_layers_backward_worked_by_hand():
+    linear = nn.Linear(3, 4)
+    # x (2, 3) without grad: the weight's gradient g^T x, (4, 2) x (2, 3): 4*3*(2*2 - 1) = 36;
+    # the bias's, g summed over the batch: 4*(2 - 1) = 4; no input gradient
+    counted = lc.count(linear, (2, 3), backward=True)
+    assert counted.quantity("backward") == 36 + 4
+    assert counted.quantity("backward", "macs") == 4 * 3 * 2
+    # x requiring grad adds g W, (2, 4) x (4, 3): 2*3*(2*4 - 1) = 42, and 2*3*4 multiply-adds
+    x = torch.randn(2, 3, requires_grad=True)
+    counted = lc.count(linear, x, backward=True)
+    assert counted.quantity("backward") == 36 + 4 + 42
+    assert counted.quantity("backward", "torch") == 2 * (24 + 24)
+    assert x.grad is None  # the gradients the inputs and parameters had are put back
+
+
+def test_frozen_weights_have_no_gradient_work():
+    linear = nn.Linear(3, 4)
+    linear.weight.requires_grad_(False)
+    # only the bias's gradient: 4*(2 - 1) adds; no product at all
+    counted = lc.count(linear, (2, 3), backward=True)
+    assert counted.quantity("backward") == 4 and counted.quantity("backward", "torch") == 0
+    # nothing requires grad: nothing to compute
+    assert lc.count(nn.ReLU(), (2, 3), backward=True).quantity("backward") == 0
+
+
+def test_backward_is_measured_only_when_asked():
+    with pytest.raises(lc.ConventionError, match="backward=True"):
+        lc.count(nn.Linear(3, 4), (2, 3)).quantity("backward")
+
+
+def test_resnet18_backward_torch_flops_are_the_analysis():
+    # analyze(backward=True) states each product's input and weight gradients (torch): its
+    # forward-plus-backward total less the forward is what FlopCounterMode sees in backward
+    model = torchvision.models.resnet18(weights=None).eval()
+    both = lc.analyze(model, ("N", 3, "H", "W"), backward=True)
+    forward = lc.analyze(model, ("N", 3, "H", "W"))
+    for n, size in [(2, 64), (1, 97)]:
+        at = {"N": n, "H": size, "W": size}
+        counted = lc.count(model, (n, 3, size, size), backward=True)
+        expected = both.evaluate(at, "torch") - forward.evaluate(at, "torch")
+        assert counted.quantity("backward", "torch") == expected
+        assert counted.quantity("backward") > 0
+
+
+def test_flop_counter_counts_a_grouped_convolutions_weight_gradient_as_dense():
+    # torch's conv_backward_flop ignores groups: a depthwise convolution's weight gradient is
+    # counted as the dense convolution's, C/g = 32 times its products.  Forward: 2*N*C*k*k*H*W
+    # = 2*2*32*9*64 = 73728; the input's gradient the same; the weight's counted 32 x 73728
+    conv = nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False)
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    counted = lc.count(conv, x, backward=True)
+    forward = 2 * 2 * 32 * 9 * 64
+    assert counted.quantity("flops", "torch") == forward
+    assert counted.quantity("backward", "torch") == forward + 32 * forward
+    # the analysis states the products the kernel runs: the weight's gradient of the forward's
+    # size (its input, the model's, needs none), which is why analyze(backward=True) on
+    # mobilenet_v2 is less than FlopCounterMode's count
+    both = lc.analyze(conv, x.shape, backward=True)
+    assert both.evaluate({}, "torch") == forward + forward
