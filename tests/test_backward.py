@@ -1,7 +1,8 @@
 """Quantity ``backward``: the FLOPs of the backward pass of one forward call, measured by
 ``lc.count(..., backward=True)`` with the op counter (``exact``: torchtools/ops/backward.py and
 torch's decompositions) and FlopCounterMode (``macs``, ``torch``) around
-``torch.autograd.backward(outputs, ones)``.  Expected figures are worked out beside each
+``torch.autograd.grad`` of the outputs' sum with respect to the parameters and inputs that
+require grad.  Expected figures are worked out beside each
 assertion or come from the analysis, which states the ``torch`` backward of every product."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def test_a_linear_layers_backward_worked_by_hand():
     counted = lc.count(linear, x, backward=True)
     assert counted.quantity("backward") == 36 + 4 + 42
     assert counted.quantity("backward", "torch") == 2 * (24 + 24)
-    assert x.grad is None  # the gradients the inputs and parameters had are put back
+    assert x.grad is None  # nothing accumulates into .grad
 
 
 def test_frozen_weights_have_no_gradient_work():

@@ -95,29 +95,21 @@ def _halved(flops: int | None) -> int | None:
 
 
 def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tuple[int, int]:
-    """``(exact, torch)`` FLOPs of the backward pass of one forward call of ``module``: a
-    gradient of ones on every output that requires grad, every ``.grad`` None before (no
-    accumulation adds), each counter on its own backward of one graph; the gradients the
-    module's parameters and the inputs had are put back."""
-    leaves = [*module.parameters(), *(t for t in tensors if isinstance(t, torch.Tensor))]
-    before = [t.grad for t in leaves]
-    try:
-        outputs = [t for t in _tensors(module(*tensors, **call_kwargs)) if t.requires_grad]
-        ones = [torch.ones_like(t) for t in outputs]
-        totals = []
-        for counter in (ExactCounter(), FlopCounterMode(display=False)):
-            for t in leaves:
-                t.grad = None
-            if outputs:
-                with counter:
-                    torch.autograd.backward(outputs, ones, retain_graph=True)
-            totals.append(
-                counter.total if isinstance(counter, ExactCounter) else counter.get_total_flops()
-            )
-    finally:
-        for t, grad in zip(leaves, before, strict=True):
-            t.grad = grad
-    return int(totals[0]), int(totals[1])
+    """``(exact, torch)`` FLOPs of the backward pass of one forward call of ``module``: the
+    gradients of the sum of its outputs with respect to its parameters and its inputs that
+    require grad (``torch.autograd.grad``: the graph is not followed past the call's inputs,
+    and nothing accumulates into ``.grad``), each counter on its own pass over one graph."""
+    inputs = [t for t in tensors if isinstance(t, torch.Tensor) and t.requires_grad]
+    wanted = [*(p for p in module.parameters() if p.requires_grad), *inputs]
+    outputs = [t for t in _tensors(module(*tensors, **call_kwargs)) if t.requires_grad]
+    if not outputs or not wanted:
+        return 0, 0
+    ones = [torch.ones_like(t) for t in outputs]
+    exact, flops = ExactCounter(), FlopCounterMode(display=False)
+    for counter in (exact, flops):
+        with counter:
+            torch.autograd.grad(outputs, wanted, ones, retain_graph=True, allow_unused=True)
+    return int(exact.total), int(flops.get_total_flops())
 
 
 class SavedStorages:
@@ -235,7 +227,8 @@ def count(
     ``call_kwargs`` are passed to the forward call.  Both counters see the same module state
     (running statistics, ...), and the module's state and mode are restored afterwards.
     ``backward=True`` also measures quantity ``backward``: the FLOPs of the backward pass of
-    the sum of the outputs, for the parameters and inputs that require grad.
+    the sum of the outputs, for the parameters and the inputs that require grad (not past
+    the inputs: an input made by an earlier operation is where the count stops).
 
     >>> import torch, layercost_sym as lc
     >>> c = lc.count(torch.nn.Linear(3, 4), (2, 3))
