@@ -25,7 +25,7 @@ import sympy
 from .cache import catalogue
 from .errors import ConventionError, ShapeError
 from .evaluation import check_domain, evaluate
-from .glossary import REQUIRES_GRAD
+from .glossary import REQUIRES_GRAD, WEIGHTS_GRAD
 from .reading import (
     attribute,
     dims_of,
@@ -36,6 +36,7 @@ from .reading import (
     requires_grad,
     split_input,
     unread_tensors,
+    weights_grad,
 )
 from .roofline import ChipLike, Roofline, roofline, works_of
 from .rule import InputPattern, Rule
@@ -315,8 +316,10 @@ def bind(
     for name, size in element_sizes(module, input_shapes, call_kwargs).items():
         values[name], origin[name] = size, "dtype"
     flags = distinct_inputs(len(rule.inputs), input_shapes)
-    if REQUIRES_GRAD in rule.compact_symbols:  # where a rule's bytes use it (in-place layers)
+    if REQUIRES_GRAD in rule.compact_symbols:  # where a rule uses it (in-place, backward)
         flags.update(requires_grad(input_shapes))
+    if WEIGHTS_GRAD in rule.compact_symbols:  # where a rule's backward uses it
+        flags.update(weights_grad(module))
     for name, flag in flags.items():
         values[name], origin[name] = flag, "the call's tensors"
     assumed = _bind_data(rule, values, origin, dict(data or {}))

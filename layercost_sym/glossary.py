@@ -26,6 +26,7 @@ __all__ = [
     "ELEMENT_SIZES",
     "OUTPUT_SIZE",
     "REQUIRES_GRAD",
+    "WEIGHTS_GRAD",
     "Glossary",
     "SymbolInfo",
     "formulas_dir",
@@ -47,6 +48,8 @@ DISTINCT_INPUTS = {1: "x_1", 2: "x_2", 3: "x_3"}
 # the flag that is 1 when the call's first input requires grad (autograd records the call; an
 # in-place activation whose backward needs its input copies it first), bound like the above
 REQUIRES_GRAD = "rg"
+# the flag that is 1 when the module's parameters require grad (0: frozen), for backward costs
+WEIGHTS_GRAD = "gw"
 
 DOMAINS = ("positive", "nonnegative", "flag")
 

@@ -31,7 +31,7 @@ from typing import Any
 import sympy
 
 from .errors import ShapeError
-from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, OUTPUT_SIZE, REQUIRES_GRAD
+from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, OUTPUT_SIZE, REQUIRES_GRAD, WEIGHTS_GRAD
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "requires_grad",
     "split_input",
     "unread_tensors",
+    "weights_grad",
     "when_matches",
 ]
 
@@ -645,3 +646,12 @@ def requires_grad(inputs: Sequence[Any]) -> dict[str, int]:
     fills them)."""
     first = inputs[0] if inputs else None
     return {REQUIRES_GRAD: int(bool(_is_tensor(first) and getattr(first, "requires_grad", False)))}
+
+
+def weights_grad(module: Any) -> dict[str, int]:
+    """The flag ``gw``: 1 when every parameter of ``module`` requires grad, 0 when none does
+    (frozen, or no parameters); left unbound when some do and others not (a rule's backward
+    states all or none: evaluating it then names ``gw``, FLOPs and bytes are unaffected)."""
+    parameters = getattr(module, "parameters", None)
+    flags = {bool(p.requires_grad) for p in parameters()} if callable(parameters) else set()
+    return {} if len(flags) > 1 else {WEIGHTS_GRAD: int(flags == {True})}

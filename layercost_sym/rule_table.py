@@ -22,6 +22,7 @@ from .glossary import (
     ELEMENT_SIZES,
     OUTPUT_SIZE,
     REQUIRES_GRAD,
+    WEIGHTS_GRAD,
     Glossary,
 )
 from .parsing import parse, parse_condition
@@ -230,7 +231,11 @@ class RuleTable:
         # every symbol an expression uses must be bound, from an input or from the module
         bound = set(input_names) | set(binds) | {s.name for s in defines}
         # bound from the call's tensors by lc.bind and lc.analyze: their dtypes, their identity
-        bound |= set(ELEMENT_SIZES.values()) | set(DISTINCT_INPUTS.values()) | {REQUIRES_GRAD}
+        bound |= (
+            set(ELEMENT_SIZES.values())
+            | set(DISTINCT_INPUTS.values())
+            | {REQUIRES_GRAD, WEIGHTS_GRAD}
+        )
         if family == "functional":  # from an operator call's tensors (lc.analyze)
             bound |= {OUTPUT_SIZE, ARGUMENT_ELEMENTS}
         earlier: set[str] = set()

@@ -74,3 +74,31 @@ def test_flop_counter_counts_a_grouped_convolutions_weight_gradient_as_dense():
     # mobilenet_v2 is less than FlopCounterMode's count
     both = lc.analyze(conv, x.shape, backward=True)
     assert both.evaluate({}, "torch") == forward + forward
+
+
+# Rules that state their backward cost (issue 15: every rule with parameters or arithmetic is
+# to state it); each is proven by its family's property test (check_against_torch: the input
+# with and without grad, the weights trained and frozen, against lc.count(..., backward=True)).
+BACKWARD_STATED = {"Linear", "ReLU"}
+
+
+def test_the_rules_that_state_backward():
+    from layercost_sym.cache import catalogue
+
+    stated = {
+        r.name.split(".")[0] for r in catalogue().rules.values() if r.conventions_of("backward")
+    }
+    assert stated == BACKWARD_STATED
+
+
+def test_a_rules_backward_needs_its_weights_all_trained_or_all_frozen():
+    linear = nn.Linear(3, 4)
+    linear.bias.requires_grad_(False)
+    binding = lc.bind(linear, (2, 3))  # forward costs do not care
+    assert binding.cost() == lc.count(linear, (2, 3)).cost("exact")
+    with pytest.raises(lc.EvaluationError, match="gw"):  # the backward names the flag
+        lc.evaluate(binding.rule.quantity("backward"), binding)
+    # all trained: the weight's and the bias's gradients, 4*3*(2*2 - 1) + 4*(2 - 1)
+    assert (
+        lc.evaluate(lc.rule("Linear").quantity("backward"), lc.bind(nn.Linear(3, 4), (2, 3))) == 40
+    )

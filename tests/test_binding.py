@@ -102,7 +102,9 @@ def test_linear_reads_leading_dims_and_tensors():
     linear = torch.nn.Linear(4, 5, bias=False)
     x = torch.zeros(2, 3, 4)
     binding = lc.bind(linear, x)
-    assert dict(binding) == {"N": 6, "C_in": 4, "C_out": 5, "b": 0, "e_a": 4, "e_w": 4, "e_i": 8}
+    # the flags of its backward cost too: the input needs no gradient, the weight does
+    sizes = {"e_a": 4, "e_w": 4, "e_i": 8, "rg": 0, "gw": 1}
+    assert dict(binding) == {"N": 6, "C_in": 4, "C_out": 5, "b": 0, **sizes}
     assert binding.output_shape() == (2, 3, 5)
     assert lc.bind(linear, (4,)).output_shape() == (5,)
 

@@ -31,6 +31,7 @@ class LayerCase:
     notes: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     requires_grad: bool = False
+    frozen: bool = False  # the module's parameters do not require grad
 
     def in_dtype(self, dtype: str) -> LayerCase:
         """The same case with floating parameters and inputs of ``dtype`` (a torch dtype name)."""
@@ -41,6 +42,10 @@ class LayerCase:
         may write them)."""
         return replace(self, requires_grad=True)
 
+    def freeze(self) -> LayerCase:
+        """The same case with the module's parameters frozen (no weight gradients)."""
+        return replace(self, frozen=True)
+
     def build(self):
         """The torch module, in the case's mode and dtype (imports torch)."""
         import torch
@@ -48,6 +53,8 @@ class LayerCase:
         module = getattr(torch.nn, self.name)(**self.kwargs)
         if self.dtype != "float32":
             module = module.to(getattr(torch, self.dtype))
+        if self.frozen:
+            module.requires_grad_(False)
         return module.train(self.training)
 
     def tensors(self) -> tuple:

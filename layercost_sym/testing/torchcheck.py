@@ -16,7 +16,14 @@ import layercost_sym as lc
 
 from .strategies import LayerCase
 
-__all__ = ["HALF", "NO_16BIT_KERNEL", "check_against_torch", "check_bytes", "eager_not_stated"]
+__all__ = [
+    "HALF",
+    "NO_16BIT_KERNEL",
+    "check_against_torch",
+    "check_backward",
+    "check_bytes",
+    "eager_not_stated",
+]
 
 HALF = "bfloat16"  # the 16-bit dtype every rule's stated eager bytes are proven in too
 HALF_SHARE = 4  # one drawn case in HALF_SHARE is checked again in HALF (CI draws 200 per rule)
@@ -53,6 +60,10 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
     checked = _compare(case, binding, counted, lambda q, c: q != "flops" or c in conventions)
     flops = {c for q, c in checked if q == "flops"}
     assert ("params", "count") in checked and set(conventions) <= flops, checked
+    if rule.conventions_of("backward") and not (case.requires_grad or case.frozen):
+        # backward: the input with and without grad, the weights trained and frozen
+        for variant in (case.with_grad(), case.freeze(), case.with_grad().freeze()):
+            check_backward(variant)
     if "eager" in rule.conventions_of("bytes") and case.dtype == "float32":
         # a fixed quarter of the drawn cases (by a hash of the case, so a run is repeatable)
         if zlib.crc32(repr(case).encode()) % HALF_SHARE == 0:
@@ -71,12 +82,23 @@ def check_bytes(case: LayerCase) -> None:
     _compare(case, binding, counted, lambda q, c: q == "bytes")
 
 
+def check_backward(case: LayerCase) -> None:
+    """Assert that the rule's ``backward`` (every convention it states) equals what
+    ``lc.count(..., backward=True)`` measures on the case (its input's grad, its weights')."""
+    _, binding, counted = _bind_and_count(case)
+    _compare(case, binding, counted, lambda q, c: q == "backward")
+
+
 def _bind_and_count(case: LayerCase):
-    """The case's module, ``lc.bind`` of it on the case's inputs and ``lc.count`` of the call."""
+    """The case's module, ``lc.bind`` of it on the case's inputs and ``lc.count`` of the call
+    (and of its backward pass, where the rule states one)."""
     module = case.build()
     tensors = case.tensors()
     binding = lc.bind(module, *tensors, **case.call_kwargs)
-    counted = lc.count(module, *tensors, training=case.training, **case.call_kwargs)
+    backward = bool(binding.rule.conventions_of("backward"))
+    counted = lc.count(
+        module, *tensors, training=case.training, backward=backward, **case.call_kwargs
+    )
     return module, binding, counted
 
 

@@ -99,9 +99,16 @@ def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tup
     gradients of the sum of its outputs with respect to its parameters and its inputs that
     require grad (``torch.autograd.grad``: the graph is not followed past the call's inputs,
     and nothing accumulates into ``.grad``), each counter on its own pass over one graph."""
-    inputs = [t for t in tensors if isinstance(t, torch.Tensor) and t.requires_grad]
-    wanted = [*(p for p in module.parameters() if p.requires_grad), *inputs]
-    outputs = [t for t in _tensors(module(*tensors, **call_kwargs)) if t.requires_grad]
+    # an input that requires grad is a clone of a leaf (a clone's backward is no kernel): an
+    # in-place layer then works on a tensor of its own, and the gradient reaches the leaf
+    leaves = {
+        i: t.detach().requires_grad_()
+        for i, t in enumerate(tensors)
+        if isinstance(t, torch.Tensor) and t.requires_grad
+    }
+    call = [leaves[i].clone() if i in leaves else t for i, t in enumerate(tensors)]
+    wanted = [*(p for p in module.parameters() if p.requires_grad), *leaves.values()]
+    outputs = [t for t in _tensors(module(*call, **call_kwargs)) if t.requires_grad]
     if not outputs or not wanted:
         return 0, 0
     ones = [torch.ones_like(t) for t in outputs]
