@@ -102,3 +102,27 @@ def test_a_rules_backward_needs_its_weights_all_trained_or_all_frozen():
     assert (
         lc.evaluate(lc.rule("Linear").quantity("backward"), lc.bind(nn.Linear(3, 4), (2, 3))) == 40
     )
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.fc(x) + x  # the add's functional rule states no backward yet
+
+
+def test_a_models_backward_from_its_rules():
+    # every layer states its backward: the closed form is the model's, the model's input needs
+    # no gradient (rg = 0 at the first Linear), the activations after it do
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    analysis = lc.analyze(mlp, ("N", 8))
+    for n in (1, 3, 7):
+        counted = lc.count(mlp, (n, 8), backward=True)
+        for convention in ("exact", "macs", "torch"):
+            expected = counted.quantity("backward", convention)
+            assert lc.evaluate(analysis.quantity("backward", convention), {"N": n}) == expected
+    # a call whose rule states none is named, never counted as 0
+    with pytest.raises(lc.ConventionError, match="add"):
+        lc.analyze(_Residual(), ("N", 8)).quantity("backward")

@@ -23,7 +23,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
 from ..quantities import quantity as _quantity
-from ..reading import distinct_inputs, element_sizes, requires_grad, unread_tensors
+from ..reading import (
+    distinct_inputs,
+    element_sizes,
+    requires_grad,
+    unread_tensors,
+    weights_grad,
+)
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .callbytes import CallBytes
@@ -227,6 +233,7 @@ class Tracer:
             sizes: dict[str, Any] = self.bytes.role_sizes(element_sizes(module, tensors))
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
             sizes.update(requires_grad(tensors))
+            sizes.update(weights_grad(module))
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
