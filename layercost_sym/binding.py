@@ -11,7 +11,7 @@ imports torch.
 >>> class Linear:                      # any object with torch.nn.Linear's attributes will do
 ...     in_features, out_features, bias = 3, 4, object()
 >>> dict(lc.bind(Linear(), (2, 5, 3)))  # and the bytes per element: float32 by default
-{'N': 10, 'C_in': 3, 'C_out': 4, 'b': 1, 'e_a': 4, 'e_w': 4, 'e_i': 8}
+{'N': 10, 'C_in': 3, 'C_out': 4, 'b': 1, 'e_a': 4, 'e_w': 4, 'e_i': 8, 'rg': 0, 'gw': 0}
 """
 
 from __future__ import annotations
