@@ -378,7 +378,8 @@ def run_backward(model, x, train, input_grad):
     ],
 )
 def test_cnn_backward_counts_and_skips_the_stems_grad_input(name, stem, modes):
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision  # installed by .ci/run: nothing is skipped
+
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None)
     x = torch.randn(2, 3, 32, 32)
@@ -397,24 +398,11 @@ def test_cnn_backward_counts_and_skips_the_stems_grad_input(name, stem, modes):
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
-def test_transformer_backward_counts(name):
-    transformers = pytest.importorskip("transformers")
+def test_transformer_backward_counts(name, small_causal_lm):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     torch.manual_seed(0)
-    if name == "gpt2":
-        config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=50)
-        model = transformers.GPT2LMHeadModel(config)
-    else:
-        config = transformers.LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=50,
-        )
-        model = transformers.LlamaForCausalLM(config)
+    model = small_causal_lm(name)
     ids = torch.randint(0, 50, (2, 7))
     with sdpa_kernel(SDPBackend.MATH):
         for train in (False, True):
