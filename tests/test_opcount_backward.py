@@ -13,6 +13,9 @@ from torch import nn
 from layercost_sym.torchtools.opcount import ExactCounter
 from layercost_sym.torchtools.ops.backward import lstm_layer_backward_exact
 
+# torch's own notice when the LSTM tests switch mkldnn off and on, not a problem of the counts
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN:UserWarning")
+
 
 def backward_count(outputs, inputs, grads=None):
     """Count ``torch.autograd.grad`` of ``outputs`` (sum of each, or ``grads``) w.r.t. inputs."""
