@@ -18,7 +18,7 @@ to exact quotients over scalars and arrays; the code printers are :mod:`layercos
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
@@ -35,7 +35,14 @@ from .parsing import parse
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["check_condition", "check_domain", "evaluate", "invalid_points", "sweep"]
+__all__ = [
+    "check_condition",
+    "check_domain",
+    "evaluate",
+    "invalid_points",
+    "least_integer",
+    "sweep",
+]
 
 # what evaluate takes: a size or option (an int; a bool for a flag), a numpy integer, or a numpy
 # integer array of them (evaluated point by point, broadcast)
@@ -553,3 +560,24 @@ def check_condition(cond: sympy.Basic, values: Mapping[Any, Value]) -> bool:
     compiled = compile_expression(cond, True)
     vals, _ = _gather(compiled, values)
     return bool(compiled.scalar(*vals))
+
+
+def least_integer(holds: Callable[[int], bool], limit: int = 2**64) -> int | None:
+    """The smallest integer ``n >= 1`` where ``holds(n)``, for a ``holds`` that stays true past
+    it (a size where a formula crosses a bound: doubling, then bisection; checked on both
+    sides); None when it does not hold up to ``limit``.
+
+    >>> least_integer(lambda n: n * n >= 50), least_integer(lambda n: False, limit=8)
+    (8, None)
+    """
+    high = 1
+    while not holds(high):
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2  # 0, or where it does not hold
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if holds(mid) else (mid, high)
+    assert holds(high) and (high == 1 or not holds(high - 1))
+    return high

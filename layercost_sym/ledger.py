@@ -24,7 +24,7 @@ from typing import Any
 import sympy
 
 from .errors import EvaluationError
-from .evaluation import evaluate
+from .evaluation import evaluate, least_integer
 
 __all__ = ["OPTIMIZERS", "Optimizer", "TrainingMemory", "Weights", "training_memory"]
 
@@ -116,21 +116,14 @@ class TrainingMemory:
         def fits(n: int) -> bool:
             return int(evaluate(self.total, {**at, symbol: n})) <= capacity
 
-        if not fits(1):
+        too_big = least_integer(lambda n: not fits(n))
+        if too_big is None:
+            raise EvaluationError(f"the total stays below {capacity} bytes up to 2**64")
+        if too_big == 1:
             raise EvaluationError(
                 f"the training step does not fit {capacity} bytes at {symbol} = 1"
             )
-        high = 2
-        while fits(high):
-            high *= 2
-            if high > 2**64:
-                raise EvaluationError(f"the total stays below {capacity} bytes up to 2**64")
-        low = high // 2  # fits at low, not at high
-        while high - low > 1:
-            mid = (low + high) // 2
-            low, high = (mid, high) if fits(mid) else (low, mid)
-        assert fits(low) and not fits(low + 1)
-        return low
+        return too_big - 1
 
 
 def training_memory(
@@ -154,10 +147,10 @@ def training_memory(
     optimizer_bytes = sympy.Add(*(rule.states * w.numel * state_size(w) for w in trained)) + scalars
     master = sympy.Add(*(4 * w.numel for w in trained)) if master_weights else sympy.Integer(0)
     return TrainingMemory(
-        sympy.sympify(parameters),
-        sympy.sympify(gradients),
-        sympy.sympify(optimizer_bytes),
-        sympy.sympify(master),
+        parameters,
+        gradients,
+        optimizer_bytes,
+        master,
         sympy.expand(activations),
         sum(w.numel for w in trained),
         optimizer,

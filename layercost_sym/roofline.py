@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import sympy
 
 from .errors import EvaluationError, UnknownHardwareError
-from .evaluation import evaluate
+from .evaluation import evaluate, least_integer
 
 __all__ = [
     "ChipLike",
@@ -343,19 +343,12 @@ def _integer_crossover(gap: sympy.Expr, symbol: sympy.Symbol, name: str) -> symp
     def compute_bound(n: int) -> bool:
         return bool(gap.xreplace({symbol: n}) >= 0)
 
-    high = 1
-    while not compute_bound(high):
-        high *= 2
-        if high > 2**64:
-            raise EvaluationError(f"{name}: memory-bound up to {symbol} = 2**64")
-    if high == 1:
+    first = least_integer(compute_bound)
+    if first is None:
+        raise EvaluationError(f"{name}: memory-bound up to {symbol} = 2**64")
+    if first == 1:
         raise EvaluationError(f"{name}: compute-bound already at {symbol} = 1")
-    low = high // 2  # memory-bound at low, compute-bound at high
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if compute_bound(mid) else (mid, high)
-    assert not compute_bound(high - 1) and compute_bound(high)
-    return sympy.Integer(high)
+    return sympy.Integer(first)
 
 
 def works_of(parts: Sequence[tuple[str, Any]], *, bytes: str = "min") -> list[Work]:

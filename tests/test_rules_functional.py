@@ -31,7 +31,7 @@ from layercost_sym.cache import catalogue
 from layercost_sym.glossary import glossary
 from layercost_sym.testing.torchcheck import eager_not_stated
 from layercost_sym.torchtools.lookup import bind_op, op_call, op_rule
-from layercost_sym.torchtools.opbytes import kernel_bytes
+from layercost_sym.torchtools.opbytes import moves_nothing
 from layercost_sym.torchtools.opcount import ExactCounter, op_name
 
 aten = torch.ops.aten
@@ -333,7 +333,7 @@ def _functional_rules() -> list[str]:
 
 def _min_bytes(func, args, kwargs, out) -> int:
     """Each distinct tensor argument read once, each output written once; a view nothing."""
-    if kernel_bytes(func, args, kwargs, out, lambda t: 1, key=id) == (0, 0):
+    if moves_nothing(func, args, kwargs, out):
         return 0
     tensors = op_call(func, args, kwargs, out)[1]
     outputs = list(out) if isinstance(out, tuple | list) else [out]

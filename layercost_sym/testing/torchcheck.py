@@ -78,15 +78,18 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
 def check_bytes(case: LayerCase) -> None:
     """Assert that the rule's ``bytes`` (every convention it states that ``count`` measures)
     equals what ``lc.count`` measures on the case, in the case's dtype."""
-    _, binding, counted = _bind_and_count(case)
-    _compare(case, binding, counted, lambda q, c: q == "bytes")
+    _check_quantity(case, "bytes")
 
 
 def check_backward(case: LayerCase) -> None:
     """Assert that the rule's ``backward`` (every convention it states) equals what
     ``lc.count(..., backward=True)`` measures on the case (its input's grad, its weights')."""
+    _check_quantity(case, "backward")
+
+
+def _check_quantity(case: LayerCase, quantity: str) -> None:
     _, binding, counted = _bind_and_count(case)
-    _compare(case, binding, counted, lambda q, c: q == "backward")
+    _compare(case, binding, counted, lambda q, c: q == quantity)
 
 
 def _bind_and_count(case: LayerCase):

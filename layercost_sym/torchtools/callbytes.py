@@ -15,7 +15,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..domain import Condition
 from ..glossary import ELEMENT_SIZES, glossary
-from .opbytes import kernel_bytes, storage_id, tensor_bytes
+from .opbytes import kernel_bytes, moves_nothing, storage_id, tensor_bytes
 
 __all__ = ["CallBytes"]
 
@@ -95,7 +95,7 @@ class CallBytes:
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if not any(storage_id(t) in self.weight_storages for t in tensors):
             return
-        if kernel_bytes(func, args, kwargs, out, lambda t: 1, key=id) == (0, 0):
+        if moves_nothing(func, args, kwargs, out):
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     self.weight_storages.add(storage_id(t))
@@ -112,7 +112,7 @@ class CallBytes:
         and a ``select``, or a ``select`` alone), and views take no time on any chip."""
         # a view's returns alias an input without writing it (by its schema, or by its storage:
         # _unsafe_view); an in-place op's (add_) write it: the op counter's test of a view
-        if kernel_bytes(func, args, kwargs, out, lambda t: 1, key=id) == (0, 0):
+        if moves_nothing(func, args, kwargs, out):
             return sympy.Integer(0)
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         distinct = list({id(t): t for t in inputs}.values())

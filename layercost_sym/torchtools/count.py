@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ConventionError
 from ..quantities import quantity as _quantity
+from .opbytes import storage_id
 from .opcount import ExactCounter
 from .patches import math_sdpa
 
@@ -73,6 +74,10 @@ def min_bytes(run: Run) -> int:
     return reads + weights + sum(_nbytes(t) for t in _tensors(run.output))
 
 
+def _halved(flops: int | None) -> int | None:
+    return None if flops is None else flops // 2
+
+
 MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int | None]] = {
     ("params", "count"): lambda run: sum(p.numel() for p in run.module.parameters()),
     ("flops", "exact"): lambda run: run.exact.total,
@@ -82,16 +87,10 @@ MEASUREMENTS: dict[tuple[str, str], Callable[[Run], int | None]] = {
     ("bytes", "eager"): lambda run: run.exact.bytes,
     ("saved", "autograd"): lambda run: run.saved,
     ("backward", "exact"): lambda run: run.backward_exact,
-    ("backward", "macs"): lambda run: (
-        None if run.backward_torch is None else run.backward_torch // 2
-    ),
+    ("backward", "macs"): lambda run: _halved(run.backward_torch),
     ("backward", "torch"): lambda run: run.backward_torch,
 }
 """(quantity, convention) -> how it is measured from a run (None: not measured in this run)."""
-
-
-def _halved(flops: int | None) -> int | None:
-    return None if flops is None else flops // 2
 
 
 def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tuple[int, int]:
@@ -120,31 +119,35 @@ def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tup
 
 
 class SavedStorages:
-    """``saved_tensors_hooks`` that note each storage autograd saves, once, whole, except the
-    storages of ``weights`` (a module's parameters and buffers); ``nbytes`` their sum.
+    """``saved_tensors_hooks`` that note each storage autograd saves, once (its first saved
+    tensor, and ``label()`` at that moment: the module running), except the storages whose ids
+    are in ``aside`` (a module's parameters and buffers; a set the caller may go on growing,
+    as the model analysis does with views of weights); ``nbytes`` their sum, each whole.
 
     >>> import torch
     >>> linear, x = torch.nn.Linear(3, 4), torch.randn(2, 3)
-    >>> with SavedStorages(linear.parameters()) as saved:   # addmm saves x (its weight aside)
-    ...     y = torch.relu(linear(x))                       # relu saves its output
-    >>> saved.nbytes                                        # 2*3*4 + 2*4*4
+    >>> weights = {storage_id(p) for p in linear.parameters()}
+    >>> with SavedStorages(weights) as saved:   # addmm saves x (its weight aside)
+    ...     y = torch.relu(linear(x))           # relu saves its output
+    >>> saved.nbytes                            # 2*3*4 + 2*4*4
     56
     """
 
-    def __init__(self, weights: Any = ()) -> None:
-        self.weights = {_storage(t) for t in weights}
-        self.storages: dict[int, int] = {}
+    def __init__(self, aside: set[int], label: Callable[[], str] = lambda: "") -> None:
+        self.aside = aside
+        self.label = label
+        self.saved: dict[int, tuple[str, torch.Tensor]] = {}  # storage -> (label, a tensor)
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        key = _storage(t)
-        if key not in self.weights:
-            self.storages[key] = t.untyped_storage().nbytes()
+        key = storage_id(t)
+        if key not in self.aside and key not in self.saved:
+            self.saved[key] = (self.label(), t)
         return t
 
     @property
     def nbytes(self) -> int:
-        return sum(self.storages.values())
+        return sum(t.untyped_storage().nbytes() for _, t in self.saved.values())
 
     def __enter__(self) -> SavedStorages:
         self._hooks.__enter__()
@@ -152,10 +155,6 @@ class SavedStorages:
 
     def __exit__(self, *exc: Any) -> None:
         self._hooks.__exit__(*exc)
-
-
-def _storage(t: torch.Tensor) -> int:
-    return t.untyped_storage()._cdata
 
 
 @dataclass(frozen=True)
@@ -259,7 +258,7 @@ def count(
         module.train(training)
         with torch.enable_grad(), math_sdpa():
             counter = ExactCounter()
-            weights = [*module.parameters(), *module.buffers()]
+            weights = {storage_id(w) for w in [*module.parameters(), *module.buffers()]}
             with counter, SavedStorages(weights) as kept:
                 output = module(*tensors, **call_kwargs)
             _restore(module, saved)

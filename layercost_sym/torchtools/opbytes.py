@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["kernel_bytes", "storage_id", "tensor_bytes"]
+__all__ = ["kernel_bytes", "moves_nothing", "storage_id", "tensor_bytes"]
 
 # kernels whose output holds no defined values: nothing is written
 ALLOCATIONS = frozenset(
@@ -134,3 +134,10 @@ def kernel_bytes(
         sum((nbytes(t) for t in read.values()), 0),
         sum((nbytes(t) for t in writes.values()), 0),
     )
+
+
+def moves_nothing(func: Any, args: tuple, kwargs: dict, out: Any) -> bool:
+    """Whether one call of ``func`` is a view (by its schema or by its storage, as
+    ``_unsafe_view``), an in-place view or an allocation: :func:`kernel_bytes` is 0 for it
+    whatever the sizes (tensors told apart by identity)."""
+    return kernel_bytes(func, args, kwargs, out, lambda t: 1, key=id) == (0, 0)

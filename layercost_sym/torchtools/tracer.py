@@ -44,7 +44,6 @@ from .lookup import (
     op_rule,
     params_at,
 )
-from .opbytes import storage_id
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -122,9 +121,6 @@ class Tracer:
         # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
         # on one; see the peers' [functional_calls] in formulas/conventions/)
         self.row_unsqueezed: dict[int, torch.Tensor] = {}
-        # storages autograd saved for backward: storage -> (enclosing module, a tensor of it);
-        # the weights' storages (self.bytes.weight_storages: real, fake, views) aside
-        self.saved: dict[int, tuple[str, torch.Tensor]] = {}
         # (error, operator, args, kwargs) of the innermost operator that raised an error
         self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
 
@@ -132,19 +128,14 @@ class Tracer:
         return tuple(self.convert(d) for d in t.shape)
 
     # activations saved for backward
-    def pack(self, t: torch.Tensor) -> torch.Tensor:
-        """The pack hook of ``saved_tensors_hooks``: note the storage ``t`` views (once)."""
-        key = storage_id(t)
-        if key not in self.bytes.weight_storages and key not in self.saved:
-            self.saved[key] = (self.stack[-1] if self.stack else "", t)
-        return t
-
-    def attribute_saved(self) -> None:
+    def attribute_saved(self, saved: Mapping[int, tuple[str, torch.Tensor]]) -> None:
         """Give each costed call its ``saved`` bytes (``autograd``): the storages autograd saved
-        while its module ran, whole, on the module's first row (0 on the others: measured,
-        nothing saved); a module that saved storages and has no row gets one of its own."""
+        (``saved``: storage -> (the module running, a tensor of it), as
+        :class:`~.count.SavedStorages` notes them) while its module ran, whole, on the module's
+        first row (0 on the others: measured, nothing saved); a module that saved storages and
+        has no row gets one of its own."""
         by_module: dict[str, sympy.Expr] = {}
-        for where, t in self.saved.values():
+        for where, t in saved.values():
             elements = self.convert(t.untyped_storage().nbytes()) / t.element_size()
             size = self.bytes.element_size(t)
             by_module[where] = by_module.get(where, sympy.Integer(0)) + elements * size

@@ -50,6 +50,7 @@ from ..ledger import Weights
 from ..quantities import quantity as _quantity
 from . import pinning as _pinning
 from .analysis import Analysis, OperatorCostedModule, Unsupported
+from .count import SavedStorages
 from .opbytes import storage_id
 from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
 from .symbolic import to_sympy
@@ -319,7 +320,9 @@ def _trace(
             quiet_fake_tensor_log(),
             fake,
             OpMode(tracer),
-            torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda t: t),
+            SavedStorages(
+                tracer.bytes.weight_storages, lambda: tracer.stack[-1] if tracer.stack else ""
+            ) as kept,
         ):
             out = model(*positional, **keyword_inputs, **call_kwargs)
             outputs = [tracer.shape(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
@@ -337,7 +340,7 @@ def _trace(
             h.remove()
         model.train(was_training)
 
-    tracer.attribute_saved()
+    tracer.attribute_saved(kept.saved)
     costed_by_operators = []
     owned: set[int] = set()  # parameters attributed to a module costed by its operators
     for module_id, ops in tracer.unruled.items():
