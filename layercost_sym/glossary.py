@@ -21,6 +21,7 @@ from .errors import CatalogueError
 
 __all__ = [
     "ARGUMENT_ELEMENTS",
+    "ARGUMENT_GRADS",
     "DISTINCT_INPUTS",
     "DOMAINS",
     "ELEMENT_SIZES",
@@ -50,6 +51,9 @@ DISTINCT_INPUTS = {1: "x_1", 2: "x_2", 3: "x_3"}
 REQUIRES_GRAD = "rg"
 # the flag that is 1 when the module's parameters require grad (0: frozen), for backward costs
 WEIGHTS_GRAD = "gw"
+# argument index -> the flag that is 1 when that tensor argument of an operator call requires
+# grad (functional rules' backward: each argument's gradient is computed only where needed)
+ARGUMENT_GRADS = {1: "rg_1", 2: "rg_2", 3: "rg_3"}
 
 DOMAINS = ("positive", "nonnegative", "flag")
 

@@ -31,7 +31,14 @@ from typing import Any
 import sympy
 
 from .errors import ShapeError
-from .glossary import DISTINCT_INPUTS, ELEMENT_SIZES, OUTPUT_SIZE, REQUIRES_GRAD, WEIGHTS_GRAD
+from .glossary import (
+    ARGUMENT_GRADS,
+    DISTINCT_INPUTS,
+    ELEMENT_SIZES,
+    OUTPUT_SIZE,
+    REQUIRES_GRAD,
+    WEIGHTS_GRAD,
+)
 from .rule import BindSpec, InputPattern, Rule
 
 __all__ = [
@@ -598,7 +605,9 @@ def call_sizes(tensors: Sequence[Any]) -> dict[str, int]:
     or bool operator such as ``logical_and``), ``e_w`` the same (an operator has no parameters),
     ``e_i`` of the first integer argument (none: 8), ``e_o`` of the output; ``x_1``, ``x_2``,
     ``x_3`` are 0 where that tensor is the same object as an earlier one (``x + x``; an
-    in-place ``add_`` returns its first argument, so ``x_1`` is 0 there).
+    in-place ``add_`` returns its first argument, so ``x_1`` is 0 there; 1 where there is
+    no such argument, or a number); ``rg_1``, ``rg_2``,
+    ``rg_3`` are 1 where that argument requires grad (read before autograd records the call).
 
     >>> class T:                                       # duck-typed tensors: a dtype and size
     ...     shape = (2,)
@@ -607,7 +616,8 @@ def call_sizes(tensors: Sequence[Any]) -> dict[str, int]:
     ...     def is_floating_point(self): return self.dtype.startswith("float")
     >>> x, mask = T("float16", 2), T("bool", 1)
     >>> sorted(call_sizes([T("bool", 1), mask, x, x]).items())   # where(mask, x, x)
-    [('e_a', 2), ('e_i', 8), ('e_o', 1), ('e_w', 2), ('x_1', 1), ('x_2', 1), ('x_3', 0)]
+    [('e_a', 2), ('e_i', 8), ('e_o', 1), ('e_w', 2), ('rg_1', 0), ('rg_2', 0), ('rg_3', 0),
+     ('x_1', 1), ('x_2', 1), ('x_3', 0)]
     """
     out, args = tensors[0], [t for t in tensors[1:] if _is_tensor(t)]
     floating = [t for t in args if t.is_floating_point()]
@@ -622,7 +632,13 @@ def call_sizes(tensors: Sequence[Any]) -> dict[str, int]:
         ELEMENT_SIZES["indices"]: int(integer[0].element_size()) if integer else 8,
         OUTPUT_SIZE: int(out.element_size()),
     }
-    return sizes | distinct_inputs(len(tensors), tensors)
+    grads = {
+        flag: int(bool(i < len(tensors) and getattr(tensors[i], "requires_grad", False)))
+        for i, flag in ARGUMENT_GRADS.items()
+    }
+    # a number in a tensor's place (x + 1), or no argument there, is no earlier tensor: 1
+    distinct = dict.fromkeys(DISTINCT_INPUTS.values(), 1) | distinct_inputs(len(tensors), tensors)
+    return sizes | grads | distinct
 
 
 def distinct_inputs(count: int, inputs: Sequence[Any]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from ._toml import SourceFile
 from .errors import CatalogueError, ExpressionError
 from .glossary import (
     ARGUMENT_ELEMENTS,
+    ARGUMENT_GRADS,
     DISTINCT_INPUTS,
     ELEMENT_SIZES,
     OUTPUT_SIZE,
@@ -237,7 +238,7 @@ class RuleTable:
             | {REQUIRES_GRAD, WEIGHTS_GRAD}
         )
         if family == "functional":  # from an operator call's tensors (lc.analyze)
-            bound |= {OUTPUT_SIZE, ARGUMENT_ELEMENTS}
+            bound |= {OUTPUT_SIZE, ARGUMENT_ELEMENTS, *ARGUMENT_GRADS.values()}
         earlier: set[str] = set()
         for s, e in data.items():  # a default may use bound symbols and earlier data symbols
             unbound = sorted(x.name for x in e.free_symbols if x.name not in bound | earlier)
