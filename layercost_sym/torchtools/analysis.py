@@ -242,12 +242,19 @@ class Analysis(QuantityShorthands):
         return with_domain(total, domain)
 
     def _flops(self, convention: str) -> sympy.Expr:
+        forward = sympy.Add(*(layer.cost(convention) for layer in self.layers))
         if not self.backward:
-            return sympy.Add(*(layer.cost(convention) for layer in self.layers))
+            return forward
         if convention not in _BACKWARD_CONVENTIONS:
-            raise ConventionError(
-                f"backward costs are known for {', '.join(_BACKWARD_CONVENTIONS)}, "
-                f"not {convention!r}"
+            # the backward quantity, from the rules (every call's gradients, and the sums of
+            # gradients autograd adds); a call whose rule states none is named
+            if convention not in _quantity("backward").conventions:
+                raise ConventionError(
+                    f"backward costs are known for "
+                    f"{', '.join(_quantity('backward').conventions)}, not {convention!r}"
+                )
+            return forward + sympy.Add(
+                *(layer.quantity("backward", convention) for layer in self.layers)
             )
         terms = []
         for layer in self.layers:

@@ -19,6 +19,7 @@ import sympy
 import torch
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
@@ -74,6 +75,23 @@ _SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
 _META_NEEDS_INTS = {torch.ops.aten.baddbmm.default}
 MOVEMENT = "(data movement)"  # the rule column of an operator call costed by its bytes only
 
+# operators without a functional rule whose backward, where an argument requires grad, is data
+# movement only (derivatives.yaml: a view, a slice, a copy or a concatenation of the output's
+# gradient; a factory such as empty_like sends none): 0 under every backward convention.  Others (expand, repeat, index, gather, the
+# reflection and replication pads) sum or scatter-add gradients: their rows state no backward.
+_MOVEMENT_BACKWARD = set(
+    """
+view _unsafe_view reshape permute transpose t unsqueeze squeeze clone copy _to_copy to detach
+alias slice select cat stack split split_with_sizes chunk unbind contiguous flatten unflatten
+narrow roll flip constant_pad_nd masked_fill select_scatter slice_scatter lift_fresh
+lift_fresh_copy _reshape_alias unsafe_view collapse_view
+empty_like zeros_like ones_like full_like new_empty new_zeros new_ones new_full
+""".split()
+)
+_BACKWARD_CONVENTIONS = ("exact", "macs", "torch")
+NO_BACKWARD = {("backward", c): sympy.Integer(0) for c in _BACKWARD_CONVENTIONS}
+GRADIENT_SUM = "(gradient accumulation)"  # the row of gradients that autograd adds up
+
 # products whose backward is two products of the same size (FlopCounterMode's formulas for
 # mm, addmm, bmm and convolution_backward): input and weight gradients
 _SIMPLE_PRODUCTS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear"}
@@ -86,6 +104,18 @@ def _movement_row(name: str, own: Mapping[tuple[str, str], sympy.Expr]) -> Layer
     no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
     notes = {c: "data movement: no arithmetic" for c in no_arithmetic}
     return Layer(name, MOVEMENT, "op", sympy.Integer(0), stated=no_arithmetic, notes=notes, own=own)
+
+
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+
+
+def _grad_key(t: torch.Tensor) -> tuple[int, int]:
+    """Where autograd sends a tensor's gradient: the output of the node that made it (a leaf,
+    a parameter: the tensor itself); an in-place call later gives the tensor a new node, a
+    view a node of its own."""
+    node = t.grad_fn
+    return (id(node), t.output_nr) if node is not None else (id(t), -1)
 
 
 class Tracer:
@@ -123,6 +153,11 @@ class Tracer:
         self.row_unsqueezed: dict[int, torch.Tensor] = {}
         # (error, operator, args, kwargs) of the innermost operator that raised an error
         self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
+        # each costed call's (outputs, {gradient key: (tensor, its node, elements)}, where):
+        # the tensors that require grad it reads, each once; autograd adds up the gradients
+        # of a tensor that several recorded calls read (gradient_sums)
+        self.reads: list[tuple[list, dict[tuple[int, int], tuple], str]] = []
+        self.module_reads: dict[int, list] = {}  # ruled module -> its outputs, once known
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
@@ -147,7 +182,43 @@ class Tracer:
         for where, kept in by_module.items():
             nothing = sympy.Integer(0)
             own = {("bytes", "min"): nothing, ("bytes", "eager"): nothing, key: kept}
-            self.layers.append(_movement_row(f"{where}:(saved for backward)", own))
+            self.layers.append(_movement_row(f"{where}:(saved for backward)", own | NO_BACKWARD))
+
+    # gradients that autograd adds up
+    def note_reads(self, tensors: list, outputs: list, where: str) -> None:
+        """Note a costed call that reads ``tensors`` (those that require grad, each gradient
+        key once) and made ``outputs`` (a list the caller may fill later: a module's)."""
+        keys: dict[tuple[int, int], tuple] = {}
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                elements = sympy.Mul(*self.shape(t))
+                keys.setdefault(_grad_key(t), (t, t.grad_fn, elements))
+        if keys:
+            self.reads.append((outputs, keys, where))
+
+    def gradient_sums(self) -> None:
+        """A row per tensor whose gradient arrives from more than one recorded call (a residual
+        stream read by a block and by the add after it, a weight tied to two modules): autograd
+        adds the ``k`` gradients, ``k - 1`` adds per element (``backward`` under ``exact``;
+        0 under ``macs``).  A call counts when its output requires grad (a comparison, or
+        ``zeros_like``, reads without a gradient to send)."""
+        arrivals: dict[tuple[int, int], list] = {}
+        for outputs, keys, where in self.reads:
+            if not any(t.requires_grad for t in outputs):
+                continue
+            for key, (_t, _node, elements) in keys.items():
+                entry = arrivals.setdefault(key, [0, elements, where])
+                entry[0] += 1
+        for count, elements, where in arrivals.values():
+            if count > 1:
+                own = {
+                    **NO_BACKWARD,
+                    ("backward", "exact"): (count - 1) * elements,
+                    ("bytes", "min"): sympy.Integer(0),
+                    ("bytes", "eager"): sympy.Integer(0),
+                    ("saved", "autograd"): sympy.Integer(0),
+                }
+                self.layers.append(_movement_row(f"{where}:{GRADIENT_SUM}", own))
 
     # index ranges: an embedding looked up at arange(L) needs L rows
     def _largest(self, t: Any) -> sympy.Expr | None:
@@ -244,6 +315,9 @@ class Tracer:
             params -= sum(p.numel() for p in module.parameters() if id(p) in self.covered_params)
         self.counted_modules.add(id(module))
         self.covered_params.update(id(p) for p in module.parameters())
+        outputs: list = []  # post() fills it
+        self.module_reads[id(module)] = outputs
+        self.note_reads([*tensors, *module.parameters()], outputs, name)
         input_grad = any(t.requires_grad for t in tensors)
         weights = [p.requires_grad for p in module.parameters()]
         if input_grad and all(weights):
@@ -269,6 +343,8 @@ class Tracer:
 
     def post(self, module, args, kwargs, output):
         self.stack.pop()
+        if self.ruled_depth == 1 and id(module) in self.module_reads:
+            self.module_reads.pop(id(module)).extend(_tensors_in(output))
         if self.ruled_depth:
             self.ruled_depth -= 1
         elif self.current_unruled and self.current_unruled[-1] == id(module):
@@ -304,6 +380,7 @@ class Tracer:
             out = self._run_uncosted(mode, func, args, kwargs)
             if not self.ruled_depth:
                 self._movement(func, args, kwargs, out, min_bytes=True)
+                self._note_op_reads(func, args, kwargs, out)
             return out
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
@@ -311,12 +388,18 @@ class Tracer:
         if name == "embedding" and len(args) > 1:  # F.embedding between modules
             self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
         out = self._cost(mode, func, name, args, kwargs)
+        self._note_op_reads(func, args, kwargs, out)
         self._track(name, args, kwargs, out)
         if name == "unsqueeze" and isinstance(out, torch.Tensor) and out.dim() >= 3:
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
             if isinstance(dim, int) and dim % out.dim() == out.dim() - 2:
                 self.row_unsqueezed[id(out)] = out
         return out
+
+    def _note_op_reads(self, func, args, kwargs, out) -> None:
+        if not self.decomposing:  # a decomposition's primitives are no autograd nodes
+            where = self.stack[-1] if self.stack else ""
+            self.note_reads(op_call(func, args, kwargs, None)[1], _tensors_in(out), where)
 
     def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
         schema = func._schema.arguments
@@ -336,7 +419,8 @@ class Tracer:
                     out = decomposition_table[func](*args, **kwargs)
             finally:
                 self.decomposing -= 1
-            self._movement(func, args, kwargs, out, min_bytes=False)
+            # autograd runs the operator's own backward, not its primitives': unknown here
+            self._movement(func, args, kwargs, out, min_bytes=False, backward_known=False)
             return out
         if func in _META_NEEDS_INTS:
             # torch's meta function refuses symbolic sizes; its decomposition computes the same
@@ -345,7 +429,8 @@ class Tracer:
         else:
             out = func(*args, **kwargs)
         if rule is None and op_kind(func) == "movement":
-            self._movement(func, args, kwargs, out, min_bytes=True)
+            known = name in _MOVEMENT_BACKWARD
+            self._movement(func, args, kwargs, out, min_bytes=True, backward_known=known)
             return out
         if rule is None:
             self.unsupported.append(
@@ -381,6 +466,8 @@ class Tracer:
                 own={
                     ("bytes", "min"): self.bytes.min(func, args, kwargs, inputs, out),
                     ("bytes", "eager"): self._eager_bytes(func, args, kwargs, out),
+                    # a primitive of a decomposition the tracer ran: no autograd node
+                    **(NO_BACKWARD if self.decomposing else {}),
                 },
                 holds_if={
                     ("bytes", "eager"): self.bytes.copy_conditions(name, inputs, where)
@@ -397,21 +484,34 @@ class Tracer:
             return sympy.Integer(0)
         return self.bytes.eager(func, args, kwargs, out)
 
-    def _movement(self, func: Any, args: tuple, kwargs: dict, out: Any, min_bytes: bool) -> None:
+    def _movement(
+        self,
+        func: Any,
+        args: tuple,
+        kwargs: dict,
+        out: Any,
+        min_bytes: bool,
+        backward_known: bool = True,
+    ) -> None:
         """A row for an operator call with no rule of its own whose kernel moves bytes (a copy,
         a factory such as ``arange`` or ``ones``, a kernel the tracer decomposed to count its
         arithmetic): no FLOPs under any convention, its kernel's eager bytes, and (unless the
-        primitives of a decomposition already carry them) the same as min bytes.  A view moves
-        nothing and gets no row."""
+        primitives of a decomposition already carry them) the same as min bytes; no backward
+        where ``backward_known`` or no argument requires grad (else none stated: the model's
+        backward names the call).  A view moves nothing; it gets a row only where its backward
+        is not known."""
         if self.decomposing:
             return  # the decomposed operator's own row has its kernel's bytes
         moved = self._eager_bytes(func, args, kwargs, out)
-        if moved == 0:
+        needs_grad = any(t.requires_grad for t in op_call(func, args, kwargs, None)[1])
+        backward = NO_BACKWARD if backward_known or not needs_grad else {}
+        if moved == 0 and backward:
             return
         where = self.stack[-1] if self.stack else ""
         own = {
             ("bytes", "eager"): moved,
             ("bytes", "min"): moved if min_bytes else sympy.Integer(0),
+            **backward,
         }
         self.layers.append(_movement_row(f"{where}:{op_name(func)}", own))
 
@@ -424,6 +524,15 @@ class Tracer:
         if isinstance(weight, torch.Tensor):  # F.conv*d: the weight is an argument
             sizes[ELEMENT_SIZES["weights"]] = weight.element_size()
         sizes = self.bytes.role_sizes(sizes)
+        sizes.update(requires_grad([x]))
+        weights = [getattr(attrs, k, None) for k in ("weight", "bias")]
+        sizes.update(
+            weights_grad(
+                types.SimpleNamespace(
+                    parameters=lambda: [w for w in weights if isinstance(w, torch.Tensor)]
+                )
+            )
+        )
         values, conditions = bind_call(rule, attrs, [self.shape(x)], {}, self.training, sizes)
         factor = int(x.requires_grad) + int(weight is not None and weight.requires_grad)
         function = name

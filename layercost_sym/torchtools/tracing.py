@@ -341,6 +341,7 @@ def _trace(
         model.train(was_training)
 
     tracer.attribute_saved(kept.saved)
+    tracer.gradient_sums()
     costed_by_operators = []
     owned: set[int] = set()  # parameters attributed to a module costed by its operators
     for module_id, ops in tracer.unruled.items():
