@@ -189,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the ledger keeps a float32 copy of the weights, the optimizer's state in float32",
     )
     p.add_argument(
+        "--recompute",
+        choices=("none", "full"),
+        default="none",
+        help="the ledger under activation recomputation: full keeps only each repeated "
+        "block's input (the model's ModuleList elements) and recomputes one block at a time",
+    )
+    p.add_argument(
         "--bytes",
         choices=("min", "eager"),
         default="min",
@@ -453,7 +460,9 @@ def _model(args) -> int:
     bound = _roofline(result, args, at) if args.hardware else None
     ledger = None
     if args.optimizer:
-        ledger = result.training_memory(args.optimizer, master_weights=args.master_weights)
+        ledger = result.training_memory(
+            args.optimizer, master_weights=args.master_weights, recompute=args.recompute
+        )
     if args.json:
         data = result.to_json(args.depth)
         if bound is not None:
@@ -463,6 +472,7 @@ def _model(args) -> int:
             data["training_memory"] = {
                 "optimizer": args.optimizer,
                 "master_weights": args.master_weights,
+                "recompute": args.recompute,
                 "bytes": {k: str(v) for k, v in rows.items()},
                 **({"at": ledger.evaluate(at)} if at is not None else {}),
             }
@@ -494,6 +504,7 @@ def _model(args) -> int:
 def _ledger_table(ledger, at: dict[str, int] | None, args) -> str:
     """The training-memory ledger as text: each kind's bytes as a formula (and at ``--at``)."""
     master = ", float32 master copy" if args.master_weights else ""
+    master += ", full recomputation" if args.recompute == "full" else ""
     title = f"training memory ({args.optimizer}{master}; {'training' if args.training else 'eval'}"
     lines = [f"{title} forward's saved activations), bytes"]
     values = ledger.evaluate(at) if at is not None else {}

@@ -76,21 +76,27 @@ class TrainingMemory:
     trainable: int  # trainable parameters (elements)
     optimizer_name: str
     scalars: sympy.Expr  # the optimizer's per-tensor scalars (Adam's step), in optimizer
+    # activation recomputation: the saved activations of the largest block, run again in
+    # backward and held while its backward runs (None: no recomputation)
+    recomputed: sympy.Expr | None = None
 
     @property
     def total(self) -> sympy.Expr:
-        return sympy.expand(
-            self.parameters + self.gradients + self.optimizer + self.master + self.activations
-        )
+        kinds = [self.parameters, self.gradients, self.optimizer, self.master, self.activations]
+        return sympy.expand(sympy.Add(*kinds, self.recomputed or 0))
 
     def rows(self) -> dict[str, sympy.Expr]:
         """Each kind and the total, in the order a table shows them."""
+        recomputed = (
+            {} if self.recomputed is None else {"recomputed (largest block)": self.recomputed}
+        )
         return {
             "parameters": self.parameters,
             "gradients": self.gradients,
             f"optimizer ({self.optimizer_name})": self.optimizer,
             "master copy": self.master,
             "activations (saved)": self.activations,
+            **recomputed,
             "total": self.total,
         }
 
@@ -132,10 +138,12 @@ def training_memory(
     optimizer: str = "adamw",
     *,
     master_weights: bool = False,
+    recomputed: Any = None,
 ) -> TrainingMemory:
     """The ledger of a model with ``weights`` whose forward saves ``activations`` bytes, trained
     with ``optimizer`` (:data:`OPTIMIZERS`); ``master_weights``: a float32 copy of each
-    trainable parameter kept beside its 16-bit one, the optimizer's state in float32 too."""
+    trainable parameter kept beside its 16-bit one, the optimizer's state in float32 too;
+    ``recomputed``: under activation recomputation, the bytes one recomputed block saves."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer is one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     rule = OPTIMIZERS[optimizer]
@@ -155,4 +163,5 @@ def training_memory(
         sum(w.numel for w in trained),
         optimizer,
         scalars,
+        None if recomputed is None else sympy.expand(recomputed),
     )

@@ -134,3 +134,89 @@ def test_cli_prints_the_ledger(capsys):
     )
     assert "training memory (adamw" in out
     assert f"{ledger['total']:,}" in out and f"{ledger['optimizer (adamw)']:,}" in out
+    # under full recomputation of resnet18's eight residual blocks
+    argv = ["model", "torchvision.models:resnet18", "--input", "N,3,64,64", "--training"]
+    main([*argv, "--optimizer", "sgd", "--recompute", "full", "--at", "N=2"])
+    out = capsys.readouterr().out
+    full = (
+        lc.analyze(torchvision.models.resnet18(weights=None), ("N", 3, 64, 64), training=True)
+        .training_memory("sgd", recompute="full")
+        .evaluate({"N": 2})
+    )
+    assert "full recomputation" in out
+    assert f"{full['recomputed (largest block)']:,}" in out and f"{full['total']:,}" in out
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.norm, self.up, self.act = nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU()
+        self.down = nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        return x + self.down(self.act(self.up(self.norm(x))))
+
+
+class _Stack(nn.Module):
+    """Blocks in a ModuleList between two Linears; ``checkpointed``: each block under
+    ``torch.utils.checkpoint`` (reentrant: it saves the block's input with save_for_backward)."""
+
+    def __init__(self, d: int = 8, n: int = 3) -> None:
+        super().__init__()
+        self.embed, self.head = nn.Linear(d, d), nn.Linear(d, 4)
+        self.blocks = nn.ModuleList([_Block(d) for _ in range(n)])
+        self.checkpointed = False
+
+    def forward(self, x):
+        x = self.embed(x)
+        for block in self.blocks:
+            if self.checkpointed:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=True)
+            else:
+                x = block(x)
+        return self.head(x)
+
+
+def test_full_recomputation_keeps_each_blocks_input_and_repeats_its_forward():
+    from layercost_sym.torchtools.count import SavedStorages
+    from layercost_sym.torchtools.opbytes import storage_id
+    from layercost_sym.torchtools.opcount import ExactCounter
+
+    model = _Stack().train()
+    analysis = lc.analyze(model, ("N", 8), training=True)
+    assert analysis.blocks == ("blocks.0", "blocks.1", "blocks.2")
+    plain = analysis.training_memory("sgd")
+    ledger = analysis.training_memory("sgd", recompute="full")
+    repeated = analysis.recomputation("exact")
+    for n in (2, 5):
+        model.checkpointed = True
+        weights = {storage_id(p) for p in model.parameters()}
+        with SavedStorages(weights) as kept:  # the forward of a checkpointed step
+            out = model(torch.randn(n, 8))
+        assert kept.nbytes == lc.evaluate(ledger.activations, {"N": n})
+        # backward runs each block's forward again: the op counter sees it on top of the
+        # backward of the model without checkpoints
+        with ExactCounter() as counter:
+            out.backward(torch.ones_like(out))
+        model.checkpointed = False
+        model.zero_grad(set_to_none=True)
+        backward = lc.count(model, (n, 8), backward=True).quantity("backward")
+        assert counter.total == backward + lc.evaluate(repeated, {"N": n})
+        # while a block's backward runs, its recomputed activations are held: one block's
+        block = lc.count(model.blocks[0], torch.randn(n, 8, requires_grad=True))
+        assert lc.evaluate(ledger.rows()["recomputed (largest block)"], {"N": n}) == (
+            block.quantity("saved")
+        )
+        # the trade: less memory than keeping everything (three blocks' activations)
+        assert lc.evaluate(ledger.total, {"N": n}) < lc.evaluate(plain.total, {"N": n})
+
+
+def test_recomputation_needs_blocks():
+    analysis = lc.analyze(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), ("N", 4), training=True)
+    with pytest.raises(ValueError, match="blocks="):
+        analysis.training_memory(recompute="full")
+    with pytest.raises(KeyError, match="nothing"):
+        analysis.training_memory(recompute="full", blocks=["nothing"])
+    ledger = analysis.training_memory("sgd", recompute="full", blocks=["0"])
+    # the Linear's block keeps its input (4N floats); the ReLU outside keeps its output
+    assert ledger.activations == 16 * lc.symbols("N") + 16 * lc.symbols("N")

@@ -125,6 +125,16 @@ class Layer:
 _BACKWARD_CONVENTIONS = ("macs", "torch")
 
 
+def _block_of(layer: Layer, blocks: Sequence[str]) -> str | None:
+    """The block of ``blocks`` whose call ``layer`` ran inside (its module, or the module an
+    operator row names before ``:``), or None."""
+    where = layer.name if layer.kind == "module" else layer.name.rpartition(":")[0]
+    for block in blocks:
+        if where == block or where.startswith(block + "."):
+            return block
+    return None
+
+
 @dataclass(frozen=True)
 class Unsupported:
     """A module or operator call with no rule whose cost is not in the totals (an operator
@@ -173,18 +183,78 @@ class Analysis(QuantityShorthands):
     pinned: dict[str, tuple[int, str]] = field(default_factory=dict)
     # the model's parameter tensors by element size and trainability (a training ledger's)
     weights: tuple[Weights, ...] = ()
+    # module name -> {storage: bytes} of the tensors its first call got
+    module_inputs: dict[str, dict[int, sympy.Expr]] = field(default_factory=dict)
+    # the model's repeated blocks (the elements of its ModuleLists, of Sequentials of
+    # composite modules), outermost: where activation recomputation checkpoints by default
+    blocks: tuple[str, ...] = ()
 
     def training_memory(
-        self, optimizer: str = "adamw", *, master_weights: bool = False
+        self,
+        optimizer: str = "adamw",
+        *,
+        master_weights: bool = False,
+        recompute: str = "none",
+        blocks: Sequence[str] | None = None,
     ) -> TrainingMemory:
         """The training-memory ledger (:mod:`layercost_sym.ledger`): parameters, gradients of
         the trainable ones, ``optimizer``'s state (``"sgd"``, ``"sgd-momentum"``, ``"adam"``,
         ``"adamw"``, ``"adam-amsgrad"``), a float32 master copy where ``master_weights``, and
         the activations autograd saves (quantity ``saved``: analyse with ``training=True`` for
-        the forward a training step runs), as formulas in the input symbols."""
+        the forward a training step runs), as formulas in the input symbols.
+
+        ``recompute="full"``: activation recomputation (``torch.utils.checkpoint`` around each
+        of ``blocks``, by default :attr:`blocks`): the forward keeps only each block's inputs
+        (each storage once) and what the layers outside the blocks save; backward runs one
+        block's forward again and holds its saved activations while its backward runs, the
+        row ``recomputed (largest block)``; :meth:`recomputation` is the forward work it
+        repeats."""
+        if recompute == "none":
+            return training_memory(
+                self.weights, self.quantity("saved"), optimizer, master_weights=master_weights
+            )
+        if recompute != "full":
+            raise ValueError(f"recompute is 'none' or 'full', got {recompute!r}")
+        chosen = self._blocks(blocks)
+        kept: dict[int, sympy.Expr] = {}
+        for block in chosen:
+            kept.update(self.module_inputs[block])
+        outside = [layer for layer in self.layers if _block_of(layer, chosen) is None]
+        per_block = [
+            sympy.Add(*(layer.quantity("saved") for layer in self.layers if _block_of(layer, [b])))
+            for b in chosen
+        ]
+        activations = sympy.Add(*kept.values(), *(layer.quantity("saved") for layer in outside))
         return training_memory(
-            self.weights, self.quantity("saved"), optimizer, master_weights=master_weights
+            self.weights,
+            activations,
+            optimizer,
+            master_weights=master_weights,
+            recomputed=sympy.Max(*per_block),
         )
+
+    def recomputation(
+        self, convention: str | None = None, *, blocks: Sequence[str] | None = None
+    ) -> sympy.Expr:
+        """The forward FLOPs (under ``convention``) that full activation recomputation of
+        ``blocks`` (default :attr:`blocks`) runs again during backward: the price of
+        :meth:`training_memory` ``(recompute="full")``, as a closed form."""
+        chosen = self._blocks(blocks)
+        name = convention or self.convention
+        inside = [layer for layer in self.layers if _block_of(layer, chosen) is not None]
+        return with_domain(sympy.Add(*(layer.cost(name) for layer in inside)), self.domain)
+
+    def _blocks(self, blocks: Sequence[str] | None) -> tuple[str, ...]:
+        chosen = tuple(self.blocks if blocks is None else blocks)
+        if not chosen:
+            raise ValueError(
+                "the model has no repeated blocks (ModuleList elements) to checkpoint: name "
+                "them with blocks=[...]"
+            )
+        unknown = [b for b in chosen if b not in self.module_inputs]
+        if unknown:
+            raise KeyError(f"no module called {', '.join(unknown)} ran in the analysed forward")
+        return chosen
 
     @property
     def conditions(self) -> list[sympy.Basic]:

@@ -45,6 +45,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
+from .opbytes import storage_id
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -77,8 +78,9 @@ MOVEMENT = "(data movement)"  # the rule column of an operator call costed by it
 
 # operators without a functional rule whose backward, where an argument requires grad, is data
 # movement only (derivatives.yaml: a view, a slice, a copy or a concatenation of the output's
-# gradient; a factory such as empty_like sends none): 0 under every backward convention.  Others (expand, repeat, index, gather, the
-# reflection and replication pads) sum or scatter-add gradients: their rows state no backward.
+# gradient; a factory such as empty_like sends none): 0 under every backward convention.
+# Others (expand, repeat, index, gather, the reflection and replication pads) sum or
+# scatter-add gradients: their rows state no backward.
 _MOVEMENT_BACKWARD = set(
     """
 view _unsafe_view reshape permute transpose t unsqueeze squeeze clone copy _to_copy to detach
@@ -157,12 +159,21 @@ class Tracer:
         # the tensors that require grad it reads, each once; autograd adds up the gradients
         # of a tensor that several recorded calls read (gradient_sums)
         self.reads: list[tuple[list, dict[tuple[int, int], tuple], str]] = []
+        # module name -> {storage: bytes} of the tensors its first call got (what a checkpoint
+        # of the module keeps: activation recomputation in the training-memory ledger)
+        self.module_inputs: dict[str, dict[int, sympy.Expr]] = {}
         self.module_reads: dict[int, list] = {}  # ruled module -> its outputs, once known
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
 
     # activations saved for backward
+    def storage_bytes(self, t: torch.Tensor) -> sympy.Expr:
+        """The bytes of ``t``'s whole storage (what keeping ``t`` keeps), in the input symbols
+        (and element-size symbols where the analysis keeps them)."""
+        elements = self.convert(t.untyped_storage().nbytes()) / t.element_size()
+        return elements * self.bytes.element_size(t)
+
     def attribute_saved(self, saved: Mapping[int, tuple[str, torch.Tensor]]) -> None:
         """Give each costed call its ``saved`` bytes (``autograd``): the storages autograd saved
         (``saved``: storage -> (the module running, a tensor of it), as
@@ -171,9 +182,7 @@ class Tracer:
         has no row gets one of its own."""
         by_module: dict[str, sympy.Expr] = {}
         for where, t in saved.values():
-            elements = self.convert(t.untyped_storage().nbytes()) / t.element_size()
-            size = self.bytes.element_size(t)
-            by_module[where] = by_module.get(where, sympy.Integer(0)) + elements * size
+            by_module[where] = by_module.get(where, sympy.Integer(0)) + self.storage_bytes(t)
         key = ("saved", "autograd")
         for i, layer in enumerate(self.layers):
             where = layer.name if layer.kind == "module" else layer.name.rpartition(":")[0]
@@ -270,6 +279,13 @@ class Tracer:
         self.stack.append(name)
         if isinstance(module, torch.nn.Embedding) and args:
             self._index_guard(name, args[0], module.num_embeddings)
+        if name not in self.module_inputs:
+            given = [
+                t
+                for t in _tensors_in((args, kwargs))
+                if storage_id(t) not in self.bytes.weight_storages
+            ]
+            self.module_inputs[name] = {storage_id(t): self.storage_bytes(t) for t in given}
         if self.ruled_depth:
             self.ruled_depth += 1
             return

@@ -429,7 +429,33 @@ def _trace(
         costed_by_operators,
         {name: pins[name] for name in input_names if name in pins},
         _weights(model, tracer),
+        tracer.module_inputs,
+        repeated_blocks(model),
     )
+
+
+def repeated_blocks(model: torch.nn.Module) -> tuple[str, ...]:
+    """The names of ``model``'s repeated blocks, outermost: the elements of its
+    ``ModuleList``s and of its ``Sequential``s whose every element has modules of its own
+    (transformers' decoder layers, torchvision's residual blocks), where activation
+    recomputation checkpoints.
+
+    >>> import torch
+    >>> stack = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ModuleList(
+    ...     [torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()) for _ in range(2)]))
+    >>> repeated_blocks(stack)
+    ('1.0', '1.1')
+    """
+    found: list[str] = []
+    for name, module in model.named_modules():
+        children = list(module.named_children())
+        composite = len(children) >= 2 and all(list(c.children()) for _, c in children)
+        if isinstance(module, torch.nn.ModuleList) or (
+            isinstance(module, torch.nn.Sequential) and composite
+        ):
+            found += [f"{name}.{child}" if name else child for child, _ in children]
+    outermost = [b for b in found if not any(b != o and b.startswith(o + ".") for o in found)]
+    return tuple(outermost)
 
 
 def _weights(model: torch.nn.Module, tracer: Tracer) -> tuple[Weights, ...]:
