@@ -82,14 +82,15 @@ def check_bytes(case: LayerCase) -> None:
 
 
 def check_backward(case: LayerCase) -> None:
-    """Assert that the rule's ``backward`` (every convention it states) equals what
-    ``lc.count(..., backward=True)`` measures on the case (its input's grad, its weights')."""
-    _check_quantity(case, "backward")
+    """Assert that the rule's ``backward`` and ``saved`` (every convention it states) equal
+    what ``lc.count(..., backward=True)`` measures on the case (its input's grad, its
+    weights': what autograd saves depends on both too)."""
+    _check_quantity(case, "backward", "saved")
 
 
-def _check_quantity(case: LayerCase, quantity: str) -> None:
+def _check_quantity(case: LayerCase, *quantities: str) -> None:
     _, binding, counted = _bind_and_count(case)
-    _compare(case, binding, counted, lambda q, c: q == quantity)
+    _compare(case, binding, counted, lambda q, c: q in quantities)
 
 
 def _bind_and_count(case: LayerCase):

@@ -34,6 +34,8 @@ from ..reading import (
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .callbytes import CallBytes
+from .gradients import GRADIENT_SUM, MOVEMENT_BACKWARD, NO_BACKWARD, GradientSums
+from .indices import IndexRanges
 from .lookup import (
     MODULE_OPS,
     as_function,
@@ -50,23 +52,6 @@ from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
 
-# operators whose output holds exactly the values of their first input (index tracking)
-_VALUE_PRESERVING = {
-    "view",
-    "_unsafe_view",
-    "reshape",
-    "unsqueeze",
-    "squeeze",
-    "expand",
-    "clone",
-    "_to_copy",
-    "alias",
-    "detach",
-    "permute",
-    "transpose",
-    "t",
-    "lift_fresh",
-}
 
 # operators whose fake kernel needs concrete sizes (F.pad's constant_pad_nd: torch would
 # specialise every size of its input to the trace size, or fail on a symbolic padding)
@@ -75,24 +60,6 @@ _SIZE_SPECIALISING = {torch.ops.aten.constant_pad_nd.default}
 # meta_baddbmm; MultiheadAttention with attn_mask scores through it)
 _META_NEEDS_INTS = {torch.ops.aten.baddbmm.default}
 MOVEMENT = "(data movement)"  # the rule column of an operator call costed by its bytes only
-
-# operators without a functional rule whose backward, where an argument requires grad, is data
-# movement only (derivatives.yaml: a view, a slice, a copy or a concatenation of the output's
-# gradient; a factory such as empty_like sends none): 0 under every backward convention.
-# Others (expand, repeat, index, gather, the reflection and replication pads) sum or
-# scatter-add gradients: their rows state no backward.
-_MOVEMENT_BACKWARD = set(
-    """
-view _unsafe_view reshape permute transpose t unsqueeze squeeze clone copy _to_copy to detach
-alias slice select cat stack split split_with_sizes chunk unbind contiguous flatten unflatten
-narrow roll flip constant_pad_nd masked_fill select_scatter slice_scatter lift_fresh
-lift_fresh_copy _reshape_alias unsafe_view collapse_view
-empty_like zeros_like ones_like full_like new_empty new_zeros new_ones new_full
-""".split()
-)
-_BACKWARD_CONVENTIONS = ("exact", "macs", "torch")
-NO_BACKWARD = {("backward", c): sympy.Integer(0) for c in _BACKWARD_CONVENTIONS}
-GRADIENT_SUM = "(gradient accumulation)"  # the row of gradients that autograd adds up
 
 # products whose backward is two products of the same size (FlopCounterMode's formulas for
 # mm, addmm, bmm and convolution_backward): input and weight gradients
@@ -110,14 +77,6 @@ def _movement_row(name: str, own: Mapping[tuple[str, str], sympy.Expr]) -> Layer
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:
     return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
-
-
-def _grad_key(t: torch.Tensor) -> tuple[int, int]:
-    """Where autograd sends a tensor's gradient: the output of the node that made it (a leaf,
-    a parameter: the tensor itself); an in-place call later gives the tensor a new node, a
-    view a node of its own."""
-    node = t.grad_fn
-    return (id(node), t.output_nr) if node is not None else (id(t), -1)
 
 
 class Tracer:
@@ -146,19 +105,14 @@ class Tracer:
         # costed by its operators instead
         self.operator_costed: dict[int, str] = {}
         self.current_unruled: list[int] = []
-        # integer tensors made by arange (and views, casts, shifts of them): id -> (tensor, the
-        # largest value in it, which some element attains)
-        self.index_max: dict[int, tuple[torch.Tensor, sympy.Expr]] = {}
+        self.indices = IndexRanges(convert)  # the largest value of arange()'s index tensors
         self.guards: list[tuple[sympy.Basic, str]] = []  # (condition, where it comes from)
         # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
         # on one; see the peers' [functional_calls] in formulas/conventions/)
         self.row_unsqueezed: dict[int, torch.Tensor] = {}
         # (error, operator, args, kwargs) of the innermost operator that raised an error
         self.failed_op: tuple[BaseException, str, tuple, dict] | None = None
-        # each costed call's (outputs, {gradient key: (tensor, its node, elements)}, where):
-        # the tensors that require grad it reads, each once; autograd adds up the gradients
-        # of a tensor that several recorded calls read (gradient_sums)
-        self.reads: list[tuple[list, dict[tuple[int, int], tuple], str]] = []
+        self.gradients = GradientSums(self.shape)  # the sums autograd adds
         # module name -> {storage: bytes} of the tensors its first call got (what a checkpoint
         # of the module keeps: activation recomputation in the training-memory ledger)
         self.module_inputs: dict[str, dict[int, sympy.Expr]] = {}
@@ -194,91 +148,30 @@ class Tracer:
             self.layers.append(_movement_row(f"{where}:(saved for backward)", own | NO_BACKWARD))
 
     # gradients that autograd adds up
-    def note_reads(self, tensors: list, outputs: list, where: str) -> None:
-        """Note a costed call that reads ``tensors`` (those that require grad, each gradient
-        key once) and made ``outputs`` (a list the caller may fill later: a module's)."""
-        keys: dict[tuple[int, int], tuple] = {}
-        for t in tensors:
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-                elements = sympy.Mul(*self.shape(t))
-                keys.setdefault(_grad_key(t), (t, t.grad_fn, elements))
-        if keys:
-            self.reads.append((outputs, keys, where))
-
     def gradient_sums(self) -> None:
-        """A row per tensor whose gradient arrives from more than one recorded call (a residual
-        stream read by a block and by the add after it, a weight tied to two modules): autograd
-        adds the ``k`` gradients, ``k - 1`` adds per element (``backward`` under ``exact``;
-        0 under ``macs``).  A call counts when its output requires grad (a comparison, or
-        ``zeros_like``, reads without a gradient to send)."""
-        arrivals: dict[tuple[int, int], list] = {}
-        for outputs, keys, where in self.reads:
-            if not any(t.requires_grad for t in outputs):
-                continue
-            for key, (_t, _node, elements) in keys.items():
-                entry = arrivals.setdefault(key, [0, elements, where])
-                entry[0] += 1
-        for count, elements, where in arrivals.values():
-            if count > 1:
-                own = {
-                    **NO_BACKWARD,
-                    ("backward", "exact"): (count - 1) * elements,
-                    ("bytes", "min"): sympy.Integer(0),
-                    ("bytes", "eager"): sympy.Integer(0),
-                    ("saved", "autograd"): sympy.Integer(0),
-                }
-                self.layers.append(_movement_row(f"{where}:{GRADIENT_SUM}", own))
+        """A row per tensor whose gradients autograd adds (:mod:`.gradients`): ``backward``
+        under ``exact`` ``k - 1`` adds per element, 0 under the other conventions."""
+        nothing = sympy.Integer(0)
+        for where, adds in self.gradients.totals():
+            own = {
+                **NO_BACKWARD,
+                ("backward", "exact"): adds,
+                ("bytes", "min"): nothing,
+                ("bytes", "eager"): nothing,
+                ("saved", "autograd"): nothing,
+            }
+            self.layers.append(_movement_row(f"{where}:{GRADIENT_SUM}", own))
 
-    # index ranges: an embedding looked up at arange(L) needs L rows
-    def _largest(self, t: Any) -> sympy.Expr | None:
-        entry = self.index_max.get(id(t)) if isinstance(t, torch.Tensor) else None
-        return entry[1] if entry is not None and entry[0] is t else None
-
-    def _track(self, name: str, args: tuple, kwargs: Mapping[str, Any], out: Any) -> None:
-        """Follow the largest value of integer index tensors made by ``arange``: exact through
-        ``arange`` itself, views, casts and shifts by a scalar (each keeps or moves every value, so
-        the largest is still attained)."""
-        if not isinstance(out, torch.Tensor) or out.is_floating_point() or out.is_complex():
-            return
-        largest = None
-        if name == "arange" and out.dim() == 1:
-            numbers = [a for a in args if isinstance(a, int | torch.SymInt)]
-            start = numbers[0] if len(numbers) >= 2 else 0
-            step = numbers[2] if len(numbers) >= 3 else 1
-            if isinstance(step, int) and step > 0 and not isinstance(args[0], float):
-                largest = self.convert(start) + step * (self.convert(out.shape[0]) - 1)
-        elif args and (source := self._largest(args[0])) is not None:
-            if name in _VALUE_PRESERVING:
-                largest = source
-            elif (
-                name in ("add", "sub")
-                and len(args) > 1
-                and isinstance(args[1], int | torch.SymInt)
-                and kwargs.get("alpha", 1) == 1
-            ):
-                shift = self.convert(args[1])
-                largest = source + shift if name == "add" else source - shift
-        if largest is not None:
-            self.index_max[id(out)] = (out, largest)
-
-    def _index_guard(self, where: str, indices: Any, rows: int) -> None:
-        largest = self._largest(indices)
-        if largest is None or not largest.free_symbols:
-            return
-        self.guards.append(
-            (
-                sympy.Le(largest, rows - 1),
-                f"{where} looks up rows arange() made, up to {largest}, in a table of {rows}: a "
-                "real run raises IndexError beyond it",
-            )
-        )
+    def _guard(self, guard: tuple[sympy.Basic, str] | None) -> None:
+        if guard is not None:
+            self.guards.append(guard)
 
     # module hooks
     def pre(self, module, args, kwargs):
         name = self.names.get(id(module), type(module).__name__)
         self.stack.append(name)
         if isinstance(module, torch.nn.Embedding) and args:
-            self._index_guard(name, args[0], module.num_embeddings)
+            self._guard(self.indices.guard(name, args[0], module.num_embeddings))
         if name not in self.module_inputs:
             given = [
                 t
@@ -333,7 +226,7 @@ class Tracer:
         self.covered_params.update(id(p) for p in module.parameters())
         outputs: list = []  # post() fills it
         self.module_reads[id(module)] = outputs
-        self.note_reads([*tensors, *module.parameters()], outputs, name)
+        self.gradients.note([*tensors, *module.parameters()], outputs, name)
         input_grad = any(t.requires_grad for t in tensors)
         weights = [p.requires_grad for p in module.parameters()]
         if input_grad and all(weights):
@@ -402,10 +295,11 @@ class Tracer:
             return func(*args, **kwargs)
         name = op_name(func)
         if name == "embedding" and len(args) > 1:  # F.embedding between modules
-            self._index_guard(self.stack[-1] if self.stack else "", args[1], args[0].shape[0])
+            where = self.stack[-1] if self.stack else ""
+            self._guard(self.indices.guard(where, args[1], args[0].shape[0]))
         out = self._cost(mode, func, name, args, kwargs)
         self._note_op_reads(func, args, kwargs, out)
-        self._track(name, args, kwargs, out)
+        self.indices.track(name, args, kwargs, out)
         if name == "unsqueeze" and isinstance(out, torch.Tensor) and out.dim() >= 3:
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
             if isinstance(dim, int) and dim % out.dim() == out.dim() - 2:
@@ -415,7 +309,7 @@ class Tracer:
     def _note_op_reads(self, func, args, kwargs, out) -> None:
         if not self.decomposing:  # a decomposition's primitives are no autograd nodes
             where = self.stack[-1] if self.stack else ""
-            self.note_reads(op_call(func, args, kwargs, None)[1], _tensors_in(out), where)
+            self.gradients.note(op_call(func, args, kwargs, None)[1], _tensors_in(out), where)
 
     def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
         schema = func._schema.arguments
@@ -445,7 +339,7 @@ class Tracer:
         else:
             out = func(*args, **kwargs)
         if rule is None and op_kind(func) == "movement":
-            known = name in _MOVEMENT_BACKWARD
+            known = name in MOVEMENT_BACKWARD
             self._movement(func, args, kwargs, out, min_bytes=True, backward_known=known)
             return out
         if rule is None:

@@ -1,0 +1,89 @@
+"""The backward of a trace beyond its calls' rules: the operators whose backward is data
+movement only, and the gradients autograd adds up.  Where one tensor feeds several recorded
+calls (a residual stream read by a block and by the add after it, a weight tied to two
+modules), its ``k`` gradients arrive at one place and autograd adds them, ``k - 1`` adds per
+element, work that belongs to no single call's rule.
+
+A tensor's place is the autograd node that made it (its output number), or the tensor itself
+for a leaf (a parameter): an in-place call later gives the tensor a new node, and a view has a
+node of its own, so both count right.  The nodes are held, so that no id is reused.
+
+>>> import torch, sympy
+>>> sums = GradientSums(lambda t: tuple(sympy.Integer(d) for d in t.shape))
+>>> x = torch.randn(3, 4, requires_grad=True)
+>>> y = x * 2                               # one call reads x ...
+>>> sums.note([x], [y], "double")
+>>> z = x + y                               # ... and another: x's two gradients are added
+>>> sums.note([x, y], [z], "add")
+>>> sums.totals()
+[('double', 12)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sympy
+import torch
+
+__all__ = ["GRADIENT_SUM", "MOVEMENT_BACKWARD", "NO_BACKWARD", "GradientSums", "grad_key"]
+
+# operators without a functional rule whose backward, where an argument requires grad, is data
+# movement only (derivatives.yaml: a view, a slice, a copy or a concatenation of the output's
+# gradient; a factory such as empty_like sends none): 0 under every backward convention.
+# Others (expand, repeat, index, gather, the reflection and replication pads) sum or
+# scatter-add gradients: their rows state no backward.
+MOVEMENT_BACKWARD = set(
+    """
+view _unsafe_view reshape permute transpose t unsqueeze squeeze clone copy _to_copy to detach
+alias slice select cat stack split split_with_sizes chunk unbind contiguous flatten unflatten
+narrow roll flip constant_pad_nd masked_fill select_scatter slice_scatter lift_fresh
+lift_fresh_copy _reshape_alias unsafe_view collapse_view
+empty_like zeros_like ones_like full_like new_empty new_zeros new_ones new_full
+""".split()
+)
+_BACKWARD_CONVENTIONS = ("exact", "macs", "torch")
+NO_BACKWARD = {("backward", c): sympy.Integer(0) for c in _BACKWARD_CONVENTIONS}
+GRADIENT_SUM = "(gradient accumulation)"  # the row of gradients that autograd adds up
+
+
+def grad_key(t: torch.Tensor) -> tuple[int, int]:
+    """Where autograd sends ``t``'s gradient: ``(id(node), output number)``, or ``(id(t), -1)``
+    for a leaf."""
+    node = t.grad_fn
+    return (id(node), t.output_nr) if node is not None else (id(t), -1)
+
+
+class GradientSums:
+    """The calls of a trace that read tensors requiring grad, and the sums they cause.
+
+    ``shape`` turns a tensor into its (symbolic) sizes."""
+
+    def __init__(self, shape: Callable[[torch.Tensor], Sequence[Any]]) -> None:
+        self.shape = shape
+        # each call's (outputs, {key: (tensor, its node, elements)}, where)
+        self.reads: list[tuple[list, dict[tuple[int, int], tuple], str]] = []
+
+    def note(self, tensors: Sequence[Any], outputs: list, where: str) -> None:
+        """A call at ``where`` that reads ``tensors`` (those that require grad count, each key
+        once) and made ``outputs`` (a list the caller may fill later: a module's, in its
+        forward hook)."""
+        keys: dict[tuple[int, int], tuple] = {}
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                keys.setdefault(grad_key(t), (t, t.grad_fn, sympy.Mul(*self.shape(t))))
+        if keys:
+            self.reads.append((outputs, keys, where))
+
+    def totals(self) -> list[tuple[str, sympy.Expr]]:
+        """``(where the tensor was first read, adds)`` for each tensor whose gradient arrives
+        from more than one call; a call counts where its output requires grad (a comparison,
+        or ``zeros_like``, reads a tensor without sending it a gradient)."""
+        arrivals: dict[tuple[int, int], list] = {}
+        for outputs, keys, where in self.reads:
+            if not any(t.requires_grad for t in outputs):
+                continue
+            for key, (_t, _node, elements) in keys.items():
+                arrivals.setdefault(key, [0, elements, where])[0] += 1
+        return [(where, (k - 1) * n) for k, n, where in arrivals.values() if k > 1]
