@@ -755,3 +755,26 @@ def test_bind_refuses_a_mask_its_rule_does_not_state():
     )
     with pytest.raises(lc.ShapeError, match="attn_mask"):
         lc.bind(mha, x, x, x, attn_mask=mask)
+
+
+class Embedding(torch.nn.Module):  # a model's own class named like torch's: a strided downsampler
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Conv2d(3, 8, 4, stride=4)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def test_a_class_named_like_a_torch_class_is_not_costed_by_its_rule():
+    # issue 17, cause 6: matched by name, torch's Embedding rule did not bind and the
+    # convolution inside went uncounted; the class torch defines is what selects a rule
+    model = torch.nn.Sequential(Embedding(), torch.nn.LayerNorm(8))
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    assert not analysis.unsupported
+    assert analysis.layers[0].rule.startswith("Conv2d")  # the convolution inside, by its rule
+    for n, h, w in [(1, 8, 8), (2, 12, 20)]:
+        counted = lc.count(model, (n, 3, h, w))
+        at = {"N": n, "H": h, "W": w}
+        assert analysis.evaluate(at, "exact") == counted.cost("exact")
+        assert analysis.evaluate(at, "torch") == counted.cost("torch")

@@ -121,12 +121,15 @@ def params_at(rule: Rule, values: Mapping[str, sympy.Expr]) -> sympy.Expr:
 
 
 def module_rule(module: torch.nn.Module, inputs: list | None = None) -> Rule | None:
-    """The rule of a module instance, or None; a subclass that overrides the ruled class's
-    ``forward`` (torchvision's LayerNorm2d) is not described by that class's rule.  ``inputs``
+    """The rule of a module instance, or None: the rule of the first class in its MRO that torch
+    defines; a subclass that overrides the ruled class's ``forward`` (torchvision's
+    LayerNorm2d) is not described by that class's rule.  ``inputs``
     (the call's input shapes; only their ranks are read) choose variants keyed on rank."""
     by_module = catalogue().by_module
     for cls in type(module).__mro__:
-        if cls.__name__ in by_module:
+        # the class torch defines, not a model's own class of the same name (a timm
+        # ``Embedding`` that is a strided convolution): that one is costed by its operators
+        if cls.__name__ in by_module and cls.__module__.partition(".")[0] == "torch":
             if type(module).forward is not getattr(cls, "forward", None):
                 return None
             try:
