@@ -22,7 +22,7 @@ def _agrees(model: nn.Module, spec: tuple, shapes: list[dict[str, int]], **kwarg
         size = tuple(at[d] if isinstance(d, str) else d for d in spec)
         dtype = kwargs.get("dtype")
         x = torch.randint(0, 50, size) if dtype == torch.int64 else torch.randn(size)
-        counted = lc.count(model, x, backward=True)
+        counted = lc.count(model, x, backward=True, training=kwargs.get("training", False))
         for convention in ("exact", "macs", "torch"):
             closed = analysis.quantity("backward", convention)
             assert lc.evaluate(closed, at) == counted.quantity("backward", convention), (

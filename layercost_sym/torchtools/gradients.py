@@ -65,16 +65,26 @@ class GradientSums:
         # each call's (outputs, {key: (tensor, its node, elements)}, where)
         self.reads: list[tuple[list, dict[tuple[int, int], tuple], str]] = []
 
-    def note(self, tensors: Sequence[Any], outputs: list, where: str) -> None:
+    def note(
+        self, tensors: Sequence[Any], outputs: list, where: str
+    ) -> dict[tuple[int, int], tuple]:
         """A call at ``where`` that reads ``tensors`` (those that require grad count, each key
         once) and made ``outputs`` (a list the caller may fill later: a module's, in its
-        forward hook)."""
+        forward hook, with :meth:`passed`); the keys read."""
         keys: dict[tuple[int, int], tuple] = {}
         for t in tensors:
             if isinstance(t, torch.Tensor) and t.requires_grad:
                 keys.setdefault(grad_key(t), (t, t.grad_fn, sympy.Mul(*self.shape(t))))
         if keys:
             self.reads.append((outputs, keys, where))
+        return keys
+
+    @staticmethod
+    def passed(keys: dict[tuple[int, int], tuple], outputs: Sequence[torch.Tensor]) -> None:
+        """A module call returned ``outputs``: an input it returned as it was (Dropout in eval,
+        Identity) is no read (no node of the call takes its gradient)."""
+        for t in outputs:
+            keys.pop(grad_key(t), None)
 
     def totals(self) -> list[tuple[str, sympy.Expr]]:
         """``(where the tensor was first read, adds)`` for each tensor whose gradient arrives

@@ -116,7 +116,8 @@ class Tracer:
         # module name -> {storage: bytes} of the tensors its first call got (what a checkpoint
         # of the module keeps: activation recomputation in the training-memory ledger)
         self.module_inputs: dict[str, dict[int, sympy.Expr]] = {}
-        self.module_reads: dict[int, list] = {}  # ruled module -> its outputs, once known
+        # ruled module -> (its outputs, once known; the gradient keys it read)
+        self.module_reads: dict[int, tuple[list, dict]] = {}
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
@@ -225,8 +226,8 @@ class Tracer:
         self.counted_modules.add(id(module))
         self.covered_params.update(id(p) for p in module.parameters())
         outputs: list = []  # post() fills it
-        self.module_reads[id(module)] = outputs
-        self.gradients.note([*tensors, *module.parameters()], outputs, name)
+        read = self.gradients.note([*tensors, *module.parameters()], outputs, name)
+        self.module_reads[id(module)] = (outputs, read)
         input_grad = any(t.requires_grad for t in tensors)
         weights = [p.requires_grad for p in module.parameters()]
         if input_grad and all(weights):
@@ -253,7 +254,9 @@ class Tracer:
     def post(self, module, args, kwargs, output):
         self.stack.pop()
         if self.ruled_depth == 1 and id(module) in self.module_reads:
-            self.module_reads.pop(id(module)).extend(_tensors_in(output))
+            outputs, read = self.module_reads.pop(id(module))
+            outputs.extend(_tensors_in(output))
+            self.gradients.passed(read, outputs)
         if self.ruled_depth:
             self.ruled_depth -= 1
         elif self.current_unruled and self.current_unruled[-1] == id(module):
