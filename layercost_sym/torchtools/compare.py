@@ -53,6 +53,7 @@ from ..evaluation import evaluate
 from ..families import families, family_of
 from ..quantities import quantity
 from .analysis import Analysis, Layer
+from .tracer import MOVEMENT
 
 __all__ = [
     "Comparison",
@@ -145,6 +146,8 @@ class Comparison:
             )
 
     def family(self, layer: Layer) -> str:
+        if layer.rule == MOVEMENT:  # no rule: data movement, the sums of gradients
+            return families().order[-1]
         if layer.rule not in self._families:
             self._families[layer.rule] = family_of(layer.rule)
         return self._families[layer.rule]
