@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._decomp import decomposition_table
 
 from layercost_sym.torchtools.opcount import ExactCounter
 from layercost_sym.torchtools.ops.backward import lstm_layer_backward_exact
@@ -190,17 +191,47 @@ def test_transposed_grad_input_equals_the_ordinary_convolution_counted_forward()
 
 
 def test_max_pool_backward_scatter_adds_one_per_output():
-    # torch's decomposition of max_pool2d_with_indices_backward scatter-adds the 2x2 grad_output
-    # into the zero-filled grad_input: 4 adds (each value an add); the 3-d, adaptive and
-    # fractional kernels do the same at their indices: one add per grad_output element
+    # max_pool2d_with_indices_backward adds the 2x2 grad_output into the zero-filled grad_input at
+    # the saved indices: 4 adds (each value an add), as its decomposition's scatter_add would;
+    # the 3-d, adaptive and fractional kernels do the same at their indices: one add per
+    # grad_output element
     x = torch.randn(1, 1, 4, 4, requires_grad=True)
-    assert backward_count(F.max_pool2d(x, 2), [x]) == (4, {"scatter_add": 4})
+    assert backward_count(F.max_pool2d(x, 2), [x]) == (4, {"max_pool2d_with_indices_backward": 4})
+    grad = torch.randn(1, 1, 2, 2)
+    _, indices = F.max_pool2d(x.detach(), 2, return_indices=True)
+    with ExactCounter() as reference:  # the decomposition's scatter_add: the same count
+        torch.zeros(1, 16).scatter_add(1, indices.reshape(1, 4), grad.reshape(1, 4))
+    assert reference.total == 4
     x3 = torch.randn(1, 2, 4, 4, 4, requires_grad=True)
     assert backward_count(F.max_pool3d(x3, 2), [x3])[0] == 2 * 8
     assert backward_count(F.adaptive_max_pool2d(x, (3, 2)), [x])[0] == 6
     assert backward_count(F.adaptive_max_pool3d(x3, 2), [x3])[0] == 2 * 8
     frac = nn.FractionalMaxPool2d(2, output_size=3)
     assert backward_count(frac(x), [x])[0] == 9
+
+
+def test_max_pool_backward_with_a_window_wholly_in_the_padding():
+    # MaxPool1d(2, padding=1, dilation=2) on L = 1: the one window's taps are -1 and 1, both
+    # outside the input; the forward keeps -inf and the index 1, outside the plane of 1 element,
+    # on which torch's decomposition (scatter_add) fails (the CPU kernel would add outside
+    # grad_input: not run here)
+    x = torch.randn(1, 2, 1)
+    y, indices = F.max_pool2d(x.unsqueeze(-2), (1, 2), 1, (0, 1), (1, 2), return_indices=True)
+    assert indices.flatten().tolist() == [1, 1]
+    decomposition = decomposition_table[torch.ops.aten.max_pool2d_with_indices_backward.default]
+    with pytest.raises(RuntimeError, match="index"):
+        decomposition(
+            torch.ones_like(y), x.unsqueeze(-2), (1, 2), (1, 1), (0, 1), (1, 2), False, indices
+        )
+    # a wholly padded window whose index stays inside the plane: x (1, 1, 2, 1), kernel (1, 2),
+    # stride (2, 1), padding (0, 1), dilation (1, 2): the taps along W are -1 and 1, both out;
+    # index 0*1 + 1 = 1 < 2.  The kernel adds the one output's gradient there: 1 add
+    x = torch.randn(1, 1, 2, 1, requires_grad=True)
+    y = F.max_pool2d(x, (1, 2), (2, 1), (0, 1), (1, 2))
+    assert backward_count(y, [x]) == (1, {"max_pool2d_with_indices_backward": 1})
+    # MaxPool2d(3, 2, 1) on 5x5, 3 channels: 3 x 3 x 3 outputs, one add each
+    x = torch.randn(1, 3, 5, 5, requires_grad=True)
+    assert backward_count(F.max_pool2d(x, 3, 2, 1), [x])[0] == 27
 
 
 def test_avg_pool_backward_by_hand():

@@ -11,9 +11,18 @@ bookkeeping is 0.  Each rule below states what it counts.
 
 * ``convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation,
   transposed, output_padding, groups, output_mask)``: :func:`conv_backward_exact`.
-* ``scatter_add`` (``max_pool2d_with_indices_backward``'s decomposition scatters ``grad_output``
-  into the zero-filled ``grad_input`` at the saved indices): one add per scattered value,
-  ``index.numel()``.
+* ``scatter_add`` (a scatter of values into a tensor at given indices): one add per scattered
+  value, ``index.numel()``.
+* ``max_pool2d_with_indices_backward`` (MaxPool1d and MaxPool2d): the CPU kernel
+  (``cpu_max_pool_backward`` in ``aten/src/ATen/native/cpu/MaxPoolKernel.cpp``, and its
+  channels-last twin) loops over the outputs and does ``grad_input[index] += grad_output`` at
+  each saved index: ``grad_output.numel()`` adds, what torch's decomposition (a ``scatter_add``
+  of ``grad_output`` at the indices) also counts.  Counted here rather than through the
+  decomposition, which fails with an index error where a window lies wholly in the padding (a
+  dilated window whose taps all miss the input: the forward keeps the -inf start and, as its
+  index, its first tap moved past the left padding, which may lie outside the input plane; the
+  kernel then adds outside ``grad_input``, so ``formulas/pooling.toml`` states MaxPool's
+  backward only where no window can lie wholly in the padding).
 * ``max_pool3d_with_indices_backward``, ``adaptive_max_pool{2,3}d_backward``,
   ``fractional_max_pool{2,3}d_backward``: the same scatter-add of ``grad_output`` at the saved
   indices (the 3-d and adaptive / fractional kernels loop over the outputs and do
@@ -245,6 +254,7 @@ def _grad_output_adds(args: tuple, kwargs: dict, out) -> int:
 
 
 register_op(
+    "max_pool2d_with_indices_backward",
     "max_pool3d_with_indices_backward",
     "adaptive_max_pool2d_backward",
     "adaptive_max_pool3d_backward",
