@@ -8,7 +8,11 @@ torch's operator name selects, bound at that call by the analysis' own binder
 * ``flops`` under ``exact`` and ``bytes`` under ``eager``: what the op counter
   (``ExactCounter``) measures when torch runs that call;
 * ``bytes`` under ``min``: each distinct tensor argument read once, each output written once
-  (numel x element size), nothing for a view: how the analysis costs an operator call.
+  (numel x element size), nothing for a view: how the analysis costs an operator call;
+* ``backward`` and ``saved`` under ``autograd``, where stated, with the drawn tensor arguments
+  requiring grad (the flags ``rg_i``): the op counter and FlopCounterMode around
+  ``torch.autograd.grad``, and the storages autograd saves for the call
+  (``saved_tensors_hooks``, each once and whole).
 
 Some operators (``true_divide``, ``reshape``, ``softmax``, ``square``, ...) never reach a
 dispatch mode as themselves (torch rewrites them first); the counter measures what torch runs
@@ -32,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from layercost_sym.cache import catalogue
 from layercost_sym.glossary import ARGUMENT_GRADS, glossary
 from layercost_sym.testing.torchcheck import eager_not_stated
+from layercost_sym.torchtools.count import SavedStorages
 from layercost_sym.torchtools.lookup import bind_op, op_call, op_rule
 from layercost_sym.torchtools.opbytes import moves_nothing
 from layercost_sym.torchtools.opcount import ExactCounter, op_name
@@ -426,12 +431,24 @@ def _measure_backward(func, args, kwargs, grads: tuple[bool, ...]) -> tuple[int,
     return int(exact.total), int(torch_flops.get_total_flops())
 
 
+def _measure_saved(func, args, kwargs, grads: tuple[bool, ...]) -> int:
+    """The bytes autograd saves for backward when the call runs on the copies
+    :func:`_with_grad` makes (``grads``: which tensor arguments require grad), each storage
+    once and whole (:class:`~layercost_sym.torchtools.count.SavedStorages`; no parameters
+    here, nothing aside).  A saved argument that requires grad is a clone of its leaf: its
+    storage is the clone's, of the same size."""
+    call = _with_grad(args, grads)[0]
+    with torch.enable_grad(), SavedStorages(set()) as saved:
+        func(*call, **kwargs)
+    return saved.nbytes
+
+
 def check_call(name: str, call: Call, grads: tuple[bool, ...] = (False,)) -> None:
     """The rule at each call of its operator that reaches dispatch (``where`` with a number
     reaches it as ``where.self`` on a 0-dim tensor that ``scalar_tensor`` made), measured
     alone; an operator torch rewrites before dispatch (``true_divide`` runs ``div``) at the
     call as made, measured with everything torch runs in its place.  ``grads``: which tensor
-    arguments require grad, for the rule's backward (where it states one)."""
+    arguments require grad, for the rule's backward and saved bytes (where it states them)."""
     func, args, kwargs, distinct = call
     with _Recorder() as recorder:
         func(*_copies(args), **kwargs)
@@ -460,16 +477,23 @@ def _check(name: str, func, args, kwargs, distinct: int | None, grads=(False,)) 
     assert value("flops", "exact") == flops, f"{name}: exact FLOPs"
     assert value("bytes", "eager") == eager, f"{name}: eager bytes"
     assert value("bytes", "min") == _min_bytes(func, args, kwargs, out), f"{name}: min bytes"
-    if not rule.conventions_of("backward"):
+    backward = bool(rule.conventions_of("backward"))
+    saved = "autograd" in rule.conventions_of("saved")
+    if not (backward or saved):
         return
-    # the backward: the flags rg_i read from the arguments as they enter the call
+    # the backward and what autograd saves for it: the flags rg_i read from the arguments as
+    # they enter the call
     call = _with_grad(args, grads)[0]
     entering = op_call(func, tuple(call), kwargs, None)[1]  # no output: argument i at i - 1
     for i, flag in ARGUMENT_GRADS.items():
         at[symbols[flag]] = int(i <= len(entering) and entering[i - 1].requires_grad)
-    exact, torch_flops = _measure_backward(func, args, kwargs, grads)
-    assert value("backward", "exact") == exact, f"{name}: exact backward"
-    assert 2 * value("backward", "macs") == torch_flops, f"{name}: backward macs"
+    if backward:
+        exact, torch_flops = _measure_backward(func, args, kwargs, grads)
+        assert value("backward", "exact") == exact, f"{name}: exact backward"
+        assert 2 * value("backward", "macs") == torch_flops, f"{name}: backward macs"
+    if saved:
+        kept = _measure_saved(func, args, kwargs, grads)
+        assert value("saved", "autograd") == kept, f"{name}: saved (autograd) at {at}"
 
 
 _GRADS = st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans())
@@ -503,3 +527,15 @@ BACKWARD_NOT_YET: set[str] = set()
 def test_backward_stated_by_every_functional_rule_but_the_listed_ones():
     stated = {r for r in _functional_rules() if catalogue().rules[r].conventions_of("backward")}
     assert set(_functional_rules()) - stated == BACKWARD_NOT_YET
+
+
+# Rules of this family that do not state saved under autograd yet; a rule leaves the set when it
+# states it (the property test above then proves it with each tensor argument requiring grad or
+# not, against the storages saved_tensors_hooks sees autograd save for the call).
+SAVED_NOT_YET: set[str] = set()
+
+
+def test_saved_stated_by_every_functional_rule_but_the_listed_ones():
+    rules = catalogue().rules
+    stated = {r for r in _functional_rules() if "autograd" in rules[r].conventions_of("saved")}
+    assert set(_functional_rules()) - stated == SAVED_NOT_YET
