@@ -12,9 +12,9 @@ node of its own, so both count right.  The nodes are held, so that no id is reus
 >>> sums = GradientSums(lambda t: tuple(sympy.Integer(d) for d in t.shape))
 >>> x = torch.randn(3, 4, requires_grad=True)
 >>> y = x * 2                               # one call reads x ...
->>> sums.note([x], [y], "double")
+>>> read = sums.note([x], [y], "double")
 >>> z = x + y                               # ... and another: x's two gradients are added
->>> sums.note([x, y], [z], "add")
+>>> read = sums.note([x, y], [z], "add")
 >>> sums.totals()
 [('double', 12)]
 """
@@ -66,11 +66,11 @@ class GradientSums:
         self.reads: list[tuple[list, dict[tuple[int, int], tuple], str]] = []
 
     def note(
-        self, tensors: Sequence[Any], outputs: list, where: str
+        self, tensors: Sequence[Any], outputs: list, where: Any
     ) -> dict[tuple[int, int], tuple]:
-        """A call at ``where`` that reads ``tensors`` (those that require grad count, each key
-        once) and made ``outputs`` (a list the caller may fill later: a module's, in its
-        forward hook, with :meth:`passed`); the keys read."""
+        """A call at ``where`` (a name, a position: the caller's) that reads ``tensors`` (those
+        that require grad count, each key once) and made ``outputs`` (a list the caller may
+        fill later: a module's, in its forward hook, with :meth:`passed`); the keys read."""
         keys: dict[tuple[int, int], tuple] = {}
         for t in tensors:
             if isinstance(t, torch.Tensor) and t.requires_grad:
@@ -86,7 +86,7 @@ class GradientSums:
         for t in outputs:
             keys.pop(grad_key(t), None)
 
-    def totals(self) -> list[tuple[str, sympy.Expr]]:
+    def totals(self) -> list[tuple[Any, sympy.Expr]]:
         """``(where the tensor was first read, adds)`` for each tensor whose gradient arrives
         from more than one call; a call counts where its output requires grad (a comparison,
         or ``zeros_like``, reads a tensor without sending it a gradient)."""

@@ -151,9 +151,11 @@ class Tracer:
     # gradients that autograd adds up
     def gradient_sums(self) -> None:
         """A row per tensor whose gradients autograd adds (:mod:`.gradients`): ``backward``
-        under ``exact`` ``k - 1`` adds per element, 0 under the other conventions."""
+        under ``exact`` ``k - 1`` adds per element, 0 under the other conventions; after the
+        row of the call that read the tensor first."""
         nothing = sympy.Integer(0)
-        for where, adds in self.gradients.totals():
+        totals = sorted(self.gradients.totals(), key=lambda t: t[0][1], reverse=True)
+        for (where, position), adds in totals:
             own = {
                 **NO_BACKWARD,
                 ("backward", "exact"): adds,
@@ -161,7 +163,7 @@ class Tracer:
                 ("bytes", "eager"): nothing,
                 ("saved", "autograd"): nothing,
             }
-            self.layers.append(_movement_row(f"{where}:{GRADIENT_SUM}", own))
+            self.layers.insert(position, _movement_row(f"{where}:{GRADIENT_SUM}", own))
 
     def _guard(self, guard: tuple[sympy.Basic, str] | None) -> None:
         if guard is not None:
@@ -226,7 +228,9 @@ class Tracer:
         self.counted_modules.add(id(module))
         self.covered_params.update(id(p) for p in module.parameters())
         outputs: list = []  # post() fills it
-        read = self.gradients.note([*tensors, *module.parameters()], outputs, name)
+        # the sums of its inputs' gradients go on a row after the one appended below
+        where = (name, len(self.layers) + 1)
+        read = self.gradients.note([*tensors, *module.parameters()], outputs, where)
         self.module_reads[id(module)] = (outputs, read)
         input_grad = any(t.requires_grad for t in tensors)
         weights = [p.requires_grad for p in module.parameters()]
@@ -311,7 +315,7 @@ class Tracer:
 
     def _note_op_reads(self, func, args, kwargs, out) -> None:
         if not self.decomposing:  # a decomposition's primitives are no autograd nodes
-            where = self.stack[-1] if self.stack else ""
+            where = (self.stack[-1] if self.stack else "", len(self.layers))
             self.gradients.note(op_call(func, args, kwargs, None)[1], _tensors_in(out), where)
 
     def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
