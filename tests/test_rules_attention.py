@@ -144,6 +144,7 @@ def _sdpa_values(case):
         e_i=8,
         x_1=1,  # query, key and value are three tensors
         x_2=1,
+        rg=0,  # the drawn tensors do not require grad
     )
 
 
@@ -180,6 +181,15 @@ def test_sdpa_matches_torch(case):
     assert dict(binding) == values
     assert binding.output_shape() == counted.output_shape
     assert binding.params == counted.params == 0
+    # the backward: query, key and value requiring grad (rg) or not
+    for grads in (case, case.with_grad()):
+        inputs = grads.tensors()
+        measured = lc.count(module, *inputs, backward=True, **case.call_kwargs)
+        bound = lc.bind(module, *inputs, **case.call_kwargs)
+        for convention in ("exact", "macs"):
+            assert lc.evaluate(rule.quantity("backward", convention), bound) == (
+                measured.quantity("backward", convention)
+            ), (convention, dict(bound), measured.by_op)
 
 
 def test_sdpa_causal_mask_arithmetic():
@@ -202,7 +212,9 @@ _ACTIVATION = {"relu": "relu", "gelu": "gelu", "ReLU()": torch.nn.ReLU(), "GELU(
 
 def _build_layer(case):
     kwargs = {**case.kwargs, "activation": _ACTIVATION[case.kwargs["activation"]]}
-    return getattr(torch.nn, case.name)(**kwargs).train(case.training)
+    return (
+        getattr(torch.nn, case.name)(**kwargs).requires_grad_(not case.frozen).train(case.training)
+    )
 
 
 def _act(module) -> int:
@@ -283,6 +295,26 @@ def _check_layer(case):
         )
         # and the layer is the sum of its parts' rules plus the elementwise glue
         assert _parts_cost(module, tensors, convention) == counted.cost(convention)
+    # backward and saved (check_backward's check, for a layer built here): the input with and
+    # without grad, the weights trained and frozen
+    for variant in (case, case.with_grad(), case.freeze(), case.with_grad().freeze()):
+        layer, inputs = _build_layer(variant), variant.tensors()
+        measured = lc.count(layer, *inputs, training=variant.training, backward=True)
+        bound = lc.bind(layer, *inputs)
+        for quantity in ("backward", "saved"):
+            for convention in bound.rule.conventions_of(quantity):
+                if (quantity, convention) not in measured.values:
+                    continue  # a paper's convention (korthikanti): not measured
+                predicted = lc.evaluate(
+                    bound.rule.quantity(quantity, convention, variant.training), bound
+                )
+                assert predicted == measured.quantity(quantity, convention), (
+                    rule.name,
+                    quantity,
+                    convention,
+                    variant,
+                    measured.by_op,
+                )
     # eager bytes (check_against_torch's check, for a layer built here), in float32 and bfloat16
     for dtype, measured in (("float32", counted), (HALF, None)):
         if measured is None:
