@@ -60,8 +60,9 @@ def check_against_torch(case: LayerCase, conventions: Sequence[str] = ("exact", 
     checked = _compare(case, binding, counted, lambda q, c: q != "flops" or c in conventions)
     flops = {c for q, c in checked if q == "flops"}
     assert ("params", "count") in checked and set(conventions) <= flops, checked
-    if rule.conventions_of("backward") and not (case.requires_grad or case.frozen):
-        # backward: the input with and without grad, the weights trained and frozen
+    stated = rule.conventions_of("backward") or rule.conventions_of("saved")
+    if stated and not (case.requires_grad or case.frozen):
+        # backward and saved: the input with and without grad, the weights trained and frozen
         for variant in (case.with_grad(), case.freeze(), case.with_grad().freeze()):
             check_backward(variant)
     if "eager" in rule.conventions_of("bytes") and case.dtype == "float32":
