@@ -7,6 +7,7 @@ counter around ``torch.autograd.grad``) at two shapes or more."""
 from __future__ import annotations
 
 import pytest
+import sympy
 import torch
 import torchvision
 from torch import nn
@@ -88,4 +89,21 @@ def test_torchvision_cnns_backward_in_training(name):
         ("N", 3, "H", "W"),
         [{"N": 2, "H": 64, "W": 64}, {"N": 1, "H": 97, "W": 81}],
         training=True,
+    )
+
+
+def test_fine_tuning_only_the_head():
+    # a frozen backbone: no weight gradients anywhere but fc, and no input gradient anywhere
+    # (nothing before fc needs one), so the backward is fc's alone: its weight's g^T x,
+    # 1000 x 512 x (2N - 1), its bias's sum, 1000 x (N - 1), and nothing else
+    model = torchvision.models.resnet18(weights=None).eval()
+    model.requires_grad_(False)
+    model.fc.requires_grad_(True)
+    analysis = _agrees(
+        model, ("N", 3, "H", "W"), [{"N": 2, "H": 64, "W": 64}, {"N": 3, "H": 33, "W": 35}]
+    )
+    n = lc.symbols("N")
+    assert (
+        sympy.expand(analysis.quantity("backward") - (1000 * 512 * (2 * n - 1) + 1000 * (n - 1)))
+        == 0
     )
