@@ -63,8 +63,8 @@ bookkeeping is 0.  Each rule below states what it counts.
 
 Not counted here (they raise, never a silent 0): the linear / bilinear / bicubic / trilinear
 upsampling backward kernels, whose per-output source indices and interpolation weights would
-have to be counted the way torch's forward decompositions count them; ``_trilinear`` as
-``nn.Bilinear``'s backward calls it (other expand / sum dims), refused by the rule of
+have to be counted the way torch's forward decompositions count them.  ``nn.Bilinear``'s
+backward calls ``_trilinear`` with other expand / sum dims: counted by the rule of
 :mod:`.activation`.
 """
 
