@@ -55,3 +55,19 @@ def test_a_transformers_saved_bytes_are_what_autograd_keeps(family, small_causal
     for n, length in [(2, 9), (3, 4)]:
         counted = lc.count(model, torch.randint(0, 50, (n, length))).quantity("saved")
         assert lc.evaluate(saved, {"N": n, "L": length}) == counted
+
+
+def test_saved_is_what_a_plain_run_keeps():
+    # mixed precision: a bfloat16 input, float32 LayerNorm weights; torch keeps the mean and
+    # rstd in float32 (the parameters' dtype); the op counter's decomposition of
+    # native_layer_norm would return them in bfloat16, so saved is measured outside it
+    from layercost_sym.torchtools.count import SavedStorages
+    from layercost_sym.torchtools.opbytes import storage_id
+
+    norm = nn.LayerNorm(8)
+    x = torch.randn(3, 8, dtype=torch.bfloat16, requires_grad=True)
+    with SavedStorages({storage_id(p) for p in norm.parameters()}) as plain:
+        norm(x)
+    # x (3*8 bfloat16) and mean and rstd (3 float32 each): 48 + 24 = 72 bytes
+    assert plain.nbytes == 3 * 8 * 2 + 2 * 3 * 4
+    assert lc.count(norm, x).quantity("saved") == plain.nbytes

@@ -259,11 +259,13 @@ def count(
         with torch.enable_grad(), math_sdpa():
             counter = ExactCounter()
             weights = {storage_id(w) for w in [*module.parameters(), *module.buffers()]}
-            with counter, SavedStorages(weights) as kept:
+            with counter:
                 output = module(*tensors, **call_kwargs)
             _restore(module, saved)
+            # saved tensors on the pass torch runs as it is (the op counter decomposes some
+            # kernels: native_layer_norm's would keep its statistics in the input's dtype)
             flop_counter = FlopCounterMode(display=False)
-            with flop_counter:
+            with flop_counter, SavedStorages(weights) as kept:
                 module(*tensors, **call_kwargs)
             if backward:
                 _restore(module, saved)
