@@ -491,6 +491,8 @@ class Analysis(QuantityShorthands):
             if layer.kind == "module":
                 modules[layer.rule.split(".")[0]] = None  # the class, not its variant
                 continue
+            if op.startswith("("):  # bookkeeping, no operator: gradient sums, saved storages
+                continue
             seen = ops.setdefault(by_operators[where].what if where in by_operators else "", {})
             seen[op] = seen.get(op, False) or layer.cost(convention) != 0
 
