@@ -181,7 +181,7 @@ def test_sdpa_matches_torch(case):
     assert dict(binding) == values
     assert binding.output_shape() == counted.output_shape
     assert binding.params == counted.params == 0
-    # the backward: query, key and value requiring grad (rg) or not
+    # the backward and what autograd saves for it: query, key and value requiring grad (rg) or not
     for grads in (case, case.with_grad()):
         inputs = grads.tensors()
         measured = lc.count(module, *inputs, backward=True, **case.call_kwargs)
@@ -190,6 +190,9 @@ def test_sdpa_matches_torch(case):
             assert lc.evaluate(rule.quantity("backward", convention), bound) == (
                 measured.quantity("backward", convention)
             ), (convention, dict(bound), measured.by_op)
+        assert lc.evaluate(rule.quantity("saved", "autograd"), bound) == (
+            measured.quantity("saved", "autograd")
+        ), ("saved", dict(bound))
 
 
 def test_sdpa_causal_mask_arithmetic():
