@@ -71,3 +71,9 @@ def test_saved_is_what_a_plain_run_keeps():
     # x (3*8 bfloat16) and mean and rstd (3 float32 each): 48 + 24 = 72 bytes
     assert plain.nbytes == 3 * 8 * 2 + 2 * 3 * 4
     assert lc.count(norm, x).quantity("saved") == plain.nbytes
+
+
+def test_every_rule_states_saved():
+    # each proven by its family's property test (check_against_torch: the input's grad on and
+    # off, the weights trained and frozen; the functional rules on drawn ATen calls)
+    assert [n for n in lc.rules() if "autograd" not in lc.rule(n).conventions_of("saved")] == []
