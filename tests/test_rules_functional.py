@@ -31,12 +31,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
 
 from layercost_sym.cache import catalogue
 from layercost_sym.glossary import ARGUMENT_GRADS, glossary
 from layercost_sym.testing.torchcheck import eager_not_stated
-from layercost_sym.torchtools.count import SavedStorages
+from layercost_sym.torchtools.count import SavedStorages, backward_counts
 from layercost_sym.torchtools.lookup import bind_op, op_call, op_rule
 from layercost_sym.torchtools.opbytes import moves_nothing
 from layercost_sym.torchtools.opcount import ExactCounter, op_name
@@ -420,15 +419,7 @@ def _measure_backward(func, args, kwargs, grads: tuple[bool, ...]) -> tuple[int,
     the arguments that require grad."""
     call, leaves = _with_grad(args, grads)
     outputs = [t for t in tree_flatten(func(*call, **kwargs))[0] if isinstance(t, torch.Tensor)]
-    outputs = [t for t in outputs if t.requires_grad]
-    if not outputs or not leaves:
-        return 0, 0
-    ones = [torch.ones_like(t) for t in outputs]
-    exact, torch_flops = ExactCounter(), FlopCounterMode(display=False)
-    for counter in (exact, torch_flops):
-        with counter:
-            torch.autograd.grad(outputs, leaves, ones, retain_graph=True, allow_unused=True)
-    return int(exact.total), int(torch_flops.get_total_flops())
+    return backward_counts(outputs, leaves)
 
 
 def _measure_saved(func, args, kwargs, grads: tuple[bool, ...]) -> int:

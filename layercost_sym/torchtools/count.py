@@ -28,7 +28,7 @@ from .opbytes import storage_id
 from .opcount import ExactCounter
 from .patches import math_sdpa
 
-__all__ = ["MEASUREMENTS", "CountResult", "Run", "SavedStorages", "count"]
+__all__ = ["MEASUREMENTS", "CountResult", "Run", "SavedStorages", "backward_counts", "count"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,14 @@ def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tup
     }
     call = [leaves[i].clone() if i in leaves else t for i, t in enumerate(tensors)]
     wanted = [*(p for p in module.parameters() if p.requires_grad), *leaves.values()]
-    outputs = [t for t in _tensors(module(*call, **call_kwargs)) if t.requires_grad]
+    return backward_counts(_tensors(module(*call, **call_kwargs)), wanted)
+
+
+def backward_counts(outputs: list[torch.Tensor], wanted: list[torch.Tensor]) -> tuple[int, int]:
+    """``(exact, torch)`` FLOPs of ``torch.autograd.grad`` of ``outputs`` (those that require
+    grad, seeded with ones) with respect to ``wanted``, each counter on its own pass over one
+    graph (0, 0 where nothing is to compute)."""
+    outputs = [t for t in outputs if t.requires_grad]
     if not outputs or not wanted:
         return 0, 0
     ones = [torch.ones_like(t) for t in outputs]
