@@ -75,6 +75,17 @@ def test_total_params_are_the_models_numel_without_a_shape():
     assert analysis.params == sum(p.numel() for p in _model("resnet50").parameters())
 
 
+def test_lc_evaluate_of_an_analysis_expression_carries_its_guards():
+    # issue 17's trust defect: lc.evaluate (not only Analysis.evaluate) of vgg11's closed form
+    # refuses sizes below the guard (five 2x2 pools: H, W >= 32) and is exact above it
+    analysis = _analysis("vgg11")
+    macs = analysis.cost("macs")
+    with pytest.raises(lc.DomainError, match="H >= 32"):
+        lc.evaluate(macs, {"N": 1, "H": 31, "W": 40})
+    counted = lc.count(_model("vgg11"), (1, 3, 40, 57))
+    assert lc.evaluate(macs, {"N": 1, "H": 40, "W": 57}) == counted.cost("macs")
+
+
 def test_evaluating_outside_the_guards_names_the_guard():
     analysis = _analysis("resnet18")
     assert analysis.guards, "torch records where the strided stages stay larger than 1x1"
