@@ -81,7 +81,6 @@ def test_flop_counter_counts_a_grouped_convolutions_weight_gradient_as_dense():
 # check_against_torch with the input's grad on and off and the weights trained and frozen, the
 # transformer layers' and SDPA's by their own tests).  Variants that state none are listed in
 # the rules' comments (MaxPool dilated and padded: torch's kernel writes outside grad_input;
-# Upsample linear / bilinear / bicubic / trilinear: the backward kernels have no counting rule;
 # sparse embeddings: a sparse gradient; Conv with zero padding, stride and dilation > 1: a
 # floor sum with no closed form; PairwiseDistance for p other than 2, inf, 0).  Functional rules:
 # tests/test_rules_functional.py.
@@ -89,9 +88,6 @@ BACKWARD_NOT_STATED = {
     # torch's own Python backward (torch/nn/_functions.py) raises for size=1, which the
     # strategy draws; a variant cannot drop an inherited backward
     "CrossMapLRN2d",
-    # upsample_bilinear2d_backward: no counting rule (the CPU kernel's index and weight
-    # arithmetic is not derived)
-    "UpsamplingBilinear2d",
 }
 
 

@@ -278,6 +278,60 @@ def test_shrink_nearest_upsampling_and_replication_padding():
     assert backward_count(F.pad(x4, (1, 1, 1, 1), mode="replicate"), [x4])[0] == 50
 
 
+def test_linear_upsampling_backward_by_hand():
+    # per output position along a resized axis 14 (source index 3, its bound to 0 2, floor and
+    # min 2, fraction sub, max, min 3, i1's comparison, select, add 3, lambda0 1), 10 with
+    # align_corners (scale*i: 1 instead of 5), 0 on an axis not resized; per output element and
+    # each of its 2^d taps d multiplies and an add
+    x1 = torch.randn(1, 1, 2, requires_grad=True)
+    y = F.interpolate(x1, size=3, mode="linear")
+    assert backward_count(y, [x1]) == (3 * 14 + 3 * 2 * 2, {"upsample_linear1d_backward": 54})
+    y = F.interpolate(x1, size=3, mode="linear", align_corners=True)
+    assert backward_count(y, [x1])[0] == 3 * 10 + 3 * 2 * 2  # 42
+    # bilinear, C = 3 (contiguous kernel): 14*(3 + 4) + 4 taps * 3 per element * 2*3*3*4
+    x = torch.randn(2, 3, 2, 2, requires_grad=True)
+    assert backward_count(F.interpolate(x, size=(3, 4), mode="bilinear"), [x])[0] == 98 + 864
+    # H not resized: 0 for its rows, 14*4 for the columns, 12 * 2*3*2*4
+    assert backward_count(F.interpolate(x, size=(2, 4), mode="bilinear"), [x])[0] == 56 + 576
+    # one output pixel: the contiguous gradient is channels-last too, and the twin kernel forms
+    # each tap's weight product once per pixel (4 taps * 1 multiply * N = 2 pixels) and then a
+    # multiply and an add per channel (4 taps * 2 * 2*3 elements): 14*2 + 8 + 48
+    assert backward_count(F.interpolate(x, size=(1, 1), mode="bilinear"), [x])[0] == 28 + 8 + 48
+    # one channel: channels-last as well, and the same count as the contiguous kernel:
+    # 14*(3 + 3) + 4 taps * (1 + 2) * 9 elements
+    xc = torch.randn(1, 1, 2, 2, requires_grad=True)
+    assert backward_count(F.interpolate(xc, size=(3, 3), mode="bilinear"), [xc])[0] == 84 + 108
+    # channels-last input (its output and gradient too), C = 3: 84 + 4*1*9 + 4*2*27
+    xl = torch.randn(1, 3, 2, 2).to(memory_format=torch.channels_last).requires_grad_()
+    y = F.interpolate(xl, size=(3, 3), mode="bilinear")
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert backward_count(y, [xl])[0] == 84 + 36 + 216
+    # trilinear (1, 2, 2, 2, 2) -> (2, 3, 3): D not resized, 14*3 + 14*3; 8 taps * (3 + 1) * 36
+    x3 = torch.randn(1, 2, 2, 2, 2, requires_grad=True)
+    y = F.interpolate(x3, size=(2, 3, 3), mode="trilinear")
+    assert backward_count(y, [x3]) == (84 + 1152, {"upsample_trilinear3d_backward": 1236})
+    # align_corners: 10*3 + 10*3 + 1152
+    y = F.interpolate(x3, size=(2, 3, 3), mode="trilinear", align_corners=True)
+    assert backward_count(y, [x3])[0] == 60 + 1152
+
+
+def test_bicubic_upsampling_backward_by_hand():
+    # per output position along each axis 97 (source index 3, guarded index and fraction 5, the
+    # four weights 25, per tap of the 4x4 window the index i - 1 + k and its bound 4*16 = 64), 95
+    # with align_corners; per output element 16 taps of 2 multiplies and an add, 48
+    x = torch.randn(1, 2, 2, 2, requires_grad=True)
+    y = F.interpolate(x, size=(3, 3), mode="bicubic")
+    assert backward_count(y, [x]) == (97 * 6 + 48 * 18, {"upsample_bicubic2d_backward": 1446})
+    y = F.interpolate(x, size=(3, 3), mode="bicubic", align_corners=True)
+    assert backward_count(y, [x])[0] == 95 * 6 + 48 * 18  # 1434
+    # one side kept: the full path still runs (97*(2 + 3) + 48 * 2*2*3)
+    y = F.interpolate(x, size=(2, 3), mode="bicubic")
+    assert backward_count(y, [x])[0] == 485 + 576
+    # both sides kept: the kernel copies the gradient, nothing computed
+    y = F.interpolate(x, size=(2, 2), mode="bicubic")
+    assert backward_count(y, [x])[0] == 0
+
+
 def test_logical_operators_of_decompositions_count_one_per_element():
     # hardtanh_backward's decomposition: where((x <= lo) | (x >= hi), 0, g): le, ge, |, where
     x = torch.randn(2, 5, requires_grad=True)
