@@ -119,9 +119,10 @@ class Layer:
         return self.quantity("flops", convention)
 
 
-# A weighted product's backward is two products of the same size (FlopCounterMode's formulas
-# for mm, addmm, bmm and convolution_backward): one for the input's gradient, one for the
-# weight's; a bias gradient is a sum, which these conventions do not count.
+# Under these conventions a weighted product's backward is two products of the same size
+# (FlopCounterMode's formulas for mm, addmm, bmm and convolution_backward): one for the input's
+# gradient, one for the weight's; a bias gradient is a sum, which they do not count.  Other
+# conventions (exact) take the rules' quantity backward.
 _BACKWARD_CONVENTIONS = ("macs", "torch")
 
 
@@ -297,7 +298,11 @@ class Analysis(QuantityShorthands):
         for FLOPs, the convention the analysis was made with): a closed form in the input
         symbols that carries the analysis' domain.  Parameters are each ruled module's rule
         once plus the ``numel`` of all others; with ``backward=True``, FLOPs are forward plus
-        backward pass (``macs`` and ``torch`` only)."""
+        backward pass: under ``exact`` every call's backward from its rule (quantity
+        ``backward``) and the sums of gradients autograd adds; under ``macs`` and ``torch``
+        each product's input and weight gradients, products of its forward's size (the
+        products the kernels run: a grouped convolution's weight gradient at its own size,
+        where FlopCounterMode, and quantity ``backward`` under ``macs``, count it dense)."""
         if quantity == "flops" and convention is None:
             convention = self.convention
         name = _quantity(quantity).convention(convention)
