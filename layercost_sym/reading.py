@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "distinct_inputs",
     "element_sizes",
     "fractional",
+    "parameters_grad",
     "parse_bind_spec",
     "read_spec",
     "requires_grad",
@@ -669,5 +670,11 @@ def weights_grad(module: Any) -> dict[str, int]:
     (frozen, or no parameters); left unbound when some do and others not (a rule's backward
     states all or none: evaluating it then names ``gw``, FLOPs and bytes are unaffected)."""
     parameters = getattr(module, "parameters", None)
-    flags = {bool(p.requires_grad) for p in parameters()} if callable(parameters) else set()
+    return parameters_grad(parameters() if callable(parameters) else ())
+
+
+def parameters_grad(parameters: Iterable[Any]) -> dict[str, int]:
+    """:func:`weights_grad` of a call's weight tensors given as they are (``F.conv2d``'s weight
+    and bias arguments)."""
+    flags = {bool(p.requires_grad) for p in parameters}
     return {} if len(flags) > 1 else {WEIGHTS_GRAD: int(flags == {True})}

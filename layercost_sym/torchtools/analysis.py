@@ -69,6 +69,12 @@ class Layer:
     # traced at sizes >= 2 that a size of 1 would make a view)
     holds_if: Mapping[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
 
+    @property
+    def where(self) -> str:
+        """The module this call ran in: its own name for a module call, the enclosing module's
+        (before ``:``) for an operator."""
+        return self.name if self.kind == "module" else self.name.rpartition(":")[0]
+
     def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
         """The conventions under which this call's ``quantity`` is known."""
         if quantity == "params":
@@ -129,9 +135,8 @@ _BACKWARD_CONVENTIONS = ("macs", "torch")
 def _block_of(layer: Layer, blocks: Sequence[str]) -> str | None:
     """The block of ``blocks`` whose call ``layer`` ran inside (its module, or the module an
     operator row names before ``:``), or None."""
-    where = layer.name if layer.kind == "module" else layer.name.rpartition(":")[0]
     for block in blocks:
-        if where == block or where.startswith(block + "."):
+        if layer.where == block or layer.where.startswith(block + "."):
             return block
     return None
 

@@ -11,11 +11,10 @@ from typing import Any
 
 import sympy
 import torch
-from torch.utils._pytree import tree_flatten
 
 from ..domain import Condition
 from ..glossary import ELEMENT_SIZES, glossary
-from .opbytes import kernel_bytes, moves_nothing, storage_id, tensor_bytes
+from .opbytes import kernel_bytes, moves_nothing, storage_id, tensor_bytes, tensors_in
 
 __all__ = ["CallBytes"]
 
@@ -92,13 +91,11 @@ class CallBytes:
     def note_weight_views(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         """A view of a weight (``weight.t()`` for F.linear) is a weight too: read at the
         weights' size, and not an activation when autograd saves it."""
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tensors = tensors_in((args, kwargs))
         if not any(storage_id(t) in self.weight_storages for t in tensors):
             return
         if moves_nothing(func, args, kwargs, out):
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    self.weight_storages.add(storage_id(t))
+            self.weight_storages.update(storage_id(t) for t in tensors_in(out))
 
     def min(
         self, func: Any, args: tuple, kwargs: dict, inputs: list[torch.Tensor], out: Any
@@ -114,7 +111,7 @@ class CallBytes:
         # _unsafe_view); an in-place op's (add_) write it: the op counter's test of a view
         if moves_nothing(func, args, kwargs, out):
             return sympy.Integer(0)
-        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        outputs = tensors_in(out)
         distinct = list({id(t): t for t in inputs}.values())
         return sympy.Add(
             *(sympy.Mul(*self.shape(t)) * self.element_size(t) for t in [*distinct, *outputs])
@@ -145,7 +142,7 @@ class CallBytes:
         """Two arguments of a kernel that are one tensor to torch at some sizes only (``x`` and
         ``x[:1]`` when ``N`` is 1: the kernel reads it once there): the eager bytes, which
         count both, hold where they differ (analyse those sizes as numbers for theirs)."""
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tensors = tensors_in((args, kwargs))
         keys = list({self.tensor_key(t): None for t in tensors})
         out = []
         for i, a in enumerate(keys):

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ConventionError
 from ..quantities import quantity as _quantity
-from .opbytes import storage_id
+from .opbytes import storage_id, tensors_in
 from .opcount import ExactCounter
 from .patches import math_sdpa
 
@@ -49,17 +49,6 @@ class Run:
     backward_torch: int | None = None
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors of a value, nested tuples, lists and dicts flattened (None skipped)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, tuple | list):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
 def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
@@ -68,10 +57,10 @@ def min_bytes(run: Run) -> int:
     """``bytes`` under ``min``: every distinct input tensor (positional and keyword; one tensor
     object counted once), every parameter of the module and every tensor of the output, each
     ``numel * element_size``."""
-    inputs = {id(t): t for t in _tensors(list(run.inputs)) + _tensors(run.call_kwargs)}
+    inputs = {id(t): t for t in tensors_in(list(run.inputs)) + tensors_in(run.call_kwargs)}
     reads = sum(_nbytes(t) for t in inputs.values())
     weights = sum(_nbytes(p) for p in run.module.parameters())
-    return reads + weights + sum(_nbytes(t) for t in _tensors(run.output))
+    return reads + weights + sum(_nbytes(t) for t in tensors_in(run.output))
 
 
 def _halved(flops: int | None) -> int | None:
@@ -107,7 +96,7 @@ def _backward(module: torch.nn.Module, tensors: tuple, call_kwargs: dict) -> tup
     }
     call = [leaves[i].clone() if i in leaves else t for i, t in enumerate(tensors)]
     wanted = [*(p for p in module.parameters() if p.requires_grad), *leaves.values()]
-    return backward_counts(_tensors(module(*call, **call_kwargs)), wanted)
+    return backward_counts(tensors_in(module(*call, **call_kwargs)), wanted)
 
 
 def backward_counts(outputs: list[torch.Tensor], wanted: list[torch.Tensor]) -> tuple[int, int]:

@@ -23,7 +23,6 @@ from typing import Any
 
 import sympy
 import torch
-from torch.utils._pytree import tree_flatten
 
 from ..binding import read
 from ..cache import catalogue
@@ -34,6 +33,7 @@ from ..glossary import ARGUMENT_ELEMENTS, formulas_dir, glossary
 from ..quantities import quantity as _quantity
 from ..reading import call_sizes, choose
 from ..rule import Rule
+from .opbytes import tensors_in
 
 __all__ = [
     "MODULE_OPS",
@@ -91,8 +91,7 @@ def op_call(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[dict, list[
     order (a number in a tensor's place is not one: ``x + 1`` has two)."""
     named = {a.name: v for a, v in zip(func._schema.arguments, args, strict=False)}
     named.update(kwargs)
-    tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)][:1]
-    tensors += [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    tensors = tensors_in(out)[:1] + tensors_in((args, kwargs))
     return named, tensors
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["kernel_bytes", "moves_nothing", "storage_id", "tensor_bytes"]
+__all__ = ["kernel_bytes", "moves_nothing", "storage_id", "tensor_bytes", "tensors_in"]
 
 # kernels whose output holds no defined values: nothing is written
 ALLOCATIONS = frozenset(
@@ -81,6 +81,16 @@ def _key(t: torch.Tensor) -> tuple:
     return (storage_id(t), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors of ``value`` in order: nested tuples, lists, dicts (any pytree), the rest
+    (numbers, None) skipped.
+
+    >>> tensors_in(((torch.ones(1), 2), {"x": torch.zeros(2)}, None))
+    [tensor([1.]), tensor([0., 0.])]
+    """
+    return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+
+
 def storage_id(t: torch.Tensor) -> int:
     """The identity of the storage ``t`` views."""
     return t.untyped_storage()._cdata
@@ -115,15 +125,14 @@ def kernel_bytes(
         value = bound.get(arg.name)
         if arg.alias_info is None or not arg.alias_info.is_write:
             continue
-        for t in tree_flatten(value)[0]:
-            if isinstance(t, torch.Tensor):
-                written[key(t)] = t
-                if arg.is_out or (name in OVERWRITES and arg is schema.arguments[0]):
-                    not_read.add(key(t))
-    inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        for t in tensors_in(value):
+            written[key(t)] = t
+            if arg.is_out or (name in OVERWRITES and arg is schema.arguments[0]):
+                not_read.add(key(t))
+    inputs = tensors_in((args, kwargs))
     read = {key(t): t for t in inputs if key(t) not in not_read}
     storages = {storage_id(t) for t in inputs}
-    returned = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    returned = tensors_in(out)
     fresh = {key(t): t for t in returned if storage_id(t) not in storages}
     if name in COPIES:  # its decomposition (run to count FLOPs) may have returned a view
         fresh = {key(t): t for t in returned}

@@ -41,11 +41,10 @@ from typing import Any
 import torch
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ..errors import UncountedOpError
 from . import ops  # noqa: F401  (the family modules register their counting rules)
-from .opbytes import kernel_bytes
+from .opbytes import kernel_bytes, tensors_in
 from .ops.conv import transposed_conv_exact
 from .optable import CUSTOM, OP_TABLE, RUN_FIRST, op_kind, op_name, register_op
 
@@ -57,9 +56,7 @@ def _numel(x: Any) -> int:
 
 
 def _first_tensor(out: Any) -> torch.Tensor:
-    flat, _ = tree_flatten(out)
-    tensors = [t for t in flat if isinstance(t, torch.Tensor)]
-    return tensors[0]
+    return tensors_in(out)[0]
 
 
 def _matmul_cost(name: str, args: tuple) -> int:

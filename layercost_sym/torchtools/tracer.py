@@ -19,7 +19,6 @@ import sympy
 import torch
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ..errors import ShapeError
 from ..glossary import ELEMENT_SIZES
@@ -27,6 +26,7 @@ from ..quantities import quantity as _quantity
 from ..reading import (
     distinct_inputs,
     element_sizes,
+    parameters_grad,
     requires_grad,
     unread_tensors,
     weights_grad,
@@ -47,7 +47,7 @@ from .lookup import (
     op_rule,
     params_at,
 )
-from .opbytes import storage_id
+from .opbytes import storage_id, tensors_in
 from .opcount import op_kind, op_name
 
 __all__ = ["OpMode", "Tracer"]
@@ -73,10 +73,6 @@ def _movement_row(name: str, own: Mapping[tuple[str, str], sympy.Expr]) -> Layer
     no_arithmetic = {c: sympy.Integer(0) for c in _quantity("flops").conventions}
     notes = {c: "data movement: no arithmetic" for c in no_arithmetic}
     return Layer(name, MOVEMENT, "op", sympy.Integer(0), stated=no_arithmetic, notes=notes, own=own)
-
-
-def _tensors_in(value: Any) -> list[torch.Tensor]:
-    return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
 
 
 class Tracer:
@@ -140,8 +136,7 @@ class Tracer:
             by_module[where] = by_module.get(where, sympy.Integer(0)) + self.storage_bytes(t)
         key = ("saved", "autograd")
         for i, layer in enumerate(self.layers):
-            where = layer.name if layer.kind == "module" else layer.name.rpartition(":")[0]
-            kept = by_module.pop(where, sympy.Integer(0))
+            kept = by_module.pop(layer.where, sympy.Integer(0))
             self.layers[i] = dataclasses.replace(layer, own={**layer.own, key: kept})
         for where, kept in by_module.items():
             nothing = sympy.Integer(0)
@@ -178,7 +173,7 @@ class Tracer:
         if name not in self.module_inputs:
             given = [
                 t
-                for t in _tensors_in((args, kwargs))
+                for t in tensors_in((args, kwargs))
                 if storage_id(t) not in self.bytes.weight_storages
             ]
             self.module_inputs[name] = {storage_id(t): self.storage_bytes(t) for t in given}
@@ -259,7 +254,7 @@ class Tracer:
         self.stack.pop()
         if self.ruled_depth == 1 and id(module) in self.module_reads:
             outputs, read = self.module_reads.pop(id(module))
-            outputs.extend(_tensors_in(output))
+            outputs.extend(tensors_in(output))
             self.gradients.passed(read, outputs)
         if self.ruled_depth:
             self.ruled_depth -= 1
@@ -316,7 +311,7 @@ class Tracer:
     def _note_op_reads(self, func, args, kwargs, out) -> None:
         if not self.decomposing:  # a decomposition's primitives are no autograd nodes
             where = (self.stack[-1] if self.stack else "", len(self.layers))
-            self.gradients.note(op_call(func, args, kwargs, None)[1], _tensors_in(out), where)
+            self.gradients.note(op_call(func, args, kwargs, None)[1], tensors_in(out), where)
 
     def _cost(self, mode: TorchDispatchMode, func, name: str, args, kwargs):
         schema = func._schema.arguments
@@ -420,8 +415,8 @@ class Tracer:
         if self.decomposing:
             return  # the decomposed operator's own row has its kernel's bytes
         moved = self._eager_bytes(func, args, kwargs, out)
-        needs_grad = any(t.requires_grad for t in op_call(func, args, kwargs, None)[1])
-        backward = NO_BACKWARD if backward_known or not needs_grad else {}
+        needs_grad = not backward_known and any(t.requires_grad for t in tensors_in((args, kwargs)))
+        backward = {} if needs_grad else NO_BACKWARD
         if moved == 0 and backward:
             return
         where = self.stack[-1] if self.stack else ""
@@ -443,13 +438,7 @@ class Tracer:
         sizes = self.bytes.role_sizes(sizes)
         sizes.update(requires_grad([x]))
         weights = [getattr(attrs, k, None) for k in ("weight", "bias")]
-        sizes.update(
-            weights_grad(
-                types.SimpleNamespace(
-                    parameters=lambda: [w for w in weights if isinstance(w, torch.Tensor)]
-                )
-            )
-        )
+        sizes.update(parameters_grad(w for w in weights if isinstance(w, torch.Tensor)))
         values, conditions = bind_call(rule, attrs, [self.shape(x)], {}, self.training, sizes)
         factor = int(x.requires_grad) + int(weight is not None and weight.requires_grad)
         function = name

@@ -42,7 +42,6 @@ from typing import Any, cast
 
 import sympy
 import torch
-from torch.utils._pytree import tree_flatten
 
 from ..errors import LayercostError, ShapeError, TraceError
 from ..glossary import glossary
@@ -51,7 +50,7 @@ from ..quantities import quantity as _quantity
 from . import pinning as _pinning
 from .analysis import Analysis, OperatorCostedModule, Unsupported
 from .count import SavedStorages
-from .opbytes import storage_id
+from .opbytes import storage_id, tensors_in
 from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
 from .symbolic import to_sympy
 from .tracer import OpMode, Tracer
@@ -325,7 +324,7 @@ def _trace(
             ) as kept,
         ):
             out = model(*positional, **keyword_inputs, **call_kwargs)
-            outputs = [tracer.shape(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            outputs = [tracer.shape(t) for t in tensors_in(out)]
     except LayercostError:
         raise
     except Exception as exc:  # the model cannot run so: read why (pinning.next_settings)
