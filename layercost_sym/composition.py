@@ -176,8 +176,14 @@ class Cost(QuantityShorthands):
     @property
     def domain(self) -> Domain:
         """Where the totals hold: the constraints of its rules that its values leave undecided
-        (each expression :meth:`cost` and :attr:`params` return carries it)."""
-        return Domain(self.conditions)
+        (each expression :meth:`cost` and :attr:`params` return carries it; a quantity's own
+        constraints are added by :meth:`domain_of`)."""
+        return Domain(tuple(c for c in self.conditions if not c.only_for))
+
+    def domain_of(self, quantity: str) -> Domain:
+        """Where ``quantity``'s total holds: :attr:`domain` and the constraints its rules state
+        for that quantity alone (``CrossMapLRN2d``'s backward needs ``size >= 2``)."""
+        return Domain(tuple(c for c in self.conditions if not c.only_for or quantity in c.only_for))
 
     def conventions_of(self, quantity: str = "flops") -> tuple[str, ...]:
         """The conventions under which every part states ``quantity``, sorted."""
@@ -203,6 +209,7 @@ class Cost(QuantityShorthands):
                 f"{', '.join(self.conventions_of(quantity)) or 'none'}"
             )
         total = sympy.Add(*(p.values[(quantity, name)] for p in self.parts))
+        return with_domain(total, self.domain_of(quantity))
         return with_domain(total, self.domain)
 
     def breakdown(self, convention: str | None = None) -> dict[str, tuple]:
@@ -296,7 +303,7 @@ class Cost(QuantityShorthands):
         >>> proj.evaluate({"d": 8}), proj.evaluate({"d": 8}, quantity="params")  # 4*8*16, 72
         (512, 72)
         """
-        return evaluate(self.quantity(quantity, convention), values, domain=self.domain)
+        return evaluate(self.quantity(quantity, convention), values)
 
     def simplify(self) -> Cost:
         """Every expression through :func:`sympy.simplify` (may take a while on big costs)."""
@@ -521,7 +528,7 @@ def _decide(conditions: Iterable[Condition], mapping: Mapping) -> tuple[Conditio
     kept = []
     for c in conditions:
         cond = c.condition.xreplace(mapping)
-        if cond is sympy.false or cond == sympy.false:
+        if (cond is sympy.false or cond == sympy.false) and not c.only_for:
             raise DomainError(c.message(given))
         if cond is sympy.true or cond == sympy.true:
             continue

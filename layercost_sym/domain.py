@@ -64,7 +64,9 @@ class Condition:
     written (a rule's ``constraints`` entry: ``"H_out >= 1 and W_out >= 1"``); ``reason`` is
     torch's words when it fails; ``origin`` names the rule (``"Conv2d"``), the part of a
     composed cost or the guard's source.  ``quantities`` are the defined quantities the text
-    names (``H_out``), as expressions, so that a message can show their values.
+    names (``H_out``), as expressions, so that a message can show their values.  ``only_for``
+    names the quantities it is a condition of where it is not one of all (a backward pass torch
+    refuses where its forward runs).
     """
 
     condition: sympy.Basic
@@ -73,6 +75,8 @@ class Condition:
     origin: str
     quantities: tuple[tuple[str, sympy.Expr], ...] = ()
     kind: str = "constraint"  # "constraint" (a rule's) or "guard" (an analysis')
+    # the quantities it is a condition of, where not all (a rule's ``quantities = [...]``)
+    only_for: tuple[str, ...] = ()
     # how a guard is shown in a message (simplified, computed only when one fails)
     display: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 

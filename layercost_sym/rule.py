@@ -112,6 +112,9 @@ class Constraint:
     text: str
     reason: str
     training_only: bool = False
+    # the quantities it is a condition of (empty: all); e.g. a backward torch refuses while its
+    # forward runs (CrossMapLRN2d of size 1)
+    quantities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,43 +161,72 @@ class Rule:
         return expr.xreplace(self.expanded_defines)
 
     # -- domain ------------------------------------------------------------------------------
-    def domain(self, training: bool = False) -> Domain:
+    def domain(self, training: bool = False, quantity: str | None = None) -> Domain:
         """Where the rule's formulas hold: its constraints (training-only ones with
-        ``training=True``), each with torch's reason.  Every expression the rule hands out
-        carries it (see :mod:`layercost_sym.domain`).
+        ``training=True``), each with torch's reason; with ``quantity``, also the constraints
+        stated for that quantity alone (``quantities = ["backward"]``).  Every expression the
+        rule hands out carries its quantity's domain (see :mod:`layercost_sym.domain`).
 
         >>> import layercost_sym as lc
         >>> [c.text for c in lc.rule("Conv2d").domain().conditions]
         ['H_out >= 1 and W_out >= 1', 'C_in % g == 0 and C_out % g == 0']
+        >>> [c.text for c in lc.rule("CrossMapLRN2d").domain(quantity="backward").conditions]
+        ['k_c >= 2 or rg == 0']
         """
-        return self._domains[bool(training)]
+        return self._domains[(bool(training), quantity if quantity in self._own_domain else None)]
 
     @cached_property
-    def _domains(self) -> tuple[Domain, Domain]:
-        def conditions(training: bool) -> Domain:
-            out = []
-            for c in self.constraints:
-                if c.training_only and not training:
-                    continue
-                named = set(re.findall(r"[A-Za-z_]\w*", c.text))
-                quantities = tuple(
-                    (s.name, e) for s, e in self.expanded_defines.items() if s.name in named
-                )
-                condition = self.expand(c.condition)
-                out.append(Condition(condition, c.text, c.reason, self.name, quantities))
-            return Domain(tuple(out))
+    def _own_domain(self) -> frozenset[str]:
+        """The quantities with constraints of their own."""
+        return frozenset(q for c in self.constraints for q in c.quantities)
 
-        return conditions(False), conditions(True)
+    def conditions(self, training: bool = False) -> tuple[Condition, ...]:
+        """Every constraint of the rule as a :class:`~layercost_sym.Condition` (training-only
+        ones with ``training=True``), those of some quantities alone naming them in
+        ``only_for``: what a composed cost or an analysis carries."""
+        return self._conditions[bool(training)]
+
+    @cached_property
+    def _conditions(self) -> tuple[tuple[Condition, ...], tuple[Condition, ...]]:
+        def condition(c: Constraint) -> Condition:
+            named = set(re.findall(r"[A-Za-z_]\w*", c.text))
+            quantities = tuple(
+                (s.name, e) for s, e in self.expanded_defines.items() if s.name in named
+            )
+            condition = self.expand(c.condition)
+            return Condition(
+                condition, c.text, c.reason, self.name, quantities, only_for=c.quantities
+            )
+
+        def of(training: bool) -> tuple[Condition, ...]:
+            return tuple(condition(c) for c in self.constraints if training or not c.training_only)
+
+        return of(False), of(True)
+
+    @cached_property
+    def _domains(self) -> dict[tuple[bool, str | None], Domain]:
+        return {
+            (training, quantity): Domain(
+                tuple(
+                    c for c in self.conditions(training) if not c.only_for or quantity in c.only_for
+                )
+            )
+            for training in (False, True)
+            for quantity in (None, *sorted(self._own_domain))
+        }
 
     @cached_property
     def _handed_out(self) -> dict[tuple[Any, ...], sympy.Basic]:
         return {}
 
-    def _carrying(self, key: tuple[Any, ...], training: bool, make: Any) -> Any:
-        """The expression ``make()`` gives, carrying the rule's domain (made once per key)."""
+    def _carrying(
+        self, key: tuple[Any, ...], training: bool, make: Any, quantity: str | None = None
+    ) -> Any:
+        """The expression ``make()`` gives, carrying the domain of the rule's ``quantity``
+        (made once per key)."""
         found = self._handed_out.get(key)
         if found is None:
-            found = self._handed_out[key] = with_domain(make(), self.domain(training))
+            found = self._handed_out[key] = with_domain(make(), self.domain(training, quantity))
         return found
 
     def data_defaults(self) -> dict[sympy.Symbol, sympy.Expr]:
@@ -260,7 +292,7 @@ class Rule:
         mode = bool(training) and q.training  # a quantity without a training mode has one value
         compact = self.compact_quantity(quantity, convention, mode)
         key = (quantity, q.convention(convention), mode)
-        return self._carrying(key, mode, lambda: self.expand(compact))
+        return self._carrying(key, mode, lambda: self.expand(compact), q.name)
 
     @property
     def params(self) -> sympy.Expr:

@@ -420,18 +420,28 @@ class RuleTable:
             entry = {"check": entry}
         if not isinstance(entry, dict) or "check" not in entry:
             raise self.error(("constraints",), f"constraint {entry!r} needs a 'check'")
-        unknown = set(entry) - {"check", "reason", "training"}
+        unknown = set(entry) - {"check", "reason", "training", "quantities"}
         if unknown:
             raise self.error(("constraints",), f"constraint has unknown field(s) {sorted(unknown)}")
         try:
             cond = parse_condition(entry["check"], names)
         except ExpressionError as exc:
             raise self.error(("constraints",), f"constraint: {exc}") from None
+        only = entry.get("quantities", [])  # a condition of these quantities alone
+        if "quantities" in entry and (
+            not isinstance(only, list) or not only or set(only) - set(quantities())
+        ):
+            raise self.error(
+                ("constraints",),
+                f"constraint {entry['check']!r}: quantities must be a non-empty list of "
+                f"{', '.join(sorted(quantities()))}, got {only!r}",
+            )
         return Constraint(
             cond,
             entry["check"],
             str(entry.get("reason", entry["check"])),
             bool(entry.get("training", False)),
+            tuple(only),
         )
 
 

@@ -84,11 +84,7 @@ def test_flop_counter_counts_a_grouped_convolutions_weight_gradient_as_dense():
 # sparse embeddings: a sparse gradient; Conv with zero padding, stride and dilation > 1: a
 # floor sum with no closed form; PairwiseDistance for p other than 2, inf, 0).  Functional rules:
 # tests/test_rules_functional.py.
-BACKWARD_NOT_STATED = {
-    # torch's own Python backward (torch/nn/_functions.py) raises for size=1, which the
-    # strategy draws; a variant cannot drop an inherited backward
-    "CrossMapLRN2d",
-}
+BACKWARD_NOT_STATED: set[str] = set()  # CrossMapLRN2d's: a constraint of backward alone, size >= 2
 
 
 def _states_backward(rule) -> bool:
@@ -135,3 +131,57 @@ def test_a_models_backward_from_its_rules():
     # a call whose rule states none is named, never counted as 0
     with pytest.raises(lc.ConventionError, match="repeat"):
         lc.analyze(_Repeated(), ("N", 8)).quantity("backward")
+
+
+# -- a backward torch refuses where its forward runs: a constraint of quantity backward alone ---
+def _lrn(size: int) -> nn.Module:
+    return nn.CrossMapLRN2d(size, alpha=1e-4, beta=0.75, k=1)
+
+
+def test_a_backward_only_constraint_refuses_the_backward_and_keeps_the_forward():
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    with pytest.raises(RuntimeError, match="exceeds dimension size"):  # torch's own refusal
+        _lrn(1)(x).sum().backward()
+    rule = lc.rule("CrossMapLRN2d")
+    binding = lc.bind(_lrn(1), x)  # binding checks the forward's domain: it holds
+    counted = lc.count(_lrn(1), x)
+    assert lc.evaluate(rule.cost(), binding) == counted.cost("exact")
+    assert lc.evaluate(rule.quantity("saved"), binding) == counted.quantity("saved")
+    with pytest.raises(lc.DomainError, match=r"'k_c >= 2 or rg == 0' fails .*size 1.*k_c=1, rg=1"):
+        lc.evaluate(rule.quantity("backward"), binding)
+    # an input that needs no gradient: no backward to refuse (rg = 0 gives 0)
+    assert lc.evaluate(rule.quantity("backward"), lc.bind(_lrn(1), x.detach())) == 0
+    # size 2 runs: T = 2*3*4*5 = 120 elements, planes N*H*W = 40: 9*120 + 40*(2 - 2)
+    assert lc.count(_lrn(2), x, backward=True).quantity("backward") == 9 * 120
+
+
+def test_a_composed_cost_refuses_only_the_quantity_whose_constraint_fails():
+    cost = lc.rule("CrossMapLRN2d").at(N=2, C=3, H=4, W=5, k_c=1, rg=1, e_a=4)
+    assert cost.evaluate({}) == lc.count(_lrn(1), torch.randn(2, 3, 4, 5)).cost("exact")
+    with pytest.raises(lc.DomainError, match="k_c >= 2 or rg == 0"):
+        cost.evaluate({}, quantity="backward")
+    k = lc.symbols("k_c")
+    open_ = lc.rule("CrossMapLRN2d").at(N=2, C=3, H=4, W=5, k_c=k, rg=1)
+    assert open_.evaluate({"k_c": 3}, quantity="backward") == 9 * 120 + 40 * (3 - 2)
+    with pytest.raises(lc.DomainError, match="k_c >= 2"):
+        lc.evaluate(open_.quantity("backward"), {"k_c": 1})
+
+
+def test_an_analysis_with_backward_carries_the_backward_only_constraint():
+    for size in (1, 3):
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), _lrn(size))
+        # the legacy Function allocates with Python ints: every size would be pinned
+        forward = lc.analyze(model, (2, 3, 9, 7))
+        both = lc.analyze(model, (2, 3, 9, 7), backward=True)
+        at: dict[str, int] = {}
+        x = torch.randn(2, 3, 9, 7)
+        assert forward.evaluate(at, "exact") == lc.count(model, x).cost("exact")
+        if size == 1:
+            with pytest.raises(lc.DomainError, match="k_c >= 2 or rg == 0"):
+                both.evaluate(at, "exact")
+            with pytest.raises(lc.DomainError, match="k_c >= 2 or rg == 0"):
+                lc.evaluate(both.quantity("backward", "exact"), at)
+            continue
+        counted = lc.count(model, x, backward=True)
+        want = counted.cost("exact") + counted.quantity("backward")
+        assert both.evaluate(at, "exact") == want

@@ -64,6 +64,12 @@ def test_a_good_file_loads(tmp_path):
         ('macs = "0"', 'flopz = "0"', 13, "unknown convention 'flopz'"),
         ('module = "Scale"', 'module = "Scale"\ncolour = "red"', 3, "unknown field"),
         ('exact = "N*C"\n', "", 11, "flops.exact is required"),
+        (
+            'params = "C"',
+            'params = "C"\nconstraints = [{ check = "C >= 2", quantities = ["flopz"] }]',
+            6,
+            "quantities must be a non-empty list of",
+        ),
     ],
 )
 def test_broken_rules_are_reported_at_file_and_line(tmp_path, old, new, line, message):

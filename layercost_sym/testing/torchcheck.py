@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Sequence
 
 import layercost_sym as lc
+from layercost_sym.evaluation import invalid_points
 
 from .strategies import LayerCase
 
@@ -90,20 +91,39 @@ def check_backward(case: LayerCase) -> None:
 
 
 def _check_quantity(case: LayerCase, *quantities: str) -> None:
-    _, binding, counted = _bind_and_count(case)
+    module, binding, counted = _bind_and_count(case)
+    if "backward" in quantities and _backward_refused(binding):
+        # the rule refuses the backward (a constraint of quantity backward alone): so must torch
+        try:
+            lc.count(module, *case.tensors(), backward=True, **_count_kwargs(case))
+        except RuntimeError:  # torch's own error: the rule's constraint names the reason
+            pass
+        else:
+            raise AssertionError(
+                f"{binding.rule.name}: the rule refuses the backward at {dict(binding)}, "
+                "torch runs it"
+            )
     _compare(case, binding, counted, lambda q, c: q in quantities)
+
+
+def _backward_refused(binding) -> bool:
+    """Whether a constraint of the rule's quantity ``backward`` alone fails at ``binding``."""
+    domain = binding.rule.domain(binding.training, "backward")
+    return bool(invalid_points(domain, dict(binding)).any())
+
+
+def _count_kwargs(case: LayerCase) -> dict:
+    return {"training": case.training, **case.call_kwargs}
 
 
 def _bind_and_count(case: LayerCase):
     """The case's module, ``lc.bind`` of it on the case's inputs and ``lc.count`` of the call
-    (and of its backward pass, where the rule states one)."""
+    (and of its backward pass, where the rule states one and does not refuse it)."""
     module = case.build()
     tensors = case.tensors()
     binding = lc.bind(module, *tensors, **case.call_kwargs)
-    backward = bool(binding.rule.conventions_of("backward"))
-    counted = lc.count(
-        module, *tensors, training=case.training, backward=backward, **case.call_kwargs
-    )
+    backward = bool(binding.rule.conventions_of("backward")) and not _backward_refused(binding)
+    counted = lc.count(module, *tensors, backward=backward, **_count_kwargs(case))
     return module, binding, counted
 
 

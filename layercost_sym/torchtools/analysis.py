@@ -276,7 +276,7 @@ class Analysis(QuantityShorthands):
         (:meth:`quantity`, :attr:`params`, :meth:`cost`) carries it, so that
         :func:`layercost_sym.evaluate` refuses sizes outside the range where it holds."""
         guards = [self._guard_condition(g) for g in self.guards]
-        constraints = [c for layer in self.layers for c in layer.conditions]
+        constraints = [c for layer in self.layers for c in layer.conditions if not c.only_for]
         return Domain(tuple(dict.fromkeys([*guards, *constraints])))
 
     def _guard_condition(self, guard: sympy.Basic) -> Condition:
@@ -296,6 +296,16 @@ class Analysis(QuantityShorthands):
     @property
     def conventions(self) -> tuple[str, ...]:
         """The conventions of FLOPs every costed call defines."""
+    def _own_conditions(self, quantity: str, convention: str) -> list[Condition]:
+        """The conditions of ``quantity`` under ``convention`` beyond :attr:`domain`: the rules'
+        constraints of that quantity alone (of ``backward`` too where FLOPs include the backward
+        pass) and the layers' conditions of one (quantity, convention)."""
+        named = {quantity, "backward"} if quantity == "flops" and self.backward else {quantity}
+        return [
+            *(c for layer in self.layers for c in layer.conditions if set(c.only_for) & named),
+            *(c for layer in self.layers for c in layer.holds_if.get((quantity, convention), ())),
+        ]
+
         return self.conventions_of("flops")
 
     def quantity(self, quantity: str, convention: str | None = None) -> sympy.Expr:
@@ -317,7 +327,7 @@ class Analysis(QuantityShorthands):
             total = self._flops(name)
         else:
             total = sympy.Add(*(layer.quantity(quantity, name) for layer in self.layers))
-        extra = [c for layer in self.layers for c in layer.holds_if.get((quantity, name), ())]
+        extra = self._own_conditions(quantity, name)
         domain = self.domain & Domain(tuple(dict.fromkeys(extra))) if extra else self.domain
         return with_domain(total, domain)
 

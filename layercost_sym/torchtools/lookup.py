@@ -74,9 +74,10 @@ def bind_call(
     for symbol, default in rule.data_defaults().items():
         values[symbol.name] = subs[symbol] = default.xreplace(subs)
     open_: list[Condition] = []
-    for c in rule.domain(training).conditions:
+    for c in rule.conditions(training):
         decided = c.condition.xreplace(subs)
-        if decided is sympy.false or decided == sympy.false:
+        # one of some quantities alone (a backward torch refuses) is kept, false, for them
+        if (decided is sympy.false or decided == sympy.false) and not c.only_for:
             given = {k: v for k, v in values.items() if isinstance(v, sympy.Integer)}
             raise ShapeError(c.message({k: int(v) for k, v in given.items()}))
         if decided is not sympy.true and decided != sympy.true:
