@@ -96,6 +96,19 @@ def _comparable(value: Any, expected: Any) -> Any:
     return value
 
 
+# an attribute's value compared with bounds (``norm = { gt = 1.0, lt = 2.0 }``): every one holds
+_WHEN_BOUNDS = {
+    "lt": lambda v, b: v < b,
+    "le": lambda v, b: v <= b,
+    "gt": lambda v, b: v > b,
+    "ge": lambda v, b: v >= b,
+}
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def when_matches(
     obj: Any, key: str, expected: Any, inputs: Sequence[Sequence[Any]] | None = None
 ) -> bool:
@@ -118,6 +131,8 @@ def when_matches(
             value = value[0] if len(value) == 1 else value[index] if index < len(value) else None
         return (value is not None) == expected
     value = attribute(obj, key, None)
+    if isinstance(expected, dict):  # bounds: a number within all of them
+        return _is_real(value) and all(_WHEN_BOUNDS[k](value, b) for k, b in expected.items())
     if isinstance(expected, list):
         value = _comparable(value, expected[0]) if expected else value
         return value in [e if not isinstance(e, list) else tuple(e) for e in expected] or (
@@ -128,8 +143,8 @@ def when_matches(
 
 def check_when(key: str, value: Any) -> str | None:
     """Why a ``when`` entry cannot be read (a message), or None when it can: an attribute path
-    (any value), ``"attr?"`` (true / false), ``"rank(i)"`` or ``"len(attr)"`` (an integer or a
-    list of integers)."""
+    (any value, or a table of bounds ``{ gt = 1.0, lt = 2.0 }``), ``"attr?"`` (true / false),
+    ``"rank(i)"`` or ``"len(attr)"`` (an integer or a list of integers)."""
     if _WHEN_RANK.match(key) or _WHEN_LEN.match(key):
         what = "rank" if _WHEN_RANK.match(key) else "length"
         values = value if isinstance(value, list) else [value]
@@ -142,6 +157,13 @@ def check_when(key: str, value: Any) -> str | None:
         return (
             f"when: cannot read key {key!r} (use an attribute path, 'attr?', 'rank(i)' or "
             "'len(attr)')"
+        )
+    elif isinstance(value, dict) and (
+        not value or set(value) - set(_WHEN_BOUNDS) or not all(_is_real(b) for b in value.values())
+    ):
+        return (
+            f"when: {key!r} takes a table of bounds ({', '.join(_WHEN_BOUNDS)} = a number), "
+            f"got {value!r}"
         )
     return None
 

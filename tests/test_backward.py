@@ -82,7 +82,7 @@ def test_flop_counter_counts_a_grouped_convolutions_weight_gradient_as_dense():
 # transformer layers' and SDPA's by their own tests).  Variants that state none are listed in
 # the rules' comments (MaxPool dilated and padded: torch's kernel writes outside grad_input;
 # sparse embeddings: a sparse gradient; Conv with zero padding, stride and dilation > 1: a
-# floor sum with no closed form; PairwiseDistance for p other than 2, inf, 0).  Functional rules:
+# floor sum with no closed form; PairwiseDistance for a norm that is NaN).  Functional rules:
 # tests/test_rules_functional.py.
 BACKWARD_NOT_STATED: set[str] = set()  # CrossMapLRN2d's: a constraint of backward alone, size >= 2
 

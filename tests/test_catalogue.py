@@ -275,6 +275,26 @@ def test_when_by_input_rank_and_by_none(tmp_path):
     assert cat.for_module(weighted, [(3,)]).name == "Scale.weighted"  # weight is not None
 
 
+def test_when_by_bounds_on_a_number(tmp_path):
+    text = RANKED.replace(
+        'when = { "weight?" = true }', "when = { num_features = { ge = 4, lt = 8 } }"
+    )
+    cat = load_catalogue(write(tmp_path, text))
+    for features, name in [
+        (3, "Scale"),
+        (4, "Scale.weighted"),
+        (7.5, "Scale.weighted"),
+        (8, "Scale"),
+    ]:
+        module = type("Scale", (), {"num_features": features, "weight": 1})()
+        assert cat.for_module(module).name == name, features
+    # not a number (a bool is not one either): no bound holds
+    for odd in ("5", True, None):
+        assert (
+            cat.for_module(type("Scale", (), {"num_features": odd, "weight": 1})()).name == "Scale"
+        )
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -282,6 +302,9 @@ def test_when_by_input_rank_and_by_none(tmp_path):
         ('"weight?" = false', '"weight?" = 0', "takes true (not None) or false (None)"),
         ('"rank(0)" = [1, 2]', '"rank(1)" = 2', "names an input the variant does not take"),
         ('"rank(0)" = [1, 2]', '"rank 0" = 2', "cannot read key 'rank 0'"),
+        ('"weight?" = false', "num_features = { below = 3 }", "takes a table of bounds"),
+        ('"weight?" = false', 'num_features = { lt = "3" }', "takes a table of bounds"),
+        ('"weight?" = false', "num_features = {}", "takes a table of bounds"),
     ],
 )
 def test_broken_when_keys_are_reported_at_file_and_line(tmp_path, old, new, message):
