@@ -45,13 +45,16 @@ class Convention:
 
     ``derived`` is ``(base convention, factor)`` for a convention no rule states (``torch`` is
     2 x ``macs``); ``measured`` says how :func:`layercost_sym.count` measures it (empty: it is
-    not measured, a peer tool's rule); ``partial`` that it is stated for a few layers only."""
+    not measured, a peer tool's rule); ``partial`` that it is stated for a few layers only;
+    ``otherwise`` the convention whose value a rule that does not state this one has (``useful``
+    FLOPs are the ``exact`` ones where nothing is masked)."""
 
     name: str
     meaning: str
     derived: tuple[str, int] | None = None
     measured: str = ""
     partial: bool = False  # stated for a few layers only
+    otherwise: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class Quantity:
     def stated(self) -> tuple[str, ...]:
         """The conventions a rule may state (all but the derived ones)."""
         return tuple(n for n, c in self.conventions.items() if c.derived is None)
+
+    @property
+    def otherwise(self) -> dict[str, str]:
+        """``{convention: the convention a rule that does not state it takes the value of}``."""
+        return {n: c.otherwise for n, c in self.conventions.items() if c.otherwise is not None}
 
     @property
     def derived(self) -> dict[str, tuple[str, int]]:
@@ -141,7 +149,7 @@ def _read(source: SourceFile) -> dict[str, Quantity]:
             at = (*where, "conventions", cname)
             if not isinstance(entry, dict) or not isinstance(entry.get("meaning"), str):
                 raise source.error(at, f"convention {name}.{cname}: needs a meaning")
-            extra = set(entry) - {"meaning", "derived", "measured", "partial"}
+            extra = set(entry) - {"meaning", "derived", "measured", "partial", "otherwise"}
             if extra:
                 raise source.error(at, f"convention {name}.{cname}: unknown {sorted(extra)}")
             derived = None
@@ -154,12 +162,20 @@ def _read(source: SourceFile) -> dict[str, Quantity]:
                         f"convention of {name}>', got {entry['derived']!r}",
                     )
                 derived = (m.group(2), int(m.group(1)))
+            otherwise = entry.get("otherwise")
+            if otherwise is not None and (otherwise not in raw or otherwise == cname):
+                raise source.error(
+                    (*at, "otherwise"),
+                    f"convention {name}.{cname}: otherwise names another convention of {name}, "
+                    f"got {otherwise!r}",
+                )
             conventions[cname] = Convention(
                 cname,
                 entry["meaning"],
                 derived,
                 str(entry.get("measured", "")),
                 bool(entry.get("partial", False)),
+                otherwise,
             )
         if table["default"] not in conventions:
             raise source.error((*where, "default"), f"quantity {name}: default is not declared")

@@ -406,6 +406,10 @@ class RuleTable:
         if q.training:  # training inherits what it does not restate
             for conv in dict.fromkeys(c for c, _ in out):
                 out.setdefault((conv, True), out[(conv, False)])
+        for conv, other in q.otherwise.items():  # not stated: the other convention's value
+            for training in modes:
+                if (conv, training) not in out and (other, training) in out:
+                    out[(conv, training)] = out[(other, training)]
         for derived, (base, factor) in q.derived.items():
             for training in modes:
                 base_value = out.get((base, training))

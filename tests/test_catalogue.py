@@ -484,3 +484,28 @@ def test_len_when_key_and_view_size_errors(tmp_path, variant, message):
     write(tmp_path, GOOD + f"\n[Scale.variants.two]\n{variant}\n")
     with pytest.raises(CatalogueError, match=message):
         load_catalogue(tmp_path)
+
+
+def test_a_convention_otherwise_another_takes_its_value_where_a_rule_is_silent(tmp_path):
+    from layercost_sym._toml import SourceFile
+    from layercost_sym.quantities import _read
+
+    flops = lc.quantity("flops")
+    assert flops.otherwise == {"useful": "exact"}
+    # a rule that states useful keeps its own (causal attention), one that does not has exact
+    sdpa = lc.rule("scaled_dot_product_attention")
+    assert sdpa.cost("useful") != sdpa.cost("exact")
+    assert lc.rule("Conv2d").cost("useful") == lc.rule("Conv2d").cost("exact")
+    text = """\
+[q]
+meaning = "m"
+default = "a"
+[q.conventions.a]
+meaning = "m"
+[q.conventions.b]
+meaning = "m"
+otherwise = "c"
+"""
+    (tmp_path / "quantities.toml").write_text(text)
+    with pytest.raises(CatalogueError, match=r"quantities.toml:8: .*otherwise names another"):
+        _read(SourceFile(tmp_path / "quantities.toml"))

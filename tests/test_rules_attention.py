@@ -380,3 +380,46 @@ EAGER_NOT_YET: set[str] = set()
 
 def test_eager_bytes_stated_by_every_attention_rule_but_the_listed_ones():
     assert eager_not_stated("attention") == EAGER_NOT_YET
+
+
+# -- masked attention: what the kernel executes (exact) and the useful work under the mask --------
+
+
+class _causal_rows(torch.nn.Module):
+    """Causal attention computed row by row over the keys each query sees (query i: keys 0..i,
+    torch's tril), with the math path's own kernels: the useful work, executed."""
+
+    def forward(self, query, key, value):
+        scale = math.sqrt(1 / math.sqrt(query.shape[-1]))  # q and k each scaled by its root
+        query, key = query * scale, key * scale
+        rows = []
+        for i in range(query.shape[-2]):
+            kept = min(i + 1, key.shape[-2])
+            scores = query[..., i : i + 1, :] @ key[..., :kept, :].transpose(-2, -1)
+            weights = torch.ops.aten._safe_softmax(scores, -1)
+            rows.append(weights @ value[..., :kept, :])
+        return torch.cat(rows, dim=-2)
+
+
+@pytest.mark.parametrize(("q_len", "s_len"), [(1, 1), (5, 5), (3, 7), (7, 3), (6, 1)])
+def test_sdpa_useful_work_is_the_work_of_the_kept_pairs(q_len, s_len):
+    rule = lc.rule("scaled_dot_product_attention")
+    q, k, v = torch.randn(2, 3, q_len, 4), torch.randn(2, 3, s_len, 4), torch.randn(2, 3, s_len, 5)
+    reference = _causal_rows()
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(reference(q, k, v), expected)  # the same attention
+    values = dict(N=6, N_kv=6, Q=q_len, S=s_len, E=4, E_v=5, gqa=0, causal=1)
+    useful = lc.count(reference, q, k, v).cost("exact")
+    assert lc.evaluate(rule.cost("useful"), values) == useful
+    executed = lc.count(scaled_dot_product_attention(), q, k, v, is_causal=True).cost("exact")
+    assert lc.evaluate(rule.cost("exact"), values) == executed
+    assert executed > useful  # the mask's own arithmetic at least (one query, one key too)
+    # unmasked, useful is exact
+    plain = {**values, "causal": 0}
+    assert lc.evaluate(rule.cost("useful"), plain) == lc.evaluate(rule.cost("exact"), plain)
+
+
+def test_useful_falls_back_to_exact_where_nothing_is_masked():
+    for name in ("Linear", "Conv2d", "LayerNorm", "MultiheadAttention", "add"):
+        rule = lc.rule(name)
+        assert rule.cost("useful") == rule.cost("exact"), name
