@@ -341,5 +341,30 @@ class Rule:
                 return v
         raise KeyError(f"rule {self.name} has no variant {name!r}")
 
+    def to_pandas(
+        self,
+        *,
+        at: Mapping[str, int] | None = None,
+        training: bool = False,
+        quantities: Iterable[str] | None = None,
+    ):
+        """Defined quantities, then each of ``quantities`` (None: all) under every convention
+        the rule states, as a ``pandas.DataFrame`` of formulas (values at ``at``, its domain
+        checked); see :func:`layercost_sym.tables.rule_table`."""
+        from .tables import rule_table
+
+        chosen = None if quantities is None else tuple(quantities)
+        return rule_table(self, at=at, training=training, quantities=chosen).to_pandas()
+
+    def _repr_html_(self) -> str:
+        from .tables import rule_table
+
+        return rule_table(self).to_html()
+
+    def _repr_latex_(self) -> str:
+        from .printing import latex
+
+        return "$" + latex(self) + "$"
+
     def __repr__(self) -> str:
         return f"<Rule {self.name} ({self.source})>"

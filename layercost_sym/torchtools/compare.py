@@ -299,6 +299,39 @@ class Comparison:
         ]
         return data
 
+    def to_latex(
+        self,
+        at: Mapping[str, int] | None = None,
+        *,
+        math: bool = False,
+        caption: str | None = None,
+        label: str | None = None,
+    ) -> str:
+        """A LaTeX table, one row per convention: the model's total FLOPs as a formula and its
+        exact value at ``at`` (default :attr:`at`; guards checked), a ``booktabs`` ``table``
+        float (``math=True``: an ``array``); see :mod:`layercost_sym.tables`."""
+        return self._table(at, caption).to_latex(math=math, label=label)
+
+    def _table(self, at: Mapping[str, int] | None, caption: str | None = None) -> Any:
+        from ..tables import comparison_table
+
+        if caption is None:
+            return comparison_table(self, at=at)
+        return comparison_table(self, at=at, description=caption)
+
+    def to_pandas(self, at: Mapping[str, int] | None = None) -> Any:
+        """The table of :meth:`to_latex` as a ``pandas.DataFrame``."""
+        return self._table(at).to_pandas()
+
+    def _repr_html_(self) -> str:
+        return self._table(None).to_html()
+
+    def _repr_latex_(self) -> str:
+        return self._table(None)._repr_latex_()
+
+    def __repr__(self) -> str:  # short: the analysis is the whole trace
+        return f"<Comparison under {', '.join(self.conventions)}: {self.analysis!r}>"
+
 
 def _signed(expr: sympy.Expr, at: Mapping[str, int]) -> int:
     """An exact value that may be negative (``evaluate`` refuses negative costs)."""
