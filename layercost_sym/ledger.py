@@ -24,7 +24,8 @@ from typing import Any
 import sympy
 
 from .errors import EvaluationError
-from .evaluation import evaluate, least_integer
+from .evaluation import evaluate
+from .inverse import largest
 
 __all__ = ["OPTIMIZERS", "Optimizer", "TrainingMemory", "Weights", "training_memory"]
 
@@ -117,19 +118,12 @@ class TrainingMemory:
         ``capacity`` bytes, the other symbols at ``values``: an exact integer, checked on both
         sides (the total grows with the symbol).  Raises ``EvaluationError`` when even 1 does
         not fit."""
-        at = dict(values or {})
-
-        def fits(n: int) -> bool:
-            return int(evaluate(self.total, {**at, symbol: n})) <= capacity
-
-        too_big = least_integer(lambda n: not fits(n))
-        if too_big is None:
-            raise EvaluationError(f"the total stays below {capacity} bytes up to 2**64")
-        if too_big == 1:
+        answer = largest(self.total, capacity, symbol, at=values)  # the one search
+        if answer is None:
             raise EvaluationError(
                 f"the training step does not fit {capacity} bytes at {symbol} = 1"
             )
-        return too_big - 1
+        return answer
 
 
 def training_memory(

@@ -58,6 +58,13 @@ def _rule(rule: str, part: str, **values: Any) -> Cost:
     return r.at(name=part, **values)
 
 
+def _embedding(part: str, rows: Any, width: Any, lookups: Any) -> Cost:
+    """An ``nn.Embedding`` as the models build it (dense gradients, ``norm_type`` 2, no
+    ``max_norm``, no ``scale_grad_by_freq``): the variant ``Embedding.p2``, which states the
+    backward (the weight's gradient) the sparse base rule does not."""
+    return _rule("Embedding.p2", part, V=rows, E=width, N=lookups, renorm=0, scale_freq=0)
+
+
 def _ops(part: str, *ops: tuple[str, Any]) -> Cost:
     """Elementwise ATen operators ``(name, output numel)``, summed into one part."""
     return sum((_rule(op, part, N=numel) for op, numel in ops), Cost(()))
@@ -192,8 +199,8 @@ def gpt(
         return _with_weights(product, c_in * c_out + c_out)
 
     embedding = (
-        _rule("Embedding", "embedding.tokens", V=vocab, E=d, N=tokens, renorm=0)
-        + _rule("Embedding", "embedding.positions", V=n_ctx, E=d, N=n_ctx, renorm=0)
+        _embedding("embedding.tokens", vocab, d, tokens)
+        + _embedding("embedding.positions", n_ctx, d, n_ctx)
         + _rule("add", "embedding.positions", N=n_ctx)  # position ids: arange(n_ctx) + 0
         + _rule("add", "embedding.add", N=width)
     )
@@ -270,9 +277,9 @@ def bert(
         return _rule("LayerNorm", part, N=width, M=d, a=1, b=1)
 
     embedding = (
-        _rule("Embedding", "embedding.tokens", V=vocab, E=d, N=tokens, renorm=0)
-        + _rule("Embedding", "embedding.token_types", V=2, E=d, N=tokens, renorm=0)
-        + _rule("Embedding", "embedding.positions", V=n_ctx, E=d, N=n_ctx, renorm=0)
+        _embedding("embedding.tokens", vocab, d, tokens)
+        + _embedding("embedding.token_types", 2, d, tokens)
+        + _embedding("embedding.positions", n_ctx, d, n_ctx)
         + 2 * _rule("add", "embedding.add", N=width)
         + layer_norm("embedding.norm")
     )
@@ -389,6 +396,6 @@ def llama(
         + linear("mlp.down", d_ff, d)
         + _rule("add", "mlp.residual", N=width)
     )
-    embedding = _rule("Embedding", "embedding", V=vocab, E=d, N=tokens, renorm=0)
+    embedding = _embedding("embedding", vocab, d, tokens)
     head = _rule("Linear", "head", C_in=d, C_out=vocab, N=tokens, b=0)
     return embedding + rotary_table + n_layer * block + rms_norm("final_norm") + head
