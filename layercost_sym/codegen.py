@@ -28,7 +28,14 @@ from .errors import EvaluationError
 from .glossary import glossary
 from .parsing import gcd
 
-__all__ = ["Compiled", "compile_expression", "compile_fast", "compile_vector_within", "limits"]
+__all__ = [
+    "Compiled",
+    "compile_expression",
+    "compile_fast",
+    "compile_vector_within",
+    "fraction",
+    "limits",
+]
 
 
 class _Unsupported(Exception):
@@ -43,6 +50,13 @@ _RELATIONS = {
     sympy.Gt: ">",
     sympy.Ge: ">=",
 }
+
+
+def fraction(e: sympy.Basic) -> tuple[sympy.Expr, sympy.Expr]:
+    """``e`` as one fraction ``(num, den)`` whose parts hold no rational at the top: what every
+    printer of exact integer code (here, and the C and JavaScript of :mod:`layercost_sym.export`)
+    computes, dividing once, last."""
+    return sympy.fraction(sympy.together(e))
 
 
 class _Codegen:
@@ -74,7 +88,7 @@ class _Codegen:
         return name
 
     def frac(self, e: sympy.Basic) -> tuple[str, str]:
-        num, den = sympy.fraction(sympy.together(e))
+        num, den = fraction(e)
         return self.poly(num), self.poly(den)
 
     def exact(self, e: sympy.Basic) -> str:
