@@ -320,6 +320,67 @@ def bench_analyze(quick: bool, repeats: int) -> None:
     )
 
 
+def _scaling_grid(points: int) -> tuple[sympy.Expr, dict[str, range]]:
+    """GPT's forward MACs (d_ff = 4 d_model) over batch x width x depth x context, ``points``
+    points (1e6, 1e7 or 1e8: the batch axis takes the factor of 10)."""
+    macs = lc.architecture("gpt").total.cost("macs")
+    s = {symbol.name: symbol for symbol in macs.free_symbols}
+    gpt = macs.xreplace({s["d_ff"]: 4 * s["d_model"], s["vocab"]: 50257})
+    batch = points // 10**6
+    axes = dict(
+        N=range(1, batch + 1),
+        d_model=range(64, 6401, 64),
+        n_layer=range(1, 101),
+        n_ctx=range(128, 12801, 128),
+    )
+    return gpt, axes
+
+
+def bench_scaleout(quick: bool, repeats: int) -> list[str]:
+    """Points per second of a sweep: numpy in this process (the whole grid in memory) against
+    ``sweep_lazy`` on a LocalCluster of 2 single-threaded worker processes, reduced to its max
+    (issue 18).  Returns the lines to print under the table."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    sizes = [10**6] if quick else [10**7, 10**8]
+    notes = []
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="4GiB",
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        ) as cluster,
+        Client(cluster),
+    ):
+        gpt, axes = _scaling_grid(10**6)
+        lc.sweep_lazy(gpt, **axes).max().compute()  # the workers' imports and compiled code
+        for points in sizes:
+            gpt, axes = _scaling_grid(points)
+            lazy = lc.sweep_lazy(gpt, chunks=(10, 10, 100, 100), **axes)  # 1e6-point chunks
+            t_dask = median_time(lambda lazy=lazy: dask.compute(lazy.max()), repeats)
+            if points <= 10**7:  # the in-memory grid: 8 B a point, several arrays at once
+                top = lc.sweep(gpt, **axes).max()
+                assert top == lazy.max().compute()
+                t_numpy = median_time(lambda gpt=gpt, axes=axes: lc.sweep(gpt, **axes).max(), 1)
+                row(
+                    f"sweep {points:.0e} pts: dask 2 workers / numpy 1 proc",
+                    t_dask,
+                    t_numpy,
+                    "info",
+                    t_dask / t_numpy,
+                )
+                notes.append(f"numpy, one process, {points:.0e} points: {points / t_numpy:.3g}/s")
+            notes.append(
+                f"dask, LocalCluster 2 workers x 1 thread, {points:.0e} points: "
+                f"{points / t_dask:.3g}/s"
+            )
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
@@ -336,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_startup(args.quick, 1 if args.quick else 9)
     bench_model(args.quick, repeats)
     bench_analyze(args.quick, repeats)
+    notes = bench_scaleout(args.quick, 1 if args.quick else 3)
+    print("\npoints per second of a sweep (GPT MACs over batch x width x depth x context):")
+    print("\n".join(f"- {note}" for note in notes))
     return 0
 
 
