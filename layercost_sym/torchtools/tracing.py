@@ -28,6 +28,10 @@ turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.A
   ``L <= num_embeddings`` (GPT-2's 1024 positions), a bound torch does not record.
 * A model that will not trace with a dimension left symbolic has that dimension pinned
   (:mod:`.pinning`): a guard ``H == 224`` with a note naming the model code that forced it.
+* transformers' mixture-of-experts layers run their routed experts as ``batched_mm``
+  (:mod:`.experts`): every (token, expert) pair through its expert, a work that does not
+  depend on the routing; :attr:`Analysis.active_params` and :attr:`Analysis.notes` give the
+  parameters a token uses and what the closed form assumes.
 * transformers' mask code takes, on fake tensors, the branch a real run takes (see
   :func:`.patches.real_run_branches`), so ``exact`` counts the operators a real run performs.
 * Sizes are traced as ``>= 2`` (torch specialises 0 and 1): a model that branches on a size
@@ -50,6 +54,7 @@ from ..quantities import quantity as _quantity
 from . import pinning as _pinning
 from .analysis import Analysis, OperatorCostedModule, Unsupported
 from .count import SavedStorages
+from .experts import batched_experts, routed_experts
 from .opbytes import storage_id, tensors_in
 from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
 from .symbolic import to_sympy
@@ -314,6 +319,7 @@ def _trace(
         with (
             generic_conv_backend(),
             real_run_branches({**call_kwargs, **keyword_inputs}),
+            batched_experts(model),  # MoE experts: a routing-independent run
             torch.enable_grad(),
             math_sdpa(),
             quiet_fake_tensor_log(),
@@ -430,6 +436,7 @@ def _trace(
         _weights(model, tracer),
         tracer.module_inputs,
         repeated_blocks(model),
+        experts=tuple(routed_experts(model)),
     )
 
 

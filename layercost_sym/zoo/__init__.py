@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # The modules that define architectures; imported on first use.
-_MODULES = ("transformers", "cnn")
+_MODULES = ("transformers", "cnn", "moe")
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ def architectures() -> list[str]:
     """Names of the reference architectures, sorted.
 
     >>> import layercost_sym as lc
-    >>> lc.architectures()[:2]
-    ['bert', 'gpt']
+    >>> lc.architectures()[:3]
+    ['bert', 'deepseek', 'gpt']
     """
     _load()
     return sorted(_REGISTRY)
