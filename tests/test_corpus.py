@@ -1,0 +1,141 @@
+"""The corpus runner (issue 17) on a fixed stratified sample: each model goes through the
+runner's own :func:`~layercost_sym.torchtools.corpus.check`, which builds it with random weights,
+analyses it with symbolic sizes and compares params and the ``exact`` and ``torch`` costs with
+``lc.count`` (the exact op counter and FlopCounterMode on a real run) at the default shape and
+at a second one.  The sample spans the statuses: symbolic, pinned (by the model's own check,
+cause 1; by a torch operation that needs ints, cause 3) and failed with a named cause.  The
+full runs are ``python -m layercost_sym.torchtools.corpus`` (docs/corpus.md)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from layercost_sym.torchtools import corpus
+from layercost_sym.torchtools.corpus import Record, check, classify, report, totals
+
+
+@cache
+def record(source: str, name: str) -> Record:
+    return check(source, name, max_params=100_000_000)
+
+
+def assert_exact(r: Record) -> None:
+    """Exact at both shapes (params, exact, torch), the concrete analysis too, nothing wrong."""
+    assert r.concrete == "equal", r
+    assert r.wrong == 0 and not r.unsupported, r
+    assert len(r.shapes) == 2 and set(r.shapes.values()) == {"ok"}, r.shapes
+    assert r.exact_at_both
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "second"),
+    [
+        ("transformers", "gpt2", "N=2,L=13"),  # a causal LM: N and L symbolic
+        ("transformers", "bert", "N=2,L=13"),  # an encoder
+        ("timm", "test_resnet", "N=2,H=161,W=169"),  # convolutions, odd non-square sides
+    ],
+)
+def test_symbolic_models_are_exact_at_both_shapes(source, name, second):
+    r = record(source, name)
+    assert r.status == "symbolic" and r.pinned == {} and r.cause == ""
+    assert_exact(r)
+    assert any(key.endswith(second) for key in r.shapes), r.shapes
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "pinned", "cause", "where"),
+    [
+        # the model raises "Input image size (H*W) doesn't match model (64*64)." itself
+        ("transformers", "vit", {"H": 64, "W": 64}, "1", "modeling_vit.py"),
+        # resampling the position table to a symbolic grid needs ints (F.interpolate)
+        ("timm", "test_vit", {"H": 160, "W": 160}, "3", "timm/layers/pos_embed.py"),
+    ],
+)
+def test_pinned_models_name_the_dims_the_cause_and_the_code(source, name, pinned, cause, where):
+    r = record(source, name)
+    assert r.status == "pinned" and r.pinned == pinned
+    assert r.cause == cause and where in r.detail and not r.detail.startswith("/")
+    assert_exact(r)
+    # the second shape keeps the pinned sides and changes the batch
+    assert any(key.startswith("second N=2") for key in r.shapes), r.shapes
+
+
+def test_a_model_the_reference_cannot_count_fails_with_its_cause():
+    # Qwen2-MoE routes tokens with topk, which the exact op counter has no rule for: there is no
+    # reference to check against, said as such (not as a model that does not run)
+    r = record("transformers", "qwen2_moe")
+    assert r.status == "failed" and r.cause == "counter"
+    assert "aten.topk" in r.detail
+    assert r.params == sum(
+        p.numel() for p in corpus.build("transformers", "qwen2_moe").model.parameters()
+    )
+
+
+def test_max_params_skips_from_a_meta_build():
+    r = check("timm", "test_resnet", max_params=1000)
+    assert r.status == "skipped" and r.params is not None and r.params > 1000
+    assert r.params == record("timm", "test_resnet").params  # the meta build's count is numel's
+
+
+def test_the_pool_runs_a_model_and_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "corpus.md"
+    # no time limit: a spawned process imports torch and transformers first (slow when busy)
+    argv = ["transformers", "--family", "resnet", "--jobs", "1", "--timeout", "0"]
+    argv += ["--out", str(out)]
+    assert corpus.main(argv) == 0
+    text = out.read_text()
+    assert "| transformers | resnet |" in text and "| symbolic |" in text
+    assert "silently wrong numbers: 0" in text
+    assert (
+        "exact at both shapes (a pinned size keeps its value at the second): 100% (1 of 1)" in text
+    )
+    assert "[1/1 " in capsys.readouterr().err  # the progress line
+
+
+def test_causes_are_read_from_the_failure_text():
+    assert classify("Input height (H) doesn't match model (224).") == "1"
+    assert classify("Input height (227) should be divisible by patch size (16).") == "2"
+    assert classify("F.pad(x, p) fails with W symbolic (torch: SymIntArrayRef expected") == "3"
+    assert classify("GuardOnDataDependentSymNode: Could not guard on Eq(u0, 0)") == "5"
+    # DLA's residual add at 227 x 229: its two branches' floors differ
+    text = "out += shortcut fails with H, W symbolic (torch: Attempting to broadcast a dimension"
+    assert classify(text) == "mismatch"
+    assert classify("something else entirely") == "other"
+
+
+def test_totals_count_a_wrong_number_and_the_goals():
+    both = {"default N=1,H=8,W=8": "ok", "second N=2,H=9,W=11": "ok"}
+    ok = Record("timm", "a", 10, "symbolic", concrete="equal", shapes=both)
+    pinned = Record("timm", "b", 10, "pinned", {"H": 224}, "1", concrete="equal")
+    pinned.shapes = {**both, "second N=2,H=9,W=11": "refused (7): guard H >= 9 fails at H=8"}
+    wrong = Record(
+        "timm", "c", 10, "symbolic", concrete="equal", shapes={"default N=1": "wrong: x"}
+    )
+    wrong.wrong = 1
+    built = Record("transformers", "d", cause="build")
+    t = totals([ok, pinned, wrong, built])
+    assert (t["ran"], t["concrete"], t["both"], t["wrong"]) == (3, 3, 1, 1)
+    text = report([ok, pinned, wrong, built], "Corpus", "cmd")
+    assert "silently wrong numbers: 1" in text and "| b | 10 | pinned | H=224 |" in text
+    assert "at the second): 33% (1 of 3)" in text
+    assert "| N=2,H=9,W=11: refused (7): guard H >= 9 fails at H=8 |" in text
+
+
+def test_a_refusal_is_told_apart_from_a_wrong_number_by_the_bare_formula():
+    import torch
+
+    import layercost_sym as lc
+
+    analysis = lc.analyze(torch.nn.Conv2d(3, 4, 5, padding=1), ("N", 3, "H", "W"))
+    inside = {"N": 1, "H": 6, "W": 7}
+    counted = lc.count(torch.nn.Conv2d(3, 4, 5, padding=1), (1, 3, 6, 7))
+    measured = {"params": counted.params, "exact": counted.cost("exact")}
+    assert corpus._compare(analysis, inside, measured) == "ok"
+    assert corpus._compare(analysis, inside, {**measured, "exact": 1}).startswith("wrong: exact")
+    # H = 2 leaves no output row (5 > 2 + 2): refused; the formula without its guards says
+    # 0 FLOPs and 304 params (4 * 3 * 5 * 5 + 4) there
+    outside = {"N": 1, "H": 2, "W": 7}
+    assert corpus._compare(analysis, outside, {"params": 304, "exact": 0}).startswith("refused (7)")
+    assert corpus._compare(analysis, outside, {"params": 304, "exact": 5}).startswith("refused (4)")
