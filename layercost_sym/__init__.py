@@ -16,15 +16,18 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 from .binding import Binding, bind
 from .cache import catalogue
+from .cards import Card, card, load_card
 from .composition import Cost, symbols
 from .domain import Condition, Domain, domain, with_domain
 from .errors import (
     ArchitectureError,
+    CardError,
     CatalogueError,
     CompositionError,
     ConventionError,
     DomainError,
     EvaluationError,
+    ExportError,
     ExpressionError,
     HardwareError,
     LayercostError,
@@ -37,11 +40,16 @@ from .errors import (
     UnknownRuleError,
 )
 from .evaluation import evaluate, sweep
+from .export import to_c, to_javascript
 from .hardware import Chip, hardware, hardwares, load_hardware
+from .inverse import largest, largest_answer
 from .parsing import parse
 from .printing import latex, simplify
 from .quantities import CONVENTIONS, quantities, quantity
 from .rule import Rule
+from .scaleout import sweep_lazy
+from .scaling import iso_flop, meets_budget, training_flops
+from .tables import labelled_sweep
 from .zoo import Architecture, architecture, architectures
 
 if TYPE_CHECKING:
@@ -54,6 +62,8 @@ __all__ = [
     "Architecture",
     "ArchitectureError",
     "Binding",
+    "Card",
+    "CardError",
     "CatalogueError",
     "Chip",
     "CompositionError",
@@ -63,6 +73,7 @@ __all__ = [
     "Domain",
     "DomainError",
     "EvaluationError",
+    "ExportError",
     "ExpressionError",
     "HardwareError",
     "LayercostError",
@@ -78,14 +89,22 @@ __all__ = [
     "architecture",
     "architectures",
     "bind",
+    "card",
     "compare",
     "count",
     "domain",
     "evaluate",
+    "generation",
     "hardware",
     "hardwares",
+    "iso_flop",
+    "labelled_sweep",
+    "largest",
+    "largest_answer",
     "latex",
+    "load_card",
     "load_hardware",
+    "meets_budget",
     "parse",
     "quantities",
     "quantity",
@@ -94,7 +113,11 @@ __all__ = [
     "rules",
     "simplify",
     "sweep",
+    "sweep_lazy",
     "symbols",
+    "to_c",
+    "to_javascript",
+    "training_flops",
     "with_domain",
 ]
 
@@ -163,6 +186,17 @@ def analyze(
     if dtype is not None:
         kwargs["dtype"] = dtype
     return _analyze(model, *input_shapes, convention=convention, training=training, **kwargs)
+
+
+def generation(model: Any, **kwargs: Any) -> Any:
+    """A Hugging Face causal LM generating ``G`` tokens from a prompt of ``P``, batch ``N``:
+    ``.prefill_cost(quantity, convention)``, ``.step(...)`` (one decode step at position
+    ``t``), ``.total(...)`` (prefill plus the ``G - 1`` decode steps, summed in closed form),
+    ``.kv_cache()``, ``.kv_peak()``, ``.ttft(chip, ...)`` and ``.tpot(chip, ...)``; symbol
+    names by ``batch=, prompt=, new=, position=``.  Imports torch on first call."""
+    from .torchtools.generation import generation as _generation
+
+    return _generation(model, **kwargs)
 
 
 def compare(

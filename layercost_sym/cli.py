@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from . import rule as get_rule
 from . import rules as rule_names
 from .cache import catalogue
+from .cards import card
 from .errors import LayercostError, MissingSymbolError
 from .evaluation import evaluate
 from .glossary import glossary
@@ -463,8 +464,8 @@ def _model(args) -> int:
         ledger = result.training_memory(
             args.optimizer, master_weights=args.master_weights, recompute=args.recompute
         )
-    if args.json:
-        data = result.to_json(args.depth)
+    if args.json:  # the cost card (layercost_sym/card.schema.json) with what was asked
+        data = card(result, name=args.factory, depth=args.depth, quantities=("params", "flops"))
         if bound is not None:
             data["roofline"] = bound.to_json()
         if ledger is not None:
@@ -489,6 +490,8 @@ def _model(args) -> int:
     else:
         print(result.table(args.depth, args.convention, at))
         _print_uncosted(result)
+        for note in result.notes:  # what the closed forms assume (mixture of experts)
+            print(f"note: {note}")
         if bound is not None:
             print()
             print(bound.table())
@@ -567,7 +570,7 @@ def _hyperparameter(name: str, text: str):
 def _arch(args) -> int:
     import sympy
 
-    from .zoo import architecture, architectures, defaults, defaults_from, describe
+    from .zoo import architecture, architectures, defaults_from, describe
 
     if args.name is None:
         names = architectures()
@@ -589,17 +592,11 @@ def _arch(args) -> int:
     if at:
         arch = arch.at(**at)
     filled = arch.default_values()
-    if args.json:
-        parts = arch.breakdown(args.convention)
-        data = {
-            "architecture": arch.name,
-            "hyperparameters": {k: str(v) for k, v in arch.hyperparameters.items()},
-            "convention": args.convention,
-            "parts": {n: {"params": str(p), "cost": str(c)} for n, (p, c) in parts.items()},
-            "params": str(arch.params),
-            "cost": str(arch.cost(args.convention)),
-            "defaults": defaults(args.name),
-        }
+    fallback = args.convention not in arch.conventions and arch.conventions
+    if fallback and args.convention == quantity("flops").default:  # not stated (MoE: exact)
+        args.convention = arch.conventions[0]
+    if args.json:  # the cost card (layercost_sym/card.schema.json), its parts' cost
+        data = card(arch, convention=args.convention, quantities=("params", "flops"))
         if filled:  # the same at the defaults of the hyperparameters left symbols
             known = {s.name for s in arch.free_symbols}
             there = arch.at(**{k: v for k, v in filled.items() if k in known})
@@ -625,12 +622,27 @@ def _arch(args) -> int:
         if filled:
             source = defaults_from(args.name)
             shown = ", ".join(f"{k}={v}" for k, v in filled.items())
-            print(f"value         at the defaults {shown}" + (f" ({source})" if source else ""))
+            import textwrap
+
+            line = f"at the defaults {shown}" + (f" ({source})" if source else "")
+            # many hyperparameters (deepseek's 16) wrap, under the column
+            first, indent = "value" + " " * 9, " " * 14
+            print(textwrap.fill(line, 150, initial_indent=first, subsequent_indent=indent))
         table = arch.table(
             args.convention, width=None if args.full else _ARCH_WIDTH, values=filled or None
         )
         if not args.full and "..." in table:
             print("shortened     formulas too long for a line: their leading terms; --full")
+        if fallback:
+            print(f"convention    {args.convention} (the default is not stated for {arch.name})")
+        if sympy.expand(arch.active_params - arch.params) != 0:  # mixture of experts
+            from .text import clip
+
+            known = {s.name for s in arch.free_symbols}
+            value = arch.at(**{k: v for k, v in filled.items() if k in known}).active_params
+            shown = f" ({sympy.expand(value)} at the defaults)" if filled else ""
+            formula = clip(str(arch.active_params), 100)
+            print(f"active        {formula} parameters per token{shown}")
         print()
         print(table)
     return 0
@@ -670,6 +682,10 @@ def _compare(args) -> int:
     print(f"model   {args.factory}")
     print(f"input   {'; '.join(args.input)}" + (f" at {args.at}" if args.at else ""))
     print(f"params  {result.params}")
+    if result.analysis.experts:  # mixture of experts: what one token uses, and why
+        print(f"active  {result.analysis.active_params} parameters per token")
+        for note in result.analysis.notes:
+            print(f"note: {note}")
     print()
     print(result.table())
     for a, b in diffs:

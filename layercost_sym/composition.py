@@ -210,7 +210,14 @@ class Cost(QuantityShorthands):
             )
         total = sympy.Add(*(p.values[(quantity, name)] for p in self.parts))
         return with_domain(total, self.domain_of(quantity))
-        return with_domain(total, self.domain)
+
+    @property
+    def active_params(self) -> sympy.Expr:
+        """The parameters one token uses: :attr:`params`, less what a part states it does not
+        use (a mixture-of-experts layer's routed experts state ``("active_params", "count")``:
+        the ``k`` of ``E`` experts a token goes to)."""
+        total = sympy.Add(*(p.values.get(("active_params", "count"), p.params) for p in self.parts))
+        return with_domain(total, self.domain_of("params"))
 
     def breakdown(self, convention: str | None = None) -> dict[str, tuple]:
         """``{part name: (params, FLOPs)}`` in the order the parts were added."""
@@ -412,54 +419,51 @@ class Cost(QuantityShorthands):
         out.insert(-1, "-" * (sum(widths) + 2 * (len(widths) - 1)))
         return "\n".join(out)
 
-    def to_latex(self, convention: str | None = None, *, math: bool = False) -> str:
-        r"""A LaTeX table (part, params, cost) with the total as its last row.
-
-        ``math=False`` gives a ``tabular`` for a paper; ``math=True`` an ``array`` for math
-        mode (what notebooks render).
+    def to_latex(
+        self,
+        convention: str | None = None,
+        *,
+        at: Mapping[str, int] | None = None,
+        math: bool = False,
+        caption: str | None = None,
+        label: str | None = None,
+    ) -> str:
+        r"""A LaTeX table (part, params, cost) with the total as its last row
+        (:mod:`layercost_sym.tables`): a ``booktabs`` ``table`` float whose caption states the
+        convention (and ``caption`` first); ``at``: a column of exact values at those sizes
+        beside each column of formulas, the sizes in the caption.  ``math=True`` gives an
+        ``array`` for math mode (what notebooks render).
 
         >>> import layercost_sym as lc
         >>> d = lc.symbols("d")
-        >>> print(lc.rule("Linear").at(C_in=d, C_out=d, N=1, b=0, name="proj").to_latex("macs"))
-        \begin{tabular}{lll}
-        part & params & FLOPs (macs) \\
+        >>> proj = lc.rule("Linear").at(C_in=d, C_out=d, N=1, b=0, name="proj")
+        >>> print(proj.to_latex("macs", math=True))
+        \begin{array}{lll}
+        \text{part} & \text{params} & \text{FLOPs (macs)} \\ \hline
+        \text{proj} & d^{2} & d^{2} \\
         \hline
-        proj & $d^{2}$ & $d^{2}$ \\
-        \hline
-        total & $d^{2}$ & $d^{2}$ \\
-        \end{tabular}
+        \text{total} & d^{2} & d^{2}
+        \end{array}
         """
-        convention = _quantity("flops").convention(convention)
-        from .printing import latex
+        return self._table(convention, at, caption).to_latex(math=math, label=label)
 
-        rows = [
-            (name.replace("_", r"\_"), latex(p), latex(c))
-            for name, (p, c) in self.breakdown(convention).items()
-        ]
-        total = ("total", latex(self.params), latex(self.cost(convention)))
-        if math:  # an array in math mode: what notebooks render (MathJax has no tabular)
-            head = rf"\text{{part}} & \text{{params}} & \text{{FLOPs ({convention})}}"
-            body = [rf"\text{{{a}}} & {b} & {c}" for a, b, c in (*rows, total)]
-            return "\n".join(
-                [
-                    r"\begin{array}{lll}",
-                    head + r" \\ \hline",
-                    *(r + r" \\" for r in body[:-1]),
-                    r"\hline",
-                    body[-1],
-                    r"\end{array}",
-                ]
-            )
-        lines = [r"\begin{tabular}{lll}", rf"part & params & FLOPs ({convention}) \\", r"\hline"]
-        lines += [f"{a} & ${b}$ & ${c}$ \\\\" for a, b, c in rows]
-        lines += [r"\hline", f"{total[0]} & ${total[1]}$ & ${total[2]}$ \\\\", r"\end{tabular}"]
-        return "\n".join(lines)
+    def _table(self, convention: str | None, at: Any = None, caption: str | None = None) -> Any:
+        from .tables import cost_table
+
+        if caption is None:
+            return cost_table(self, convention, at=at)
+        return cost_table(self, convention, at=at, description=caption)
+
+    def to_pandas(self, convention: str | None = None, *, at: Mapping[str, int] | None = None):
+        """The table of :meth:`to_latex` as a ``pandas.DataFrame`` (see
+        :meth:`layercost_sym.tables.Table.to_pandas`)."""
+        return self._table(convention, at).to_pandas()
 
     def _repr_latex_(self) -> str:
-        default = _quantity("flops").default
-        conventions = self.conventions
-        shown = default if default in conventions or not conventions else conventions[0]
-        return "$" + self.to_latex(shown, math=True) + "$"
+        return self._table(None)._repr_latex_()
+
+    def _repr_html_(self) -> str:
+        return self._table(None).to_html()
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.parts)
@@ -523,7 +527,8 @@ def _check_domain(symbol: sympy.Symbol, key: str, value: sympy.Expr) -> None:
 
 def _decide(conditions: Iterable[Condition], mapping: Mapping) -> tuple[Condition, ...]:
     """The conditions with ``mapping`` substituted: a decided one is checked (a failure raises
-    :class:`~layercost_sym.DomainError` naming it), the undecided ones are kept."""
+    :class:`~layercost_sym.DomainError` naming it; one of some quantities alone is kept, false,
+    so that those quantities refuse while the others answer), the undecided ones are kept."""
     given = {s.name: int(v) for s, v in mapping.items() if getattr(v, "is_Integer", False)}
     kept = []
     for c in conditions:
@@ -564,7 +569,7 @@ def rule_at(rule: Any, *, training: bool = False, name: str | None = None, **val
             expr = rule.quantity(quantity, convention, training)
             bound[(quantity, convention)] = expr.xreplace(mapping)
     origin = rule.name if part_name == rule.name else f"{part_name} ({rule.name})"
-    conditions = [replace(c, origin=origin) for c in rule.domain(training).conditions]
+    conditions = [replace(c, origin=origin) for c in rule.conditions(training)]
     return Cost(
         [Part(part_name, bound, rule.name)],
         tuple(e.xreplace(mapping) for e in rule.output_shape),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "ArchitectureError",
+    "CardError",
     "CatalogueError",
     "CompositionError",
     "ConventionError",
     "DomainError",
     "EvaluationError",
+    "ExportError",
     "ExpressionError",
     "HardwareError",
     "LayercostError",
@@ -58,6 +60,11 @@ class EvaluationError(LayercostError, ValueError):
     """An expression could not be evaluated to an exact non-negative integer."""
 
 
+class ExportError(LayercostError, ValueError):
+    """An expression cannot be written as C or JavaScript (:mod:`layercost_sym.export`): a node
+    those printers do not print, a constant beyond int64, a name that is no identifier there."""
+
+
 class MissingSymbolError(EvaluationError):
     """``evaluate`` was not given a value for a symbol of the expression."""
 
@@ -87,6 +94,11 @@ class CompositionError(LayercostError, ValueError):
 
 class ArchitectureError(LayercostError, ValueError):
     """A reference architecture was given a hyperparameter it does not take or cannot use."""
+
+
+class CardError(LayercostError, ValueError):
+    """A cost card could not be made (an expression the catalogue's grammar cannot say) or read
+    (malformed: the message names the JSON path of the problem, ``quantities.flops.exact``)."""
 
 
 class UnknownArchitectureError(LayercostError, KeyError):

@@ -367,7 +367,7 @@ def test_table_json_and_latex():
     assert all(check_condition(parse_condition(g), at) for g in data["guards"])
     assert not check_condition(parse_condition(data["guards"][-1]), {"N": 1, "H": 32, "W": 32})
     latex = analysis.to_latex()
-    assert latex.startswith(r"\begin{tabular}") and r"\lfloor" in latex and "total" in latex
+    assert latex.startswith(r"\begin{table}") and r"\lfloor" in latex and "total" in latex
 
 
 @pytest.mark.parametrize(

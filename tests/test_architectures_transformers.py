@@ -371,10 +371,11 @@ def test_latex_table_with_symbolic_hyperparameters(name):
     for convention in ("exact", "torch"):
         text = arch.to_latex(convention)
         lines = text.splitlines()
-        assert lines[0] == r"\begin{tabular}{lll}" and lines[-1] == r"\end{tabular}"
-        rows = [line.split(" & ")[0] for line in lines[3:-3]]
+        # a booktabs table float: table, centering, caption, tabular, toprule, header, midrule
+        assert lines[3] == r"\begin{tabular}{lll}" and lines[-2] == r"\end{tabular}"
+        rows = [line.split(" & ")[0] for line in lines[7:-5]]
         assert rows == [p.replace("_", r"\_") for p in arch.breakdown(convention)]
-        assert lines[-2].startswith("total & ")
+        assert lines[-4].startswith("total & ")
         assert r"d_{\mathrm{model}}" in text and r"n_{\mathrm{layer}}" in text
     assert r"\begin{array}" in arch._repr_latex_()
 

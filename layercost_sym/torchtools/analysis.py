@@ -194,6 +194,23 @@ class Analysis(QuantityShorthands):
     # the model's repeated blocks (the elements of its ModuleLists, of Sequentials of
     # composite modules), outermost: where activation recomputation checkpoints by default
     blocks: tuple[str, ...] = ()
+    # mixture-of-experts layers (.experts.RoutedExperts): E experts, k per token, their
+    # parameters, and what the closed form assumes about the routing
+    experts: tuple[Any, ...] = ()
+
+    @property
+    def active_params(self) -> sympy.Expr:
+        """The parameters one token uses: :attr:`params` less, in each mixture-of-experts
+        layer, the ``E - k`` of its ``E`` routed experts a token does not go to (equal to
+        :attr:`params` for a model without one)."""
+        inactive = sum(e.inactive_params for e in self.experts)
+        total = sympy.Add(*(layer.params for layer in self.layers)) + self.extra_params
+        return with_domain(total - inactive, self.domain)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the closed forms assume beyond the guards (a routed experts layer's routing)."""
+        return [e.note for e in self.experts]
 
     def training_memory(
         self,
@@ -279,6 +296,16 @@ class Analysis(QuantityShorthands):
         constraints = [c for layer in self.layers for c in layer.conditions if not c.only_for]
         return Domain(tuple(dict.fromkeys([*guards, *constraints])))
 
+    def _own_conditions(self, quantity: str, convention: str) -> list[Condition]:
+        """The conditions of ``quantity`` under ``convention`` beyond :attr:`domain`: the rules'
+        constraints of that quantity alone (of ``backward`` too where FLOPs include the backward
+        pass) and the layers' conditions of one (quantity, convention)."""
+        named = {quantity, "backward"} if quantity == "flops" and self.backward else {quantity}
+        return [
+            *(c for layer in self.layers for c in layer.conditions if set(c.only_for) & named),
+            *(c for layer in self.layers for c in layer.holds_if.get((quantity, convention), ())),
+        ]
+
     def _guard_condition(self, guard: sympy.Basic) -> Condition:
         def display() -> str:  # simplified only when shown: proving a form takes time
             simple = simplify_guard(guard)
@@ -296,16 +323,6 @@ class Analysis(QuantityShorthands):
     @property
     def conventions(self) -> tuple[str, ...]:
         """The conventions of FLOPs every costed call defines."""
-    def _own_conditions(self, quantity: str, convention: str) -> list[Condition]:
-        """The conditions of ``quantity`` under ``convention`` beyond :attr:`domain`: the rules'
-        constraints of that quantity alone (of ``backward`` too where FLOPs include the backward
-        pass) and the layers' conditions of one (quantity, convention)."""
-        named = {quantity, "backward"} if quantity == "flops" and self.backward else {quantity}
-        return [
-            *(c for layer in self.layers for c in layer.conditions if set(c.only_for) & named),
-            *(c for layer in self.layers for c in layer.holds_if.get((quantity, convention), ())),
-        ]
-
         return self.conventions_of("flops")
 
     def quantity(self, quantity: str, convention: str | None = None) -> sympy.Expr:
@@ -543,6 +560,8 @@ class Analysis(QuantityShorthands):
             lines.append((name, rules, str(params), str(shown)))
         total = evaluate(self.cost(convention), at) if at is not None else self.cost(convention)
         lines.append(("total", "", str(self.params), str(total)))
+        if self.experts:  # mixture of experts: the parameters a token uses, beside all
+            lines.append(("active per token", "", str(self.active_params), ""))
         widths = [max(len(row[i]) for row in lines) for i in range(3)]
         return "\n".join(
             "  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3] for row in lines
@@ -552,62 +571,56 @@ class Analysis(QuantityShorthands):
         return self.table(depth=1)
 
     def to_json(self, depth: int | None = None) -> dict[str, Any]:
-        """Plain data (expressions as strings, readable by :func:`layercost_sym.evaluate`)."""
-        conventions = self.conventions
-        return {
-            "symbols": [s.name for s in self.symbols],
-            "guards": self.range,
-            "params": str(self.params),
-            "costs": {c: str(self.cost(c)) for c in conventions},
-            "layers": [
-                {
-                    "name": name,
-                    # every rule, unabridged: ", ".join of the rows' rules before they were
-                    # summarised for people
-                    "rules": ", ".join(dict.fromkeys(layer.rule for layer in group)),
-                    "params": str(params),
-                    "cost": str(cost),
-                }
-                for name, group, params, cost in self._groups(depth, self.convention)
-            ],
-            "convention": self.convention,
-            "unsupported": [
-                {
-                    "name": u.name,
-                    "kind": u.kind,
-                    "what": u.what,
-                    "detail": u.detail,
-                    "counted": u.counted,
-                }
-                for u in self.unsupported
-            ],
-            "costed_by_operators": [
-                {"name": m.name, "what": m.what, "ops": list(m.ops), "detail": m.detail}
-                for m in self.costed_by_operators
-            ],
-        }
+        """The analysis' cost card (:func:`layercost_sym.card`, format in
+        ``layercost_sym/card.schema.json``) with its parameters and FLOPs: plain data,
+        expressions as text :func:`layercost_sym.parse` reads back, ``layers`` summed per
+        module prefix of ``depth`` parts.  ``lc.card(analysis)`` states every quantity."""
+        from ..cards import card
 
-    def to_latex(self, depth: int | None = 1, convention: str | None = None) -> str:
-        """A LaTeX ``tabular`` of per-layer parameters and cost formulas, and the total."""
-        from ..printing import latex
+        return card(self, depth=depth, quantities=("params", "flops"))
 
-        convention = convention or self.convention
-        lines = [
-            r"\begin{tabular}{lll}",
-            r"\hline",
-            rf"layer & params & FLOPs$_{{\mathrm{{{convention}}}}}$ \\",
-            r"\hline",
-        ]
-        for name, _rules, params, cost in self.rows(depth, convention):
-            shown = name.replace("_", r"\_")
-            lines.append(rf"\texttt{{{shown}}} & ${latex(params)}$ & ${latex(cost)}$ \\")
-        lines += [
-            r"\hline",
-            rf"total & ${latex(self.params)}$ & ${latex(self.cost(convention))}$ \\",
-            r"\hline",
-            r"\end{tabular}",
-        ]
-        return "\n".join(lines)
+    def to_latex(
+        self,
+        depth: int | None = 1,
+        convention: str | None = None,
+        *,
+        at: Mapping[str, int] | None = None,
+        math: bool = False,
+        caption: str | None = None,
+        label: str | None = None,
+    ) -> str:
+        """A LaTeX table of per-layer parameters and cost formulas, and the total: a
+        ``booktabs`` ``table`` float (``math=True``: an ``array``), with exact values at ``at``
+        (guards checked) and the convention and sizes in its caption; see
+        :mod:`layercost_sym.tables`."""
+        return self._table(depth, convention, at, caption).to_latex(math=math, label=label)
+
+    def _table(self, depth: int | None, convention: str | None, at: Any, caption: Any = None):
+        from ..tables import analysis_table
+
+        if caption is None:
+            return analysis_table(self, depth, convention, at=at)
+        return analysis_table(self, depth, convention, at=at, description=caption)
+
+    def to_pandas(
+        self,
+        depth: int | None = 1,
+        convention: str | None = None,
+        *,
+        at: Mapping[str, int] | None = None,
+    ) -> Any:
+        """The table of :meth:`to_latex` as a ``pandas.DataFrame``."""
+        return self._table(depth, convention, at).to_pandas()
+
+    def _repr_html_(self) -> str:
+        return self._table(1, None, None).to_html()
+
+    def _repr_latex_(self) -> str:
+        return self._table(1, None, None)._repr_latex_()
+
+    def __repr__(self) -> str:  # short: the fields are the whole trace (the table is str())
+        names = ", ".join(s.name for s in self.symbols) or "no symbols"
+        return f"<Analysis of {len(self.layers)} costed calls in {names}>"
 
 
 RULES_WIDTH = 60  # the widest rules cell of Analysis.rows
