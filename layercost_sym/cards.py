@@ -59,6 +59,7 @@ from .errors import CardError, ConventionError, ExpressionError
 from .evaluation import evaluate
 from .glossary import glossary
 from .grammar import read, text_of
+from .parsing import parse
 from .printing import symbol_latex
 from .quantities import QuantityShorthands, quantities
 from .quantities import quantity as _quantity
@@ -142,7 +143,7 @@ class _Writer:
             )
 
     def text(self, expr: Any, where: str) -> str:
-        expr = sympy.sympify(expr)
+        expr = parse(expr) if isinstance(expr, str) else sympy.sympify(expr)  # text: the parser
         for s in expr.free_symbols:
             self.symbol(s)
         try:

@@ -172,6 +172,8 @@ def text_of(expr: sympy.Basic) -> str:
     :func:`read` (:func:`~layercost_sym.parse`, :func:`~layercost_sym.parsing.parse_condition`)
     reads back as the same tree; :class:`~layercost_sym.CardError` for what the grammar
     cannot say."""
+    if isinstance(expr, str):  # text is read by the safe parser, never sympified
+        raise CardError("text_of takes an expression; read text with layercost_sym.parse")
     return _text(sympy.sympify(expr))
 
 

@@ -48,6 +48,7 @@ from .domain import Domain
 from .errors import EvaluationError
 from .evaluation import evaluate, sweep
 from .glossary import glossary
+from .parsing import parse
 from .printing import latex
 from .quantities import quantity as _quantity
 from .text import collected
@@ -246,7 +247,8 @@ def make_table(
     sizes = None if at is None else {str(k): _size(k, v) for k, v in at.items()}
     made = []
     for name, formulas, *rest in rows:
-        exprs = tuple(sympy.sympify(f) for f in formulas)
+        # text through the safe parser, never sympify
+        exprs = tuple(parse(f) if isinstance(f, str) else sympy.sympify(f) for f in formulas)
         if len(exprs) != len(columns):
             raise EvaluationError(f"row {name!r} has {len(exprs)} formulas for {len(columns)}")
         values = None
