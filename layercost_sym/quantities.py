@@ -11,7 +11,7 @@ Adding a quantity is a table in ``quantities.toml``, values in the rules and a m
 >>> from layercost_sym.quantities import quantity
 >>> flops = quantity("flops")
 >>> flops.default, flops.stated, flops.derived
-('exact', ('exact', 'macs', 'seed', 'fvcore', 'thop', 'ptflops'), {'torch': ('macs', 2)})
+('exact', ('exact', 'macs', 'useful', 'seed', 'fvcore', 'thop', 'ptflops'), {'torch': ('macs', 2)})
 >>> quantity("params").conventions["count"].measured
 "the numel of the real module's parameters"
 """

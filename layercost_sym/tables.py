@@ -303,8 +303,9 @@ def rule_table(
 ) -> Table:
     """A rule's defined quantities (``H_out``, ...), then each of ``quantities`` (None: every
     one) under every convention it states, as the catalogue writes them (the defined quantities
-    as symbols); valued at ``at`` (its domain checked; every symbol the rows use must be given:
-    ``bytes`` needs the element sizes ``e_a``, ``e_w``)."""
+    as symbols; a convention that only repeats the one it falls back to is left out); valued
+    at ``at`` (its domain checked; every symbol the rows use must be given: ``bytes`` needs the
+    element sizes ``e_a``, ``e_w``)."""
     rows: list[tuple[Any, ...]] = []
     expanded = rule.expanded_defines
     for symbol, expr in rule.defines.items():
@@ -313,6 +314,9 @@ def rule_table(
         chosen = quantities is None or q in quantities
         if chosen and mode == (bool(training) and _quantity(q).training):
             written = rule.compact_quantity(q, c, training)
+            other = _quantity(q).otherwise.get(c)  # useful where nothing is masked: exact's row
+            if other is not None and written == rule.compact.get((q, other, mode)):
+                continue
             rows.append((f"{q} ({c})", (written,), "", (rule.quantity(q, c, training),)))
     return make_table(
         "quantity",

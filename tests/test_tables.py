@@ -290,3 +290,14 @@ def test_importing_the_package_imports_no_pandas_or_xarray():
 def test_formulas_in_the_frame_are_sympy(gpt):
     frame = gpt.to_pandas("exact")
     assert all(isinstance(e, sympy.Basic) for e in frame[("params", "formula")])
+
+
+def test_a_rule_table_leaves_out_a_convention_that_repeats_its_fallback():
+    from layercost_sym.tables import rule_table
+
+    def names(rule_name):
+        return [row.name for row in rule_table(lc.rule(rule_name)).rows]
+
+    assert "flops (exact)" in names("Conv2d") and "flops (useful)" not in names("Conv2d")
+    # causal attention states its own useful work: shown
+    assert "flops (useful)" in names("scaled_dot_product_attention")
