@@ -217,6 +217,25 @@ def test_an_operator_without_a_rule_is_listed_not_counted_as_zero():
     assert not analysis.unsupported[0].counted
 
 
+class EmptySlice(nn.Module):
+    """Phi-3's rotary split: ``q[..., rotary_dim:]`` is empty where the rotary part is the
+    whole head, and is concatenated back."""
+
+    def forward(self, x):  # x: (N, 8)
+        rotated, passed = x[..., :8], x[..., 8:]
+        return torch.cat([rotated * 2, passed], dim=-1)
+
+
+def test_an_operator_writing_no_element_costs_nothing_and_the_rest_is_counted():
+    # the slice of size 0 was bound to its rule, whose dimensions are positive: ShapeError
+    analysis = lc.analyze(EmptySlice(), ("N", 8))
+    assert not analysis.unsupported
+    counted = lc.count(EmptySlice(), torch.randn(3, 8))
+    for convention in ("exact", "torch"):
+        assert analysis.evaluate({"N": 3}, convention) == counted.cost(convention)
+    assert analysis.evaluate({"N": 3}, "exact") == 3 * 8  # the multiply, one per element
+
+
 class Functional(nn.Module):
     """The functional ops real models call between modules."""
 

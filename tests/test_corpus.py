@@ -139,3 +139,35 @@ def test_a_refusal_is_told_apart_from_a_wrong_number_by_the_bare_formula():
     outside = {"N": 1, "H": 2, "W": 7}
     assert corpus._compare(analysis, outside, {"params": 304, "exact": 0}).startswith("refused (7)")
     assert corpus._compare(analysis, outside, {"params": 304, "exact": 5}).startswith("refused (4)")
+
+
+@pytest.mark.parametrize(
+    ("name", "shapes"),
+    [
+        # transformers' padding warning looks for the pad token in each row's first and last id
+        # (eq of 2N ids, any) in a real run and skips that under tracing: was 3 short at N=1
+        ("deberta_v2", [{"N": 1, "L": 32}, {"N": 2, "L": 13}]),
+        # BART's decoder makes its padding mask of ones; a real run reads it (sum, eq) and gives
+        # SDPA is_causal instead of a mask; the trace built the mask: 752 short at N=1, right
+        # at N=2 by coincidence, 752 over at N=3
+        (
+            "bart",
+            [{"N": 1, "L": 32, "T": 16}, {"N": 2, "L": 13, "T": 7}, {"N": 3, "L": 32, "T": 16}],
+        ),
+    ],
+)
+def test_branches_a_real_run_takes_by_reading_values_are_costed(name, shapes):
+    import layercost_sym as lc
+    from layercost_sym.torchtools.corpus_models import build
+
+    subject = build("transformers", name)
+    keywords = {key: spec for key, spec in subject.specs.items() if key}
+    analysis = lc.analyze(subject.model, **keywords, **subject.options)
+    for sizes in shapes:
+        positional, inputs = subject.inputs(sizes)
+        counted = lc.count(subject.model, *positional, **inputs)
+        for convention in ("exact", "torch"):
+            assert analysis.evaluate(sizes, convention) == counted.cost(convention), (
+                sizes,
+                convention,
+            )

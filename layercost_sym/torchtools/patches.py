@@ -5,7 +5,8 @@ takes, or keeps a cost-neutral choice of torch's from recording a guard.
 * :func:`quiet_fake_tensor_log`: a failing operator is read and retried, never logged.
 * :func:`math_sdpa`: scaled dot-product attention on its math path, which the counters see
   (also used by :func:`~layercost_sym.torchtools.count.count`).
-* :func:`real_run_branches`: transformers' packed-sequence test answers as a real run does.
+* :func:`real_run_branches`: transformers' packed-sequence test answers as a real run does,
+  and its padding check runs as in a real run.
 """
 
 from __future__ import annotations
@@ -57,22 +58,42 @@ def math_sdpa() -> Any:
 
 @contextlib.contextmanager
 def real_run_branches(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
-    """Make transformers take, on fake tensors, the branch a real run takes.
+    """Make transformers take, on fake tensors, the branches a real run takes, with the
+    operators of the real run's tests costed as the op counter counts them.  transformers
+    reads tensor values in a few places and, under fake tensors (its ``is_tracing`` check),
+    takes the branch that does not read them; a real run without an attention mask or
+    position ids from the caller always answers the same way, and that answer is given here:
 
-    transformers' mask code looks for packed sequences in the position ids
-    (``masking_utils.find_packed_sequence_indices``: ``diff``, ``!= 1``, ``cumsum``) and, in a
-    real run, drops the result when ``(mask[:, -1] == 0).all()`` -- no packing, so SDPA gets
-    ``is_causal=True`` and no mask is built.  That test reads tensor values, so under fake
-    tensors (its ``is_tracing`` check) it keeps the result, and the model then builds an
-    explicit causal-and-packing mask a real run never computes.  Inside this scope the function
-    runs its operators and the real run's test (so they are costed as the op counter counts
-    them) and answers as the real run does for the position ids the model makes itself
-    (``arange(L)`` per row: one sequence per row, never packed).  Position ids passed by the
-    caller are not the model's own: the function is left alone then.
+    * packed sequences (:func:`_unpacked`): none, so SDPA gets ``is_causal=True``;
+    * the padding mask a model makes itself from ``ones`` (:func:`_own_masks_skipped`): no
+      token is padding, so no explicit mask is built where a real run builds none;
+    * the padding warning's look for the pad token (:func:`_padding_check`): runs, answer unused.
     """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_unpacked(call_kwargs))
+        stack.enter_context(_own_masks_skipped(call_kwargs))
+        stack.enter_context(_padding_check())
+        yield
+
+
+def _masking() -> Any:
     import sys
 
-    masking: Any = sys.modules.get("transformers.masking_utils")
+    return sys.modules.get("transformers.masking_utils")
+
+
+@contextlib.contextmanager
+def _unpacked(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
+    """transformers' mask code looks for packed sequences in the position ids
+    (``masking_utils.find_packed_sequence_indices``: ``diff``, ``!= 1``, ``cumsum``) and, in a
+    real run, drops the result when ``(mask[:, -1] == 0).all()`` -- no packing, so SDPA gets
+    ``is_causal=True`` and no mask is built.  Under fake tensors it keeps the result, and the
+    model then builds an explicit causal-and-packing mask a real run never computes.  Here the
+    function runs its operators and the real run's test and answers as the real run does for
+    the position ids the model makes itself (``arange(L)`` per row: one sequence per row,
+    never packed).  Position ids passed by the caller are not the model's own: the function is
+    left alone then."""
+    masking = _masking()
     original = getattr(masking, "find_packed_sequence_indices", None)
     if original is None or "position_ids" in call_kwargs:
         yield
@@ -89,3 +110,74 @@ def real_run_branches(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
         yield
     finally:
         masking.find_packed_sequence_indices = original
+
+
+@contextlib.contextmanager
+def _own_masks_skipped(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
+    """A decoder given no attention mask makes one of ``ones`` (BART's ``torch.ones(N, T)``)
+    and asks ``_ignore_causal_mask_sdpa`` whether SDPA's ``is_causal`` can replace it: a real
+    run reads the mask (``fast_all``: a ``sum`` and an ``eq``), finds no padding and builds no
+    mask wherever the query and key lengths are equal or the query is one token; under fake
+    tensors the function answers "build it".  Here, when the caller passed no attention mask
+    (so every padding mask is the model's own ``ones``), the function costs the real run's test
+    and answers as the real run does in those cases; elsewhere (a cache longer than the query,
+    a sliding window reached, a mask from the caller) it is left to decide."""
+    masking = _masking()
+    original = getattr(masking, "_ignore_causal_mask_sdpa", None)
+    if original is None or any("attention_mask" in key for key in call_kwargs):
+        yield
+        return
+
+    def skipped(
+        padding_mask: Any,
+        q_length: Any,
+        kv_length: Any,
+        q_offset: Any,
+        kv_offset: Any,
+        local_attention_size: Any = None,
+    ) -> bool:
+        args = (padding_mask, q_length, kv_length, q_offset, kv_offset, local_attention_size)
+        fake = isinstance(padding_mask, torch._subclasses.fake_tensor.FakeTensor)
+        windowed = local_attention_size is not None and kv_length >= local_attention_size
+        if not fake or windowed or not (q_length == 1 or kv_length == q_length):
+            return bool(original(*args))
+        if padding_mask.shape[-1] > kv_length:  # as the original: the keys' columns only
+            columns = torch.arange(kv_length, device=padding_mask.device) + kv_offset
+            padding_mask = padding_mask[:, columns]
+        _ = padding_mask.sum() == padding_mask.numel()  # fast_all, costed; on ones: True
+        return True
+
+    masking._ignore_causal_mask_sdpa = skipped
+    try:
+        yield
+    finally:
+        masking._ignore_causal_mask_sdpa = original
+
+
+@contextlib.contextmanager
+def _padding_check() -> Iterator[None]:
+    """transformers' ``warn_if_padding_and_no_attention_mask`` looks for the pad token in the
+    first and last token ids of every row (``pad_token_id in input_ids[:, [-1, 0]]``: an ``eq``
+    of ``2N`` elements and an ``any``) on each forward without an attention mask, and skips
+    that under tracing (``is_tracing``).  Inside this scope it runs the real run's operators,
+    so they are costed as the op counter counts them; what it does with the answer is a
+    warning, no tensor work."""
+    import sys
+
+    utils: Any = sys.modules.get("transformers.modeling_utils")
+    owner = getattr(utils, "PreTrainedModel", None)
+    original = getattr(owner, "warn_if_padding_and_no_attention_mask", None)
+    if original is None:
+        yield
+        return
+
+    def check(self: Any, input_ids: Any, attention_mask: Any) -> None:
+        pad = self.config.pad_token_id
+        if attention_mask is None and pad is not None and isinstance(input_ids, torch.Tensor):
+            _ = (input_ids[:, [-1, 0]] == pad).any()  # Tensor.__contains__, answer unused
+
+    owner.warn_if_padding_and_no_attention_mask = check
+    try:
+        yield
+    finally:
+        owner.warn_if_padding_and_no_attention_mask = original

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sympy
@@ -357,6 +357,8 @@ class Tracer:
             if self.current_unruled:
                 self.unruled[self.current_unruled[-1]].append(name)
             return out
+        if _empty(tensors_in(out)):
+            return out  # no element computed, none read (phi-3's q[..., rotary_dim:] of size 0)
         tensors = op_call(func, args, kwargs, out)[1]
         shapes = [self.shape(t) for t in tensors]
         inputs = tensors[1:]
@@ -473,3 +475,12 @@ class OpMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
         return self.tracer.op(self, func, args, kwargs or {})
+
+
+def _empty(outputs: Sequence[torch.Tensor]) -> bool:
+    """Every output has a dimension of size 0 (an int, not a symbol): an operator that writes
+    no element.  Its cost is 0 in every quantity, whatever its rule would bind: a rule's
+    dimensions are positive."""
+    return bool(outputs) and all(
+        any(isinstance(d, int) and d == 0 for d in t.shape) for t in outputs
+    )
