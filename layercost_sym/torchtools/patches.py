@@ -165,7 +165,7 @@ def _padding_check() -> Iterator[None]:
     import sys
 
     utils: Any = sys.modules.get("transformers.modeling_utils")
-    owner = getattr(utils, "PreTrainedModel", None)
+    owner: Any = getattr(utils, "PreTrainedModel", None)
     original = getattr(owner, "warn_if_padding_and_no_attention_mask", None)
     if original is None:
         yield

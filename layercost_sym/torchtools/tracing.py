@@ -56,6 +56,7 @@ from .analysis import Analysis, OperatorCostedModule, Unsupported
 from .count import SavedStorages
 from .experts import batched_experts, routed_experts
 from .opbytes import storage_id, tensors_in
+from .masked import MaskedAttention
 from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
 from .symbolic import to_sympy
 from .tracer import OpMode, Tracer
@@ -325,6 +326,7 @@ def _trace(
             quiet_fake_tensor_log(),
             fake,
             OpMode(tracer),
+            MaskedAttention(tracer),  # a torch function mode: sees the attention calls
             SavedStorages(
                 tracer.bytes.weight_storages, lambda: tracer.stack[-1] if tracer.stack else ""
             ) as kept,
