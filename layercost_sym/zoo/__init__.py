@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # The modules that define architectures; imported on first use.
-_MODULES = ("transformers", "cnn", "moe")
+_MODULES = ("transformers", "cnn", "moe", "attention")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def architectures() -> list[str]:
 
     >>> import layercost_sym as lc
     >>> lc.architectures()[:3]
-    ['bert', 'deepseek', 'gpt']
+    ['attention', 'bert', 'deepseek']
     """
     _load()
     return sorted(_REGISTRY)

@@ -33,6 +33,7 @@ import sympy
 from ..composition import Cost, Part, symbols
 from ..errors import ArchitectureError
 from . import Hyperparameter, register
+from .attention import mla_sizes
 from .transformers import _check
 
 __all__ = ["deepseek", "mixtral"]
@@ -220,14 +221,15 @@ def deepseek(
     d, heads = d_model, n_head
     tokens = _N * n_ctx
     q_width = heads * (d_nope + d_rope)
-    q = d * q_rank + q_rank * q_width
-    kv = d * (kv_rank + d_rope) + kv_rank * heads * (d_nope + d_v)
+    sizes = mla_sizes(d, heads, q_rank, kv_rank, d_nope, d_rope, d_v)  # weights: MACs per token
+    q = sizes["q_a"] + sizes["q_b"]
+    kv = sizes["kv_a"] + sizes["kv_b"]
     attention = (
         _part("attention.q", q + q_rank, tokens * q)
         + _part("attention.kv", kv + kv_rank, tokens * kv)
         + _part("attention.scores", 0, _N * n_ctx**2 * q_width)
         + _part("attention.values", 0, _N * n_ctx**2 * heads * d_v)
-        + _part("attention.project", heads * d_v * d, tokens * heads * d_v * d)
+        + _part("attention.project", sizes["o"], tokens * sizes["o"])
         + _part("norms", 2 * d, 0)
     )
     shared = 3 * d * d_expert * n_shared

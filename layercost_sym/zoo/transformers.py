@@ -79,6 +79,15 @@ def _with_weights(cost: Cost, params: Any) -> Cost:
     return Cost([weighted], cost.output_shape, cost.conditions)
 
 
+def _rms_norm(part: str, rows: Any, d: Any) -> Cost:
+    """An RMSNorm written in python (LlamaRMSNorm, DeepseekV3RMSNorm) over ``rows`` rows of
+    ``d``: x^2, mean, + eps, rsqrt, x * rrms, * weight; its weight (``d``) as the parameters."""
+    width = rows * d
+    mean = _rule("mean", part, N=rows, N_in=width)
+    ops = _ops(part, ("pow", width), ("add", rows), ("rsqrt", rows), ("mul", width))
+    return _with_weights((mean + ops + _rule("mul", part, N=width)).group(part), d)
+
+
 def _check(**hp: Any) -> None:
     """Divisibility where the numbers decide it (symbols are taken to divide)."""
     for big, small in (("d_model", "n_head"), ("n_head", "n_kv_head")):
@@ -357,10 +366,7 @@ def llama(
         return _rule("Linear", part, C_in=c_in, C_out=c_out, N=tokens, b=0)
 
     def rms_norm(part: str) -> Cost:
-        # LlamaRMSNorm is python: the operators, and its weight (d_model) as the parameters
-        rows = _rule("mean", part, N=tokens, N_in=width)
-        ops = _ops(part, ("pow", width), ("add", tokens), ("rsqrt", tokens), ("mul", width))
-        return _with_weights((rows + ops + _rule("mul", part, N=width)).group(part), d)
+        return _rms_norm(part, tokens, d)
 
     def rotate(elements: Any) -> Cost:
         # x * cos + rotate_half(x) * sin; rotate_half negates one half and concatenates
