@@ -42,6 +42,7 @@ import sympy
 import torch
 
 from ..domain import Condition, Domain, with_domain
+from ..domain import domain as domain_of
 from ..errors import ShapeError, TraceError
 from ..roofline import ChipLike
 from .analysis import Analysis
@@ -280,7 +281,7 @@ class Generation:
     prefill: tuple[Piece, ...]  # in P
     decode: tuple[Piece, ...]  # in t
     cache: tuple[CacheLayer, ...]
-    batch: sympy.Symbol
+    batch: sympy.Expr  # a symbol, or the number the traces were made at
     prompt: sympy.Symbol
     new: sympy.Symbol
     position: sympy.Symbol
@@ -292,13 +293,15 @@ class Generation:
     def prefill_cost(self, quantity: str = "flops", convention: str | None = None) -> Any:
         """The prompt call's ``quantity`` in ``N, P``."""
         parts = _parts(self.prefill, quantity, convention)
-        return with_domain(_piecewise(parts, self.prompt), self._domain(self.prefill, False))
+        domain = self._domain(self.prefill, False, quantity, convention)
+        return with_domain(_piecewise(parts, self.prompt), domain)
 
     def step(self, quantity: str = "flops", convention: str | None = None) -> Any:
         """The decode step's ``quantity`` at position ``t`` (``t`` positions cached), in
         ``N, t``."""
         parts = _parts(self.decode, quantity, convention)
-        return with_domain(_piecewise(parts, self.position), self._domain(self.decode, False))
+        domain = self._domain(self.decode, False, quantity, convention)
+        return with_domain(_piecewise(parts, self.position), domain)
 
     def total(self, quantity: str = "flops", convention: str | None = None) -> Any:
         """Prefill plus the ``G - 1`` decode steps at ``t = P .. P + G - 2``, summed in closed
@@ -320,9 +323,8 @@ class Generation:
             sums.append(value if exact else sympy.Piecewise((value, start <= stop + 1), (0, True)))
         prefill = self.prefill_cost(quantity, convention)
         total = sympy.expand(sympy.Add(prefill, *sums))
-        return with_domain(
-            total, self._domain(self.prefill, False) & self._domain(self.decode, True)
-        )
+        domain = self._domain(self.prefill, False, quantity, convention)
+        return with_domain(total, domain & self._domain(self.decode, True, quantity, convention))
 
     def kv_cache(self) -> sympy.Expr:
         """Bytes the KV cache holds with ``t`` positions processed (keys and values of every
@@ -376,14 +378,21 @@ class Generation:
                 return p
         raise ShapeError(f"{name} = {at} is outside every traced branch")
 
-    def _domain(self, pieces: Sequence[Piece], summed: bool) -> Domain:
-        """The pieces' guards on other symbols, and the range of sizes they cover (over the
+    def _domain(
+        self,
+        pieces: Sequence[Piece],
+        summed: bool,
+        quantity: str = "flops",
+        convention: str | None = None,
+    ) -> Domain:
+        """The pieces' guards on other symbols (with those ``quantity`` alone needs: the
+        sizes an eager copy was traced at), and the range of sizes they cover (over the
         decode steps' range of ``t`` where ``summed``)."""
         symbol = self.position if pieces is self.decode else self.prompt
         ends = (self.prompt, self.prompt + self.new - 2)
         conditions = []
         for p in pieces:
-            for c in p.analysis.domain.conditions:
+            for c in domain_of(p.analysis.quantity(quantity, convention)).conditions:
                 names = c.condition.free_symbols
                 if symbol not in names or (not summed and names != {symbol}):
                     conditions.append(c)
@@ -403,7 +412,7 @@ class Generation:
 def generation(
     model: torch.nn.Module,
     *,
-    batch: str = "N",
+    batch: str | int = "N",
     prompt: str = "P",
     new: str = "G",
     position: str = "t",
@@ -412,12 +421,14 @@ def generation(
     """Trace ``model`` (a Hugging Face causal LM, eval mode) generating: its prefill at a
     symbolic prompt length and its decode step at a symbolic cache length (see the module
     docstring); every quantity and convention of the traces goes through
-    :class:`Generation`."""
+    :class:`Generation`.  ``batch`` may be a number: the traces at that batch (at 1, the
+    eager bytes of copies that a batch of 1 makes views are known there)."""
     layers = cache_layers(model)
     name = cache_argument(model)
     floating = [p.dtype for p in model.parameters() if p.is_floating_point()]
     dtype = dtype or (floating[0] if floating else torch.float32)
-    n, p, t = (_user_symbol(s) for s in (batch, prompt, position))
+    p, t = _user_symbol(prompt), _user_symbol(position)
+    n = sympy.Integer(batch) if isinstance(batch, int) else _user_symbol(batch)
 
     def prefill(hint: int | None) -> Analysis:
         hints = {prompt: hint} if hint is not None else None
