@@ -255,6 +255,7 @@ _GPT2_ATTENTION_OPS = {
     "mul": "attention.scale",
     "_safe_softmax": "attention.softmax",
     **dict.fromkeys(("sub", "le", "logical_and", "where", "add"), "attention.mask"),
+    "(pairs the mask of scaled_dot_product_attention drops)": "attention.masked",  # useful
 }
 _GPT2_IN_ORDER = {
     "bmm": ("attention.scores", "attention.values"),  # in transformer.h.<i>.attn

@@ -31,9 +31,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import sympy
+
 from ..cache import catalogue
 from ..composition import Cost, Part, as_exact, symbols
 from ..errors import ArchitectureError
+from ..quantities import quantities
 from . import Hyperparameter, register
 
 __all__ = ["bert", "gpt", "llama"]
@@ -142,11 +145,35 @@ def _attention_core(n_ctx: Any, n_head: Any, head_dim: Any, *, causal: bool) -> 
                 ("add", rows * square),
             )
         )
+        parts.append(_masked_pairs(rows, n_ctx, head_dim))
     parts += [
         _rule("_safe_softmax", "attention.softmax", N=rows * n_ctx**2, S=n_ctx),
         _rule("bmm", "attention.values", N=rows, Q=n_ctx, S=head_dim, E=n_ctx),
     ]
     return sum(parts, Cost(()))
+
+
+def _masked_pairs(rows: Any, n_ctx: Any, head_dim: Any) -> Cost:
+    """What a causal mask makes useless, under ``useful`` alone (0 in every other quantity and
+    convention): the ``scaled_dot_product_attention`` rule's ``useful - exact``, the pairs the
+    mask drops and the mask's own arithmetic, as ``lc.analyze`` adds it for each ``is_causal``
+    call (:mod:`layercost_sym.torchtools.masked`)."""
+    (sdpa,) = _rule(
+        "scaled_dot_product_attention",
+        "attention.masked",
+        N=rows,
+        N_kv=rows,
+        Q=n_ctx,
+        S=n_ctx,
+        E=head_dim,
+        E_v=head_dim,
+        causal=1,
+        gqa=1,
+    ).parts
+    flops = sdpa.values
+    values = {(q, c): sympy.Integer(0) for q in quantities() for c in quantities()[q].conventions}
+    values[("flops", "useful")] = flops[("flops", "useful")] - flops[("flops", "exact")]
+    return Cost([Part("attention.masked", values)])
 
 
 @register(
