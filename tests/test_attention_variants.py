@@ -10,7 +10,8 @@ variant a user meets").
   keys projected from a context or appended to a cache; and ``lc.analyze`` of the same layer
   at symbolic sizes.
 - ``mla``: transformers' ``DeepseekV3Attention`` (built from a config, no weights), prefill and
-  decode against a cache of compressed latents.
+  decode against a cache of compressed latents: params, FLOPs and eager ``bytes`` (float32 and
+  bfloat16), at given and at symbolic sizes.
 - ``useful``: the same torch layers with the attention replaced by one that computes, row by
   row, only the (query, key) pairs the mask keeps, with the math backend's own kernels; its
   exact count is the useful work.
@@ -334,26 +335,40 @@ def _deepseek_attention(mask):
      (2, 4, 6, "sliding")],
 )  # fmt: skip
 def test_mla_matches_deepseek_v3_attention(n, n_q, n_kv, mask, monkeypatch):
-    torch.manual_seed(0)
-    layer = _deepseek_attention(mask)
-    x = torch.randn(n, n_q, MLA["d_model"])
-    cos, sin = (torch.randn(n, n_q, MLA["d_rope"]) for _ in range(2))
-    kwargs = {}
-    if n_kv > n_q:  # the cache holds the compressed latents of the earlier positions
-        kwargs["past_kv"] = torch.randn(n, 1, n_kv - n_q, MLA["kv_rank"])
-        kwargs["past_rot"] = torch.randn(n, 1, n_kv - n_q, MLA["d_rope"])
-    if mask != "none":
-        kwargs["mask"] = band(n_q, n_kv, mask, WINDOW).view(1, 1, n_q, n_kv)
-    counted = lc.count(layer, x, cos, sin, **kwargs)
+    symbolic = lc.architecture("mla", mask=mask, **MLA)  # N, n_q, n_kv and window symbols
     arch = lc.architecture("mla", n_q=n_q, n_kv=n_kv, mask=mask, window=WINDOW, **MLA).at(N=n)
-    assert arch.params == counted.params == sum(p.numel() for p in layer.parameters())
-    for convention in FLOPS:
-        assert arch.cost(convention) == counted.cost(convention), (convention, counted.by_op)
+    for dtype, size in ((torch.float32, 4), (torch.bfloat16, 2)):
+        torch.manual_seed(0)
+        layer = _deepseek_attention(mask).to(dtype)
+        # the rotary cos/sin in the layer's dtype, as transformers' rotary embedding returns them
+        x, cos, sin = (
+            torch.randn(n, n_q, MLA[d], dtype=dtype) for d in ("d_model", "d_rope", "d_rope")
+        )
+        kwargs = {}
+        if n_kv > n_q:  # the cache holds the compressed latents of the earlier positions
+            kwargs["past_kv"] = torch.randn(n, 1, n_kv - n_q, MLA["kv_rank"], dtype=dtype)
+            kwargs["past_rot"] = torch.randn(n, 1, n_kv - n_q, MLA["d_rope"], dtype=dtype)
+        if mask != "none":
+            kwargs["mask"] = band(n_q, n_kv, mask, WINDOW).view(1, 1, n_q, n_kv)
+        counted = lc.count(layer, x, cos, sin, **kwargs)
+        if dtype == torch.float32:  # for useful, below
+            float32 = (layer, x, cos, sin), kwargs
+        assert arch.params == counted.params == sum(p.numel() for p in layer.parameters())
+        for convention in FLOPS:
+            assert arch.cost(convention) == counted.cost(convention), (convention, counted.by_op)
+        sizes = {"e_a": size, "e_w": size}
+        measured = counted.quantity("bytes", "eager")
+        assert lc.evaluate(arch.quantity("bytes", "eager"), sizes) == measured, (
+            dtype,
+            counted.bytes_by_op,
+        )
+        values = dict(N=n, n_q=n_q, n_kv=n_kv, window=WINDOW, **sizes)
+        assert symbolic.evaluate(values, quantity="bytes", convention="eager") == measured
     monkeypatch.setattr(F, "scaled_dot_product_attention", kept_rows)
-    assert arch.cost("useful") == lc.count(layer, x, cos, sin, **kwargs).cost("exact")
+    assert arch.cost("useful") == lc.count(*float32[0], **float32[1]).cost("exact")
 
 
-def test_mla_shares_deepseeks_sizes_and_states_no_bytes():
+def test_mla_shares_deepseeks_sizes_and_caches_latents():
     mla = lc.architecture("mla", **MLA)
     sizes = mla_sizes(*(MLA[k] for k in ("d_model", "n_head", "q_rank", "kv_rank", "d_nope",
                                          "d_rope", "d_v")))  # fmt: skip
@@ -366,8 +381,13 @@ def test_mla_shares_deepseeks_sizes_and_states_no_bytes():
     mine, theirs = mla.breakdown("macs"), deepseek.breakdown("macs")
     for part in ("attention.q", "attention.kv"):
         assert mine[part][0] == theirs[part][0], part
-    with pytest.raises(ConventionError, match=r"attention\.q"):
-        mla.quantity("bytes", "eager")
+    # the cache's cat reads the n_kv - n_q cached and n_q new latents and rotary keys, and
+    # writes all n_kv: 2 N n_kv (kv_rank + d_rope) e_a = 2*2*9*(8 + 2)*2; nothing at prefill
+    (cache,) = (p.values[("bytes", "eager")] for p in mla.parts if p.name == "attention.cache")
+    assert lc.evaluate(cache, dict(N=2, n_q=1, n_kv=9, e_a=2)) == 720
+    assert lc.evaluate(cache, dict(N=2, n_q=9, n_kv=9, e_a=2)) == 0
+    with pytest.raises(ConventionError, match=r"attention\.q"):  # only eager bytes are stated
+        mla.quantity("bytes", "min")
 
 
 # -- bad input ------------------------------------------------------------------------------------

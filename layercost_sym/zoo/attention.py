@@ -30,10 +30,10 @@ full).  :func:`masked_work` is their difference, a formula.
 >>> masked_work(lc.architecture("attention", mask="causal"))  # dropped pairs, mask kernels
 N*n_head*n_q*(4*head_dim + 7)*(n_q - 1)/2 + n_kv*n_q*(N*n_head + 1)
 
-(See :func:`pairs` for the kept pairs.)  ``bytes`` (``eager``) is stated for ``attention``
-(each kernel's reads and writes, as the rules count them, with the copies torch makes where
-the heads' transposed views reach a matmul), not for ``mla``: asking for it there is an error
-naming the parts.
+(See :func:`pairs` for the kept pairs.)  ``bytes`` (``eager``) is stated for both: each
+kernel's reads and writes, as the rules count them, with the copies torch makes where the
+heads' transposed views reach a matmul (``e_a`` the activations' element size, ``e_w`` the
+weights').
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from ..composition import Cost, Part, symbols
 from ..domain import Condition, with_domain
 from ..errors import ArchitectureError
 from . import Hyperparameter, register
-from .transformers import _check, _ops, _rms_norm, _rule
+from .transformers import _check, _rms_norm, _rule
 
 __all__ = ["attention", "masked_work", "mla", "mla_sizes", "pairs"]
 
@@ -56,6 +56,7 @@ _e_a = symbols("e_a")  # bytes per activation element: the glossary's, as the ru
 _e_math = sympy.Piecewise((4, _e_a < 4), (_e_a, True))
 _FLOPS = ("exact", "macs", "torch", "useful")  # the conventions these compositions prove
 _MASKS = ("none", "causal", "sliding")
+_EAGER = ("bytes", "eager")
 
 
 def _triangle(x: Any) -> sympy.Expr:
@@ -337,19 +338,49 @@ def _layout(n_q: Any, n_kv: Any, heads: Any, kv_heads: Any, d: Any, kv_from: str
     nor enable_gqa's repeat); the output ``transpose(1, 2).reshape`` copies unless ``n_q`` or
     the heads are 1.  The copies before the output's are of the float32 tensors the math
     backend computes 16-bit inputs in."""
+    # keys and values from a context: without enable_gqa (as many key/value as query heads)
+    kv = sympy.Piecewise((2 * _copied(heads, n_kv, d), sympy.Eq(heads, kv_heads)), (0, True))
+    out = (_copied(heads, n_q, d) + (kv if kv_from == "context" else 0)) * _e_math
+    return out + _output_copy(n_q, heads, d)
 
-    def copied(length: Any) -> sympy.Expr:
-        moved = 2 * _N * heads * length * d
-        return sympy.Piecewise(
-            (0, sympy.Eq(_N, 1) | sympy.Eq(heads, 1) | sympy.Eq(length, 1)), (moved, True)
-        )
 
-    out = copied(n_q) * _e_math
-    if kv_from == "context":  # without enable_gqa (as many key/value heads as query heads)
-        out += sympy.Piecewise((2 * copied(n_kv), sympy.Eq(heads, kv_heads)), (0, True)) * _e_math
+def _copied(heads: Any, length: Any, d: Any) -> sympy.Expr:
+    """Elements matmul reads and writes copying a ``(N, length, heads, d)`` layout viewed as
+    ``(N, heads, length, d)`` to fold ``(N, heads)`` into one batch: none where ``N``, the
+    heads or the length is 1 (a view)."""
+    single = sympy.Eq(_N, 1) | sympy.Eq(heads, 1) | sympy.Eq(length, 1)
+    return sympy.Piecewise((0, single), (2 * _N * heads * length * d, True))
+
+
+def _output_copy(n_q: Any, heads: Any, d: Any) -> sympy.Expr:
+    """Bytes of the output's ``transpose(1, 2)`` made contiguous (a view for one query or
+    one head)."""
     single = sympy.Eq(n_q, 1) | sympy.Eq(heads, 1)
-    out += sympy.Piecewise((0, single), (2 * _N * heads * n_q * d * _e_a, True))
-    return out
+    return sympy.Piecewise((0, single), (2 * _N * heads * n_q * d * _e_a, True))
+
+
+def _moved(rule: str, e_in: Any = _e_a, e_out: Any = _e_a, **shape: Any) -> sympy.Expr:
+    """Eager bytes of one catalogue kernel, its operands' sizes and element sizes bound."""
+    return _rule(rule, rule, e_a=e_in, e_o=e_out, **shape).quantity(*_EAGER)
+
+
+def _rms_norm_eager(part: str, rows: Any, d: Any) -> Cost:
+    """DeepseekV3RMSNorm over ``rows`` rows of ``d`` (``_rms_norm``) with its kernels' bytes:
+    pow, mean, + eps, rsqrt, x * rrms in float32 whatever the input (``_to_copy`` there and
+    back where ``e_a != 4``), then weight (read at ``e_w``, the rule reads ``e_a``) times x."""
+    width, f = rows * d, 4
+    inner = (
+        _moved("pow", f, f, N=width, N_1=width, N_2=0)
+        + _moved("mean", f, f, N=rows, N_in=width)
+        + _moved("add", f, f, N=rows, N_1=rows, N_2=0)
+        + _moved("rsqrt", f, f, N=rows)
+        + _moved("mul", f, f, N=width, N_1=width, N_2=rows, x_2=1)
+    )
+    casts = _moved("_to_copy", _e_a, f, N=width) + _moved("_to_copy", f, _e_a, N=width)
+    weighted = _moved("mul", N=width, N_1=0, N_2=width, x_2=1) + d * symbols("e_w")
+    moved = inner + sympy.Piecewise((0, sympy.Eq(_e_a, f)), (casts, True)) + weighted
+    (norm,) = _only(_rms_norm(part, rows, d)).parts
+    return Cost([Part(part, {**norm.values, _EAGER: moved}, norm.rule)])
 
 
 def mla_sizes(
@@ -397,7 +428,7 @@ def mla_sizes(
         "rope_interleave=True, attention_bias=False), 'sdpa' on the math backend) called on "
         "hidden states (N, n_q, d_model) with the rotary cos/sin, a bool (n_q, n_kv) mask (none: "
         "is_causal off, no mask) and, for n_kv > n_q, a cache holding n_kv - n_q compressed "
-        "latents: parameters and FLOPs (exact, macs, torch, useful)"
+        "latents: parameters, FLOPs (exact, macs, torch, useful) and eager bytes"
     ),
 )
 def mla(
@@ -413,7 +444,10 @@ def mla(
     Parts: ``attention.q`` (q_a, RMSNorm, q_b), ``attention.kv`` (kv_a, RMSNorm, and kv_b over
     the ``n_kv`` latents), ``attention.rotary`` (interleaved rotary positions on the queries'
     and the shared key's rotary halves: two products and a sum per element),
-    ``attention.core``, ``attention.mask``, ``attention.o``.  ``bytes`` is not stated.
+    ``attention.cache`` (the new latents appended to the cached ones), ``attention.core``,
+    ``attention.mask``, ``attention.layout`` (the query and key assembled from their halves,
+    the copies matmul makes of the values and the output), ``attention.o``; ``bytes`` under
+    ``eager`` as ``attention`` states it (norms in float32, the core too for 16-bit inputs).
 
     >>> import layercost_sym as lc
     >>> tiny = lc.architecture("mla", d_model=16, n_head=4, q_rank=12, kv_rank=8, d_nope=4,
@@ -426,32 +460,41 @@ def mla(
         raise ArchitectureError(f"mla: d_rope={d_rope} must be even (rotary pairs)")
     conditions = _order(n_q, n_kv, "mla")  # a mask, or a cache of n_kv - n_q latents
     new, cached = _N * n_q, _N * n_kv  # tokens projected down; latents projected up
+    d_qk = d_nope + d_rope
 
     def linear(part: str, c_in: Any, c_out: Any, rows: Any) -> Cost:
-        return _only(_rule("Linear", part, C_in=c_in, C_out=c_out, N=rows, b=0))
+        return _only(_rule("Linear", part, C_in=c_in, C_out=c_out, N=rows, b=0), _EAGER)
 
     q = (
         linear("attention.q", d_model, q_rank, new)
-        + _only(_rms_norm("attention.q", new, q_rank))
-        + linear("attention.q", q_rank, n_head * (d_nope + d_rope), new)
+        + _rms_norm_eager("attention.q", new, q_rank)
+        + linear("attention.q", q_rank, n_head * d_qk, new)
     )
     kv = (
         linear("attention.kv", d_model, kv_rank + d_rope, new)
-        + _only(_rms_norm("attention.kv", new, kv_rank))
+        + _rms_norm_eager("attention.kv", new, kv_rank)
         + linear("attention.kv", kv_rank, n_head * (d_nope + d_v), cached)
     )
-    rotary = sum(
-        (
-            _only(
-                _ops(
-                    "attention.rotary",
-                    *((op, half) for op in ("mul", "mul", "sub", "mul", "mul", "add")),
-                )
-            )
-            for half in (new * n_head * d_rope / 2, new * d_rope / 2)
-        ),
-        Cost(()),
-    )
-    core = _only(_core(n_q, n_kv, n_head, n_head, d_nope + d_rope, d_v, mask, window, "bool"))
-    cost = q + kv + rotary + core + linear("attention.o", n_head * d_v, d_model, new)
+    # x1 cos - x2 sin, x2 cos + x1 sin on the even and odd halves of the queries' (every head)
+    # and the shared key's rotary part, cos and sin read at their own size, then a cat of both
+    cost = q + kv
+    for heads in (n_head, 1):
+        half, angle = new * heads * d_rope / 2, new * d_rope / 2
+        for op in ("mul", "mul", "sub", "mul", "mul", "add"):
+            bound = dict(N=half, N_1=half, N_2=half if op in ("sub", "add") else angle, x_2=1)
+            cost += _only(_rule(op, "attention.rotary", e_o=_e_a, **bound), _EAGER)
+        cost += _movement("attention.rotary", _moved("cat", N=2 * half, N_r=2 * half))
+    # the cache's cat of the new latents and rotary keys to its own (none at prefill: no cache)
+    appended = sum(_moved("cat", N=cached * d, N_r=cached * d) for d in (kv_rank, d_rope))
+    appended = sympy.Piecewise((0, sympy.Eq(n_q, n_kv)), (appended, True))
+    cost += _movement("attention.cache", appended)
+    # the query cat of its halves; the key written into new_empty by two copy_ (the shared
+    # rotary key broadcast to the heads, read once); the values, a slice of kv_b's output in
+    # its (N, n_kv, heads, .) layout, copied by matmul; the output made contiguous
+    query = _moved("cat", N=new * n_head * d_qk, N_r=new * n_head * d_qk)
+    key = (2 * n_head * d_nope + (n_head + 1) * d_rope) * cached * _e_a
+    layout = query + key + _copied(n_head, n_kv, d_v) * _e_math
+    cost += _core(n_q, n_kv, n_head, n_head, d_qk, d_v, mask, window, "bool")
+    cost += _movement("attention.layout", layout + _output_copy(n_q, n_head, d_v))
+    cost += linear("attention.o", n_head * d_v, d_model, new)
     return Cost(cost.parts, None, (*cost.conditions, *conditions))
