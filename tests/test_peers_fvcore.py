@@ -388,6 +388,7 @@ ZERO_FUNCTIONS = {
     "sigmoid": torch.sigmoid,
     "pow": lambda x: x**3,
     "abs": torch.abs,
+    "floor": torch.floor,
     "gt": lambda x: x > 0,
     "where": lambda x: torch.where(x > 0, x, -x),
     "maximum": lambda x: torch.maximum(x, -x),

@@ -374,6 +374,7 @@ FUNCTIONAL = {
         op: _unary(lambda m, x, op=op: getattr(torch, op)(x))
         for op in (
             "abs",
+            "floor",
             "erf",
             "exp",
             "log",

@@ -82,6 +82,7 @@ UNARY = {  # rule -> overload on one floating tensor
     "tanh": aten.tanh.default,
     "sigmoid": aten.sigmoid.default,
     "abs": aten.abs.default,
+    "floor": aten.floor.default,
     "relu": aten.relu.default,
     "square": aten.square.default,
     "cos": aten.cos.default,

@@ -2,6 +2,7 @@
 takes, or keeps a cost-neutral choice of torch's from recording a guard.
 
 * :func:`generic_conv_backend`: convolution's kernel choice is not guarded on the batch.
+* :func:`bicubic_by_sizes`: bicubic ``F.interpolate`` to a size keeps the input sizes symbolic.
 * :func:`quiet_fake_tensor_log`: a failing operator is read and retried, never logged.
 * :func:`math_sdpa`: scaled dot-product attention on its math path, which the counters see
   (also used by :func:`~layercost_sym.torchtools.count.count`).
@@ -17,7 +18,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["generic_conv_backend", "math_sdpa", "quiet_fake_tensor_log", "real_run_branches"]
+__all__ = [
+    "bicubic_by_sizes",
+    "generic_conv_backend",
+    "math_sdpa",
+    "quiet_fake_tensor_log",
+    "real_run_branches",
+]
 
 
 @contextlib.contextmanager
@@ -32,6 +39,28 @@ def generic_conv_backend() -> Iterator[None]:
         yield
     finally:
         internals._select_conv_backend = original
+
+
+@contextlib.contextmanager
+def bicubic_by_sizes() -> Iterator[None]:
+    """``F.interpolate(x, size=..., mode="bicubic")`` calls ATen's ``upsample_bicubic2d.vec``,
+    whose C++ entry reads every input size as an int (torch specialises the batch and the
+    sides to their trace sizes); the ``.default`` overload with the same output size is the
+    same operator (``.vec`` computes its output size and calls it) and takes symbolic sizes."""
+    internals: Any = torch._C._nn  # private, and not in torch's type stubs
+    original = internals.upsample_bicubic2d
+
+    def by_sizes(x: Any, output_size: Any, align_corners: bool, scale_factors: Any = None) -> Any:
+        if output_size is not None and scale_factors is None:
+            op = torch.ops.aten.upsample_bicubic2d.default
+            return op(x, list(output_size), align_corners)
+        return original(x, output_size, align_corners, scale_factors)
+
+    internals.upsample_bicubic2d = by_sizes
+    try:
+        yield
+    finally:
+        internals.upsample_bicubic2d = original
 
 
 @contextlib.contextmanager

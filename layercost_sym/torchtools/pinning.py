@@ -11,7 +11,8 @@ innermost frame of the model's code) and says what the next trace changes:
 * a dimension whose trace size exceeds a length the model states (``expand ... of length
   128 -> L``) is traced below it;
 * a dimension the model wants divisible by ``m`` (``should be divisible by patch size (16)``)
-  is traced at a multiple of ``m``, still symbolic;
+  is traced at a multiple of ``m``, still symbolic; an image side where two sizes the model
+  joins differ at the trace size (a residual add) at a multiple of 32, before it is pinned;
 * otherwise the dimensions the failure names are pinned (traced as ints), the batch dimension
   last: to the value the caller's ``hints`` give, else the image size the model states
   (``image_size``, ``img_size``, timm's ``pretrained_cfg["input_size"]``), else a number the
@@ -68,6 +69,11 @@ _LIMITS = (
     re.compile(r"size of tensor a \(([su]?\d+)\) must match the size of tensor b \((\d+)\)"),
 )
 _DIVISIBLE = re.compile(r"divisible|multiple of", re.I)
+# two sizes the model joins (a residual add) differ at the trace sizes: sizes a model accepts
+# are often multiples of its total stride (an anti-aliased ResNet's two downsampling paths agree
+# at 224, 225, 256, not at 227, 232, 240)
+_MISMATCH = re.compile(r"Attempting to broadcast a dimension|must match the size of tensor")
+_STRIDE = 32
 
 
 @dataclass
@@ -232,11 +238,14 @@ def stated_size(model: torch.nn.Module) -> tuple[int, ...] | None:
         for attr in ("image_size", "img_size"):
             if (size := _sizes(getattr(module, attr, None))) is not None:
                 return size
-        cfg = getattr(module, "pretrained_cfg", None)
-        if isinstance(cfg, Mapping) and (size := _sizes(cfg.get("input_size"))) is not None:
-            return size
         config = getattr(module, "config", None)
         if (size := _sizes(getattr(config, "image_size", None))) is not None:
+            return size
+    # timm's pretrained_cfg states the pretrained weights' size: a model built with another
+    # img_size states that one in its modules (above)
+    for module in model.modules():
+        cfg = getattr(module, "pretrained_cfg", None)
+        if isinstance(cfg, Mapping) and (size := _sizes(cfg.get("input_size"))) is not None:
             return size
     return None
 
@@ -356,6 +365,13 @@ def next_settings(
         if factors and fresh:
             return _replace(
                 settings, multiples={**settings.multiples, **dict.fromkeys(fresh, factors[-1])}
+            )
+    sides = [n for n in dims if _is_image_side(n, specs, settings.integer_inputs)]
+    if _MISMATCH.search(failure.message) and sides:
+        fresh = [n for n in sides if n not in settings.multiples]
+        if fresh:  # first at multiples of the common total stride, then pinned
+            return _replace(
+                settings, multiples={**settings.multiples, **dict.fromkeys(fresh, _STRIDE)}
             )
     if not dims:  # the failure names no dimension: pin the sides of images, then the rest
         dims = [n for n in symbolic if _is_image_side(n, specs, settings.integer_inputs)]

@@ -16,7 +16,13 @@ import sympy
 
 from ..errors import ShapeError
 
-__all__ = ["implied_by_bounds", "simplify_guard", "to_sympy"]
+__all__ = [
+    "implied_by_bounds",
+    "implied_from_two",
+    "simplify_guard",
+    "size_one_guards",
+    "to_sympy",
+]
 
 
 def _floor_div(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
@@ -114,7 +120,7 @@ def _monotone(expr: sympy.Expr, x: sympy.Symbol) -> int | None:
         return signs.pop() if len(signs) == 1 and None not in signs else None
     if isinstance(expr, sympy.Mul):
         coeff, rest = expr.as_independent(x, as_Add=False)
-        if not coeff.is_number or coeff == 0:
+        if not coeff.is_number or coeff == 0 or rest == expr:  # x*floor(x/2): not shown
             return None
         inner = _monotone(rest, x)
         return None if inner is None else inner * (1 if coeff > 0 else -1)
@@ -140,6 +146,53 @@ def _first(pred, lo: int) -> int | None:
     return high
 
 
+def _shift(expr: sympy.Expr, x: sympy.Symbol, p: int) -> sympy.Expr | None:
+    """How much ``expr`` grows when ``x`` grows by ``p``, for every integer ``x``, where that is
+    a number: each ``floor(a)`` grows by the integer ``a`` grows by (None: not shown)."""
+    if expr == x:
+        return sympy.Integer(p)
+    if x not in expr.free_symbols:
+        return sympy.Integer(0)
+    if isinstance(expr, sympy.Add):
+        parts = [_shift(a, x, p) for a in expr.args]
+        return None if any(d is None for d in parts) else sympy.Add(*parts)
+    if isinstance(expr, sympy.Mul):
+        coeff, rest = expr.as_independent(x, as_Add=False)
+        # a product of two terms in x (floor(x/2)*floor(x/4)) grows by no number
+        inner = _shift(rest, x, p) if coeff.is_Rational and rest != expr else None
+        return None if inner is None else coeff * inner
+    if isinstance(expr, sympy.floor | sympy.ceiling):
+        inner = _shift(expr.args[0], x, p)
+        return inner if inner is not None and inner.is_Integer else None
+    return None
+
+
+def _period(g: sympy.Expr, x: sympy.Symbol) -> int | None:
+    """A period ``p`` with ``g(x + p) == g(x)`` for every integer ``x``, for a ``g`` whose
+    linear parts cancel (``2*floor(x/8) - floor(x/4)``, floors of floors too); None otherwise.
+    Proven: each ``floor(a)`` grows by the integer ``a`` grows by (:func:`_shift`)."""
+    denominators = [sympy.fraction(c)[1] for c in g.atoms(sympy.Rational) if not c.is_Integer] or [
+        1
+    ]
+    p = int(sympy.ilcm(*denominators, 1))
+    while p <= 4096:
+        d = _shift(g, x, p)
+        if d is not None and d == 0:
+            return p
+        p *= 2
+    return None
+
+
+def _periodic(cond: sympy.Basic, x: sympy.Symbol, lower: int) -> sympy.Basic:
+    """``true`` or ``false`` when ``cond``'s difference is periodic in ``x`` (:func:`_period`)
+    and ``cond`` holds at every, or at no, ``x`` of one period from ``lower``; else ``cond``."""
+    p = _period(cond.lhs - cond.rhs, x)
+    if p is None:
+        return cond
+    values = {bool(cond.xreplace({x: sympy.Integer(n)})) for n in range(lower, lower + p)}
+    return sympy.true if values == {True} else sympy.false if values == {False} else cond
+
+
 def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
     """An equivalent, simpler form of a guard in one positive integer symbol, or ``cond``;
     with ``lower``, equivalent where the symbol is at least ``lower``.
@@ -150,7 +203,10 @@ def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
     ...``); its ends are found by
     exact bisection and the relation is rewritten as ``x >= a``, ``x <= b`` or both (``true``
     when it holds for every ``x >= 1``).  ``And``/``Or`` are simplified argument by argument.
-    Guards in several symbols, or whose ends lie beyond 2**62, are returned unchanged.
+    A relation whose difference is periodic in ``x`` (floors whose linear parts cancel:
+    ``2*floor(x/8) < floor(x/4) + 1``) is decided over one period: ``true`` or ``false`` when
+    it is so throughout.  Guards in several symbols, or whose ends lie beyond 2**62, are
+    returned unchanged.
 
     >>> import sympy
     >>> H = sympy.Symbol("H", integer=True, positive=True)
@@ -162,6 +218,11 @@ def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
     True
     >>> simplify_guard(sympy.Eq(sympy.floor(H / 16), 14)), simplify_guard(sympy.Eq(H, 224))
     ((H >= 224) & (H <= 239), Eq(H, 224))
+    >>> f = lambda d: sympy.floor(H / d - sympy.Rational(1, d))  # (H - 1)//d
+    >>> simplify_guard(sympy.Lt(2 * f(8), f(4) + 1)), simplify_guard(sympy.Ne(2 * f(32), f(16)))
+    (True, Ne(2*floor(H/32 - 1/32), floor(H/16 - 1/16)))
+    >>> simplify_guard(sympy.Lt(2 * sympy.floor(f(2) / 4), sympy.floor(f(2) / 2) + 1))
+    True
     """
     if isinstance(cond, sympy.And | sympy.Or):
         return cond.func(*(simplify_guard(a, lower) for a in cond.args))
@@ -173,7 +234,7 @@ def simplify_guard(cond: sympy.Basic, lower: int = 1) -> sympy.Basic:
     g = cond.lhs - cond.rhs
     sign = _monotone(g, x)
     if not sign:
-        return cond
+        return _periodic(cond, x, lower) if sign is None else cond
     rel = cond.rel_op
 
     def holds(n: int) -> bool:
@@ -251,6 +312,67 @@ def implied_by_bounds(cond: sympy.Basic, lower: dict[sympy.Symbol, int]) -> bool
         return False
     value = g.xreplace(corner)
     return bool(value >= 0) if cond.rel_op in (">=", "<=") else bool(value > 0)
+
+
+def _nonzero(expr: sympy.Expr, lower: dict[sympy.Symbol, int]) -> bool:
+    """Whether ``expr != 0`` wherever every symbol ``x`` is at least ``lower[x]``: a product is
+    non-zero where each factor is (factors proven by :func:`implied_by_bounds`, either sign)."""
+    coeff, factors = sympy.factor(expr).as_coeff_mul()
+    if coeff == 0:
+        return False
+    for factor in factors:
+        base = factor.base if isinstance(factor, sympy.Pow) and factor.exp.is_positive else factor
+        nonzero = [sympy.Ne(base, 0), sympy.Ne(-base, 0)]  # SymPy may decide it (true)
+        if not any(c is sympy.true or implied_by_bounds(c, lower) for c in nonzero):
+            return False
+    return True
+
+
+def implied_from_two(cond: sympy.Basic, lower: dict[sympy.Symbol, int]) -> bool:
+    """Whether ``cond`` holds wherever every symbol ``x`` is at least ``max(2, lower[x])``:
+    the sizes torch traces with (it specialises 0 and 1), so that such a guard only says a
+    size is not 1.  ``lhs != rhs`` is proven through the factors of ``lhs - rhs`` (``N*X != X``
+    is ``(N - 1)*X != 0``), other relations by :func:`implied_by_bounds`.
+
+    >>> import sympy
+    >>> N, H = sympy.symbols("N H", integer=True, positive=True)
+    >>> X = sympy.floor(H / 16)
+    >>> implied_from_two(sympy.Ne(N * X, X), {H: 33}), implied_from_two(sympy.Ne(N * X, X), {})
+    (True, False)
+    >>> implied_from_two(sympy.Ne(N * X, 2 * X), {H: 33})  # false at N = 2
+    False
+    """
+    if not isinstance(cond, sympy.core.relational.Relational):
+        return False
+    bounds = {x: max(2, lower.get(x, 1)) for x in cond.free_symbols}
+    if cond.rel_op == "!=":
+        return _nonzero(cond.lhs - cond.rhs, bounds)
+    return implied_by_bounds(cond, bounds)
+
+
+def size_one_guards(guards: Sequence[sympy.Basic]) -> list[sympy.Basic]:
+    """The ``guards`` that only say a size is not 1: implied by every size being at least 2
+    together with the bounds the other guards give (a guard in one symbol that gives a bound
+    is never one of them).  Torch traces with sizes >= 2 and records such a check only where
+    it cannot prove it (``N*X != X`` of a memory-layout check: ``X >= 1`` was beyond it).
+
+    >>> import sympy
+    >>> N, H = sympy.symbols("N H", integer=True, positive=True)
+    >>> X = sympy.floor(H / 32 - sympy.Rational(1, 32)) + 1
+    >>> size_one_guards([sympy.Ne(X, 1), sympy.Ne(N * X, X), sympy.Ne(N * X, 2 * X)])
+    [Ne(N*(floor(H/32 - 1/32) + 1), floor(H/32 - 1/32) + 1)]
+    """
+    lower: dict[sympy.Symbol, int] = {}
+    sources = set()
+    for cond in guards:
+        if len(getattr(cond, "free_symbols", ())) != 1:
+            continue
+        (x,) = cond.free_symbols
+        for part in sympy.And.make_args(simplify_guard(cond)):
+            if isinstance(part, sympy.Ge | sympy.Eq) and part.lhs == x and part.rhs.is_Integer:
+                lower[x] = max(lower.get(x, 1), int(part.rhs))
+                sources.add(cond)
+    return [g for g in guards if g not in sources and implied_from_two(g, lower)]
 
 
 # -- showing guards --------------------------------------------------------------------------

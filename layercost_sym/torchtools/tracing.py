@@ -24,7 +24,10 @@ turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.A
   the closed form holds; the closed forms carry them as their domain, so that
   :func:`layercost_sym.evaluate` and :meth:`Analysis.evaluate` refuse sizes outside it, naming
   the guard.  They are shown simplified where that is proven (``H >= 33``;
-  :attr:`Analysis.range`).  An ``nn.Embedding`` looked up at positions ``arange(L)`` adds
+  :attr:`Analysis.range`); one that only says a size is not 1 (``N*X != X`` where torch
+  could not prove ``X >= 1``: a memory-layout check of ``F.linear``) is left out, as torch
+  leaves out those it proves (:func:`.symbolic.size_one_guards`; sizes from 1 below).  An
+  ``nn.Embedding`` looked up at positions ``arange(L)`` adds
   ``L <= num_embeddings`` (GPT-2's 1024 positions), a bound torch does not record.
 * A model that will not trace with a dimension left symbolic has that dimension pinned
   (:mod:`.pinning`): a guard ``H == 224`` with a note naming the model code that forced it.
@@ -55,10 +58,16 @@ from . import pinning as _pinning
 from .analysis import Analysis, OperatorCostedModule, Unsupported
 from .count import SavedStorages
 from .experts import batched_experts, routed_experts
-from .opbytes import storage_id, tensors_in
 from .masked import MaskedAttention
-from .patches import generic_conv_backend, math_sdpa, quiet_fake_tensor_log, real_run_branches
-from .symbolic import to_sympy
+from .opbytes import storage_id, tensors_in
+from .patches import (
+    bicubic_by_sizes,
+    generic_conv_backend,
+    math_sdpa,
+    quiet_fake_tensor_log,
+    real_run_branches,
+)
+from .symbolic import size_one_guards, to_sympy
 from .tracer import OpMode, Tracer
 
 __all__ = ["analyze"]
@@ -319,6 +328,7 @@ def _trace(
         model.train(training)
         with (
             generic_conv_backend(),
+            bicubic_by_sizes(),
             real_run_branches({**call_kwargs, **keyword_inputs}),
             batched_experts(model),  # MoE experts: a routing-independent run
             torch.enable_grad(),
@@ -390,6 +400,10 @@ def _trace(
         cond = to_sympy(env.simplify(g.expr), symbol_map)
         if cond is not sympy.true:
             guards.append(cond)
+    # a guard that only says a size is not 1 (N*X != X of a memory-layout check, X >= 1 beyond
+    # torch's proof) is left out, as torch leaves out those it proves: see the range note below
+    dropped = set(size_one_guards(guards))
+    guards = [g for g in guards if g not in dropped]
     sources: dict[sympy.Basic, str] = {}
     for cond, source in tracer.guards:
         if cond not in guards and cond is not sympy.true:
