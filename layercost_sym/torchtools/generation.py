@@ -198,20 +198,28 @@ def _pieces(
 ) -> tuple[Piece, ...]:
     """The branches of a call in ``symbol`` from 1: ``first`` (or the trace at the default
     hint), then traces at the first size not covered yet below it, each held where its guards
-    hold, until every size from 1 to ``first.low - 1`` (or ``upto``) is covered."""
+    hold, until every size from 1 to ``first.low - 1`` (or ``upto``) is covered.  Size 1 is a
+    trace of its own (``trace(1)``: the size a number): torch traces symbolic sizes from 2 and
+    decides a branch on a size of 1 without a guard (transformers' ``is_causal`` is
+    ``q_len > 1``: a one-token prompt builds no causal mask)."""
     if first is None:
         a = trace(None)
         first = Piece(a, *_interval(a.guards, symbol))
+    first = Piece(first.analysis, max(first.low, 2), first.high)
     end = first.low - 1 if upto is None else upto
     found: list[Piece] = []
     at = 1
     while at <= end:
         if len(found) >= _MAX_PIECES:
             raise TraceError(f"more than {_MAX_PIECES} branches in {symbol} below {end + 1}")
-        a = trace(max(at, 2))  # torch traces sizes from 2; a piece found at 2 holds at 1
+        if at == 1:
+            found.append(Piece(trace(1), 1, 1))
+            at = 2
+            continue
+        a = trace(at)
         low, high = _interval(a.guards, symbol)
-        if low > max(at, 2) or (high is not None and high < at):
-            raise TraceError(f"a trace at {symbol} = {max(at, 2)} holds on [{low}, {high}]")
+        if low > at or (high is not None and high < at):
+            raise TraceError(f"a trace at {symbol} = {at} holds on [{low}, {high}]")
         high = end if high is None else min(high, end)
         found.append(Piece(a, at, high))
         at = high + 1
@@ -430,22 +438,23 @@ def generation(
     p, t = _user_symbol(prompt), _user_symbol(position)
     n = sympy.Integer(batch) if isinstance(batch, int) else _user_symbol(batch)
 
+    # a hint of 1 traces that size as a number (see _pieces)
     def prefill(hint: int | None) -> Analysis:
-        hints = {prompt: hint} if hint is not None else None
-        return _kept(analyze(_Prefill(model, name), input_ids=(batch, prompt), hints=hints))
+        hints = {prompt: hint} if hint not in (None, 1) else None
+        ids = (batch, 1 if hint == 1 else prompt)
+        return _kept(analyze(_Prefill(model, name), input_ids=ids, hints=hints))
 
-    def past(full: bool) -> list[tuple[Any, ...]]:
+    def past(full: bool, length: str | int = position) -> list[tuple[Any, ...]]:
         shapes: list[tuple[Any, ...]] = []
         for layer in layers:
-            kept = layer.window - 1 if full and layer.window is not None else position
+            kept = layer.window - 1 if full and layer.window is not None else length
             shapes += [(batch, layer.heads, kept, layer.head_dim)] * 2
         return shapes
 
     def decode(hint: int | None) -> Analysis:
-        hints = {position: hint} if hint is not None else None
-        return _kept(
-            analyze(_Decode(model, name), (batch, 1), *past(False), dtype=dtype, hints=hints)
-        )
+        hints = {position: hint} if hint not in (None, 1) else None
+        cached = past(False, 1 if hint == 1 else position)
+        return _kept(analyze(_Decode(model, name), (batch, 1), *cached, dtype=dtype, hints=hints))
 
     windows = {layer.window for layer in layers if layer.window is not None}
     if len(windows) > 1:
