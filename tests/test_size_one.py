@@ -60,20 +60,3 @@ def test_gpt2_at_one_token_is_refused_not_miscounted():
     with pytest.raises(lc.DomainError, match="L >= 2"):
         analysis.evaluate({"N": 2, "L": 1}, "exact")
     assert lc.analyze(model, ("N", 1)).evaluate({"N": 2}, "exact") == counted
-
-
-class Checked(nn.Module):
-    def forward(self, x):  # x: (N, C, H, W); the check narrows H's range: torch clears the
-        torch._check(x.shape[2] >= 4)  # cache of its static decisions, which the watch wraps
-        return torch.nn.functional.avg_pool2d(x, 2) * 2
-
-
-def test_a_range_torch_narrows_while_tracing_keeps_the_analysis_symbolic():
-    # the watch once replaced the cached method torch clears (no cache_clear): every model
-    # whose trace narrowed a range failed and was pinned
-    analysis = lc.analyze(Checked(), ("N", 3, "H", "W"))
-    assert not analysis.pinned and "H >= 4" in analysis.range
-    x = torch.randn(2, 3, 9, 7)
-    assert analysis.evaluate({"N": 2, "H": 9, "W": 7}, "exact") == lc.count(Checked(), x).cost(
-        "exact"
-    )

@@ -87,8 +87,6 @@ def size_one_branches(env: Any, found: list[SizeOneBranch]) -> Iterator[None]:
             found.append(SizeOneBranch(from_two, where))
         return result
 
-    # torch clears the method's cache when a range changes: the wrapper's is the original's
-    checked.cache_clear = original.cache_clear  # type: ignore[attr-defined]
     env._maybe_evaluate_static = checked
     try:
         yield
