@@ -67,7 +67,6 @@ from .patches import (
     quiet_fake_tensor_log,
     real_run_branches,
 )
-from .sizeone import SizeOneBranch, size_one_branches
 from .symbolic import size_one_guards, to_sympy
 from .tracer import OpMode, Tracer
 
@@ -325,7 +324,6 @@ def _trace(
         )
     was_training = model.training
     outputs: list[tuple[sympy.Expr, ...]] = []
-    branches: list[SizeOneBranch] = []
     try:
         model.train(training)
         with (
@@ -338,7 +336,6 @@ def _trace(
             quiet_fake_tensor_log(),
             fake,
             OpMode(tracer),
-            size_one_branches(env, branches),
             MaskedAttention(tracer),  # a torch function mode: sees the attention calls
             SavedStorages(
                 tracer.bytes.weight_storages, lambda: tracer.stack[-1] if tracer.stack else ""
@@ -412,12 +409,6 @@ def _trace(
         if cond not in guards and cond is not sympy.true:
             guards.append(cond)
             sources[cond] = source
-    for branch in branches:  # the model's code decided on sizes from 2 (.sizeone)
-        for sym in sorted(branch.symbols & symbol_map.keys(), key=str):
-            cond = sympy.Ge(symbol_map[sym], 2)
-            if cond not in guards:
-                guards.append(cond)
-                sources[cond] = f"the model decides on {symbol_map[sym]} >= 2 at {branch.where}"
     for sym, value, note in _pinning.unified(env, symbol_map):
         cond = sympy.Eq(symbol_map[sym], to_sympy(value, symbol_map))
         guards.append(cond)
@@ -436,9 +427,11 @@ def _trace(
         # torch assumes sizes >= 2 while tracing (0 and 1 are specialised); the closed forms of
         # the rules hold from 1 (shown equal to the counters at N = 1 by the tests), so the
         # range starts at 1 unless a guard says otherwise.  A model's own branch on a size
-        # being 1, which that assumption decides without a guard (transformers passes
-        # is_causal only when L > 1), is a guard of its own (.sizeone, above); torch's own
-        # broadcasting checks (N != 1) decide the same way and change no cost.
+        # being 1 is decided by that assumption without a guard (transformers' SDPA wrapper
+        # passes is_causal only when L > 1: at L = 1 GPT-2's real run lacks the causal mask's
+        # 12*N + 4 operations per layer that the trace saw; torch and macs agree).  Lowering
+        # the range to 1 would record that branch, but also the broadcasting checks (N != 1)
+        # of every operator, which do not change any cost.
         if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
             guards.append(sympy.Ge(user, int(vr.lower)))
     input_names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
