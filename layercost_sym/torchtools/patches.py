@@ -28,17 +28,25 @@ __all__ = [
 
 
 @contextlib.contextmanager
+def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """``owner.name`` is ``value`` inside this scope, and what it was again after."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextlib.contextmanager
 def generic_conv_backend() -> Iterator[None]:
     """Fake convolution picks a memory format by asking which CPU kernel torch would run, and
     that choice guards on the batch size (``N < 16``); the cost does not depend on the kernel,
     so the trace asks for the plain one."""
     internals: Any = torch._C  # private, and not in torch's type stubs
-    original = internals._select_conv_backend
-    internals._select_conv_backend = lambda *a, **k: internals._ConvBackend.Slow2d
-    try:
+    plain = internals._ConvBackend.Slow2d
+    with _replaced(internals, "_select_conv_backend", lambda *a, **k: plain):
         yield
-    finally:
-        internals._select_conv_backend = original
 
 
 @contextlib.contextmanager
@@ -56,11 +64,8 @@ def bicubic_by_sizes() -> Iterator[None]:
             return op(x, list(output_size), align_corners)
         return original(x, output_size, align_corners, scale_factors)
 
-    internals.upsample_bicubic2d = by_sizes
-    try:
+    with _replaced(internals, "upsample_bicubic2d", by_sizes):
         yield
-    finally:
-        internals.upsample_bicubic2d = original
 
 
 @contextlib.contextmanager
@@ -134,11 +139,8 @@ def _unpacked(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
             _ = (packed[:, -1] == 0).all()  # the real run's test, costed; its answer: True
         return None
 
-    masking.find_packed_sequence_indices = unpacked
-    try:
+    with _replaced(masking, "find_packed_sequence_indices", unpacked):
         yield
-    finally:
-        masking.find_packed_sequence_indices = original
 
 
 @contextlib.contextmanager
@@ -176,11 +178,8 @@ def _own_masks_skipped(call_kwargs: Mapping[str, Any]) -> Iterator[None]:
         _ = padding_mask.sum() == padding_mask.numel()  # fast_all, costed; on ones: True
         return True
 
-    masking._ignore_causal_mask_sdpa = skipped
-    try:
+    with _replaced(masking, "_ignore_causal_mask_sdpa", skipped):
         yield
-    finally:
-        masking._ignore_causal_mask_sdpa = original
 
 
 @contextlib.contextmanager
@@ -205,8 +204,5 @@ def _padding_check() -> Iterator[None]:
         if attention_mask is None and pad is not None and isinstance(input_ids, torch.Tensor):
             _ = (input_ids[:, [-1, 0]] == pad).any()  # Tensor.__contains__, answer unused
 
-    owner.warn_if_padding_and_no_attention_mask = check
-    try:
+    with _replaced(owner, "warn_if_padding_and_no_attention_mask", check):
         yield
-    finally:
-        owner.warn_if_padding_and_no_attention_mask = original
