@@ -574,6 +574,7 @@ FUNCTIONAL = {
     "sum": lambda m, x: x.sum(1),
     "amax": lambda m, x: x.amax(0),
     "mean": lambda m, x: x.mean(),
+    "var": lambda m, x: x.var(1),
     "mm": lambda m, x: x @ m.w,
     "addmm": lambda m, x: torch.addmm(m.b, x, m.w),
     "bmm": lambda m, x: x[None] @ x.t()[None],
@@ -821,6 +822,32 @@ def test_a_class_named_like_a_torch_class_is_not_costed_by_its_rule():
     assert analysis.layers[0].rule.startswith("Conv2d")  # the convolution inside, by its rule
     for n, h, w in [(1, 8, 8), (2, 12, 20)]:
         counted = lc.count(model, (n, 3, h, w))
+        at = {"N": n, "H": h, "W": w}
+        assert analysis.evaluate(at, "exact") == counted.cost("exact")
+        assert analysis.evaluate(at, "torch") == counted.cost("torch")
+
+
+class OneGroupNorm(torch.nn.GroupNorm):  # timm's GroupNorm1: F.group_norm with one group
+    def __init__(self, channels: int) -> None:
+        super().__init__(1, channels)
+
+    def forward(self, x):
+        return torch.nn.functional.group_norm(x, 1, self.weight, self.bias, self.eps)
+
+
+class Spread(torch.nn.Module):  # a variance taken by hand, unbiased (timm's ScaledStdConv2d)
+    def forward(self, x):
+        return x - x.var(dim=(1, 2, 3), keepdim=True, unbiased=True)
+
+
+def test_a_variance_is_costed_by_its_rule_where_torch_decomposes_to_it():
+    # issue 17, cause 6 in the timm corpus (cpubone, nfnet): a group norm's decomposition runs
+    # prims.var, which had no functional rule: listed unsupported, its work not counted
+    model = torch.nn.Sequential(OneGroupNorm(4), Spread())
+    analysis = lc.analyze(model, ("N", 4, "H", "W"))
+    assert not analysis.unsupported, analysis.unsupported
+    for n, h, w in [(1, 3, 5), (2, 7, 4)]:
+        counted = lc.count(model, (n, 4, h, w))
         at = {"N": n, "H": h, "W": w}
         assert analysis.evaluate(at, "exact") == counted.cost("exact")
         assert analysis.evaluate(at, "torch") == counted.cost("torch")

@@ -171,3 +171,31 @@ def test_branches_a_real_run_takes_by_reading_values_are_costed(name, shapes):
                 sizes,
                 convention,
             )
+
+
+def test_a_model_that_builds_a_cache_on_its_first_call_is_measured_as_it_runs_after():
+    # convit's GPSA builds rel_indices on its first call (a cache: every later call at that
+    # size reuses it), and the corpus compared the analysis with that first call: "wrong" by
+    # the cache's cost at N = 1. A call does what later calls do; the runner measures after one.
+    import torch
+
+    import layercost_sym as lc
+    from layercost_sym.torchtools.corpus_models import Subject
+
+    class Cached(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table: torch.Tensor | None = None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.table is None or self.table.shape[0] != x.shape[-1]:
+                n = x.shape[-1]
+                self.table = (torch.arange(n) ** 2).float().outer(torch.arange(n).float())
+            return x @ self.table
+
+    subject = Subject(Cached(), {"": ("N", "L")}, {"N": 2, "L": 5}, [])
+    measured = corpus._measure(subject, {"N": 2, "L": 5})
+    # (N, L) @ (L, L): 2*5*5 multiplies and 2*5*4 adds, exact 90; torch counts 2*N*L*L = 100
+    assert measured["exact"] == 90 and measured["torch"] == 100
+    again = lc.count(subject.model, torch.randn(2, 5))  # a later call: the cache is there
+    assert (again.cost("exact"), again.cost("torch")) == (90, 100)

@@ -374,6 +374,7 @@ ZERO_FUNCTIONS = {
     "silu": F.silu,
     "_softmax": lambda x: F.softmax(x, -1),
     "mean": lambda x: x.mean(-1),
+    "var": lambda x: x.var(-1),
     "sum": lambda x: x.sum(-1),
     "amax": lambda x: x.amax(-1),
     "cat": lambda x: torch.cat([x, x]),

@@ -441,6 +441,7 @@ FUNCTIONAL = {
     "bitwise_xor": _binary(lambda m, x, y: torch.bitwise_xor(x > 0, y > 0)),
     "bitwise_not": _unary(lambda m, x: torch.bitwise_not(x > 0)),
     "mean": _unary(lambda m, x: torch.mean(x, 0)),
+    "var": _unary(lambda m, x: torch.var(x, 0, unbiased=False)),
     "mm": lambda s: (
         (torch.randn(_matrices(s)[:2]), torch.randn(_matrices(s)[1:])),
         lambda m, a, b: torch.mm(a, b),

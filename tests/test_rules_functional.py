@@ -249,6 +249,11 @@ def _reduction(draw, name: str) -> Call:
     keep = draw(st.booleans())
     if name == "mean" and len(shape) >= 3 and draw(st.booleans()):
         return aten.mean.dim, (x, [-1, -2], True), {}, None  # the adaptive_avg_pool2d variant
+    if name == "var":  # unbiased over everything, or a correction of 0 or 1 along a dim
+        if draw(st.booleans()):
+            return aten.var.default, (x,), {}, None
+        correction = draw(st.sampled_from([0, 1]))
+        return aten.var.correction, (x, [dim]), {"correction": correction, "keepdim": keep}, None
     if draw(st.booleans()):  # over everything
         whole = {
             "sum": aten.sum.default,
@@ -326,7 +331,7 @@ def _calls(name: str) -> st.SearchStrategy[Call]:
         return _view(name)
     if name in ("_to_copy", "_softmax", "softmax", "_safe_softmax", "cat", "stack"):
         return _copy(name)
-    if name in ("sum", "amax", "all", "any", "mean"):
+    if name in ("sum", "amax", "all", "any", "mean", "var"):
         return _reduction(name)
     if name in ("mm", "addmm", "bmm", "baddbmm"):
         return _product(name)
