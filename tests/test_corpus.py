@@ -83,7 +83,8 @@ def test_the_pool_runs_a_model_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / "corpus.md"
     # no time limit: a spawned process imports torch and transformers first (slow when busy)
     argv = ["transformers", "--family", "resnet", "--jobs", "1", "--timeout", "0"]
-    argv += ["--out", str(out)]
+    results = tmp_path / "results.jsonl"
+    argv += ["--out", str(out), "--results", str(results)]
     assert corpus.main(argv) == 0
     text = out.read_text()
     assert "| transformers | resnet |" in text and "| symbolic |" in text
@@ -92,6 +93,19 @@ def test_the_pool_runs_a_model_and_writes_the_report(tmp_path, capsys):
         "exact at both shapes (a pinned size keeps its value at the second): 100% (1 of 1)" in text
     )
     assert "[1/1 " in capsys.readouterr().err  # the progress line
+    # the record was appended to the results; run again, the model is read back, not checked
+    (kept,) = corpus.load_results(str(results)).values()
+    assert kept.name == "resnet" and kept.status == "symbolic" and kept.exact_at_both
+    out.unlink()
+    assert corpus.main(argv) == 0
+    assert "[1/" not in capsys.readouterr().err  # nothing checked
+    assert out.read_text().split("Produced by")[1] == text.split("Produced by")[1]
+    assert len(results.read_text().splitlines()) == 1
+    # a second shard of one model holds none; a broken line names its file and line
+    assert corpus._shard("2/2") == (1, 2)
+    results.write_text(results.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"results\.jsonl:2: not a corpus record"):
+        corpus.load_results(str(results))
 
 
 def test_causes_are_read_from_the_failure_text():

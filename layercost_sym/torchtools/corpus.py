@@ -1,7 +1,8 @@
 """The model zoo as a test corpus (issue 17): build real models, analyse them, check them.
 
 ``python -m layercost_sym.torchtools.corpus timm|transformers [--limit K] [--family PREFIX]
-[--max-params M] [--per-module] [--jobs J] [--timeout S] [--out docs/corpus.md]`` builds each
+[--max-params M] [--per-module] [--jobs J] [--timeout S] [--out docs/corpus.md]
+[--results FILE.jsonl] [--shard I/K]`` builds each
 model with random weights (timm ``create_model(name, pretrained=False)``, transformers from
 small configs: :data:`TRANSFORMERS`), analyses it with symbolic input sizes
 (``("N", 3, "H", "W")``; ``input_ids=("N", "L")``) and checks params and the ``exact`` and
@@ -26,13 +27,14 @@ that differs from torch while it lists nothing unsupported is *silently wrong*
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .corpus_models import TRANSFORMERS, Subject, build, timm_params
@@ -449,6 +451,52 @@ def _versions() -> str:
     return "Versions: " + ", ".join(found) + "." if found else ""
 
 
+def load_results(path: str) -> dict[tuple[str, str], Record]:
+    """The records of a ``--results`` file by ``(source, name)``; a later line for a model
+    replaces an earlier one (a model checked again).  A missing file holds none.
+
+    >>> load_results("/nonexistent/results.jsonl")
+    {}
+    """
+    import os
+
+    records: dict[tuple[str, str], Record] = {}
+    if not os.path.exists(path):
+        return records
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = Record(**json.loads(line))
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a corpus record: {error}") from None
+            records[record.source, record.name] = record
+    return records
+
+
+def _ordered(models: Sequence[str], *found: Mapping[str, Record] | Sequence[Record]) -> list:
+    """The records of ``models`` in their order, from mappings by name or lists of records."""
+    by_name: dict[str, Record] = {}
+    for group in found:
+        by_name.update(group if isinstance(group, Mapping) else {r.name: r for r in group})
+    return [by_name[n] for n in models if n in by_name]
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    """``"I/K"`` -> (start, step) of the I-th of K shards; None -> every model.
+
+    >>> _shard("2/4"), _shard(None)
+    ((1, 4), (0, 1))
+    """
+    if not text:
+        return 0, 1
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise SystemExit(f"--shard takes I/K with 1 <= I <= K, got {text!r}")
+    return int(index) - 1, int(count)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m layercost_sym.torchtools.corpus")
     parser.add_argument("source", nargs="+", choices=("timm", "transformers"))
@@ -461,7 +509,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120, help="seconds per model")
     parser.add_argument("--out", help="write the markdown report here (default: stdout)")
     parser.add_argument("--note", default="", help="a paragraph for the report's head")
+    parser.add_argument(
+        "--results",
+        help="a JSON-lines file of records: each model checked is appended as it finishes, and "
+        "a model already there is not checked again (a long run resumes; runs on several "
+        "machines are merged by concatenating their files)",
+    )
+    parser.add_argument(
+        "--shard", help="I/K: every K-th model from the I-th (1-based), to split a run"
+    )
     args = parser.parse_args(argv)
+    shard = _shard(args.shard)
+    kept = load_results(args.results) if args.results else {}
     given = None
     if args.models:
         with open(args.models) as f:
@@ -486,15 +545,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             models = [name for where, name in given if where == source]
         else:
             models = names(source, args.family, args.per_module)
-        records = run(
+        models = models[: args.limit][shard[0] :: shard[1]]
+        earlier = {n: kept[source, n] for n in models if (source, n) in kept}
+        written: set[str] = set()
+
+        def keep(
+            records: list[Record],
+            models: list[str] = models,
+            earlier: dict[str, Record] = earlier,
+            written: set[str] = written,
+        ) -> None:
+            if args.results:
+                with open(args.results, "a") as f:
+                    for record in records:
+                        if record.name not in written:
+                            written.add(record.name)
+                            f.write(json.dumps(asdict(record)) + "\n")
+            write(_ordered(models, earlier, records))
+
+        new = run(
             source,
-            models[: args.limit],
+            [n for n in models if n not in earlier],
             max_params=args.max_params,
             jobs=args.jobs,
             timeout=args.timeout,
-            on_record=write,
+            on_record=keep,
         )
-        done += records
+        done += _ordered(models, earlier, new)
     write([])
     if not args.out:
         print(report(done, "Corpus: " + ", ".join(args.source), command, note), end="")
