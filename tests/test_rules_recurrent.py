@@ -164,3 +164,44 @@ EAGER_NOT_YET: set[str] = set()
 
 def test_eager_bytes_stated_by_every_recurrent_rule_but_the_listed_ones():
     assert eager_not_stated("recurrent") == EAGER_NOT_YET
+
+
+class _SequenceMixer(torch.nn.Module):
+    """timm's sequencer2d in small: rows and columns of an image each through a recurrent
+    layer (the batch the layer sees is N*H or N*W), then a GRU and a projection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+        self.cols = torch.nn.LSTM(4, 5, num_layers=2, proj_size=2)
+        self.gru = torch.nn.GRU(6, 4, batch_first=True)
+        self.out = torch.nn.Linear(4, 2)
+
+    def forward(self, x):  # (N, H, W, C)
+        n, h, w, c = x.shape
+        rows, _ = self.rows(x.reshape(n * h, w, c))
+        cols, (h_n, _) = self.cols(x.permute(2, 0, 1, 3).reshape(w, n * h, c))
+        cols = cols.permute(1, 0, 2)
+        mixed = rows.reshape(n, h, w, 6) + torch.cat([cols, cols, cols], -1).reshape(n, h, w, 6)
+        seq, _ = self.gru(mixed.reshape(n, h * w, 6))
+        return self.out(seq) + h_n.sum()
+
+
+def test_recurrent_layers_analyse_at_symbolic_sizes():
+    # the fused kernels read every size as an int: lc.analyze ended in torch's raw "Cannot call
+    # numel() on tensor with symbolic sizes" at any symbolic size (timm's sequencer2d in the
+    # corpus); the rules cost the calls, the outputs are made at their shapes
+    model = _SequenceMixer().eval()
+    analysis = lc.analyze(model, ("N", "H", "W", 4))
+    assert not analysis.unsupported, analysis.unsupported
+    assert {"LSTM", "GRU"} <= {layer.rule.split(".")[0] for layer in analysis.layers}
+    for n, h, w in [(1, 2, 3), (2, 3, 5)]:
+        at = {"N": n, "H": h, "W": w}
+        fused = lc.count(model, (n, h, w, 4))  # exact counts the fused kernels' arithmetic
+        assert analysis.evaluate(at, "exact") == fused.cost("exact")
+        assert analysis.evaluate(at, quantity="params") == fused.params
+        # FlopCounterMode sees the products on torch's non-fused path only
+        with torch.backends.mkldnn.flags(enabled=False):
+            stepped = lc.count(model, (n, h, w, 4))
+        assert analysis.evaluate(at, "torch") == stepped.cost("torch") > fused.cost("torch")
+        assert stepped.cost("exact") == fused.cost("exact")

@@ -3,6 +3,7 @@ takes, or keeps a cost-neutral choice of torch's from recording a guard.
 
 * :func:`generic_conv_backend`: convolution's kernel choice is not guarded on the batch.
 * :func:`bicubic_by_sizes`: bicubic ``F.interpolate`` to a size keeps the input sizes symbolic.
+* :func:`recurrent_by_shapes`: a ruled LSTM, GRU or RNN makes its outputs at symbolic shapes.
 * :func:`quiet_fake_tensor_log`: a failing operator is read and retried, never logged.
 * :func:`math_sdpa`: scaled dot-product attention on its math path, which the counters see
   (also used by :func:`~layercost_sym.torchtools.count.count`).
@@ -13,7 +14,7 @@ takes, or keeps a cost-neutral choice of torch's from recording a guard.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "math_sdpa",
     "quiet_fake_tensor_log",
     "real_run_branches",
+    "recurrent_by_shapes",
 ]
 
 
@@ -65,6 +67,40 @@ def bicubic_by_sizes() -> Iterator[None]:
         return original(x, output_size, align_corners, scale_factors)
 
     with _replaced(internals, "upsample_bicubic2d", by_sizes):
+        yield
+
+
+@contextlib.contextmanager
+def recurrent_by_shapes(costed_by_rule: Callable[[], bool]) -> Iterator[None]:
+    """``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` call one fused ATen operator whose C++ entry
+    reads every size as an int (``Cannot call numel() on tensor with symbolic sizes``), so no
+    symbolic trace went through them.  Where the call is inside a module a rule costs
+    (``costed_by_rule()``: the recurrent module's own rule, or an enclosing one), its operators
+    are not costed anyway: the outputs are made at the shapes the kernel gives, tied to the
+    input, the initial state and the weights so that autograd sees what it would (the rule
+    states the backward).  Elsewhere the kernel runs as it is."""
+    from torch import _VF
+
+    def by_shapes(original: Any) -> Any:
+        def call(*args: Any) -> Any:
+            if not costed_by_rule():
+                return original(*args)
+            # packed sequences: (data, batch_sizes, hx, weights, bias, layers, dropout,
+            # training, bidirectional); else (input, hx, weights, ..., bidirectional, batch_first)
+            packed = isinstance(args[1], torch.Tensor) and not args[1].is_floating_point()
+            x, hx, weights = args[0], args[2 if packed else 1], args[3 if packed else 2]
+            directions = 2 if args[8 if packed else 7] else 1
+            states = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+            tied = sum((t.sum() for t in [x, *states, *weights] if t.is_floating_point()), 0)
+            zero = tied * 0
+            out = x.new_zeros((*x.shape[:-1], directions * states[0].shape[-1])) + zero
+            return (out, *(state.new_zeros(state.shape) + zero for state in states))
+
+        return call
+
+    with contextlib.ExitStack() as stack:
+        for name in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+            stack.enter_context(_replaced(_VF, name, by_shapes(getattr(_VF, name))))
         yield
 
 

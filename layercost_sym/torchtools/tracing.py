@@ -66,6 +66,7 @@ from .patches import (
     math_sdpa,
     quiet_fake_tensor_log,
     real_run_branches,
+    recurrent_by_shapes,
 )
 from .symbolic import size_one_guards, to_sympy
 from .tracer import OpMode, Tracer
@@ -329,6 +330,7 @@ def _trace(
         with (
             generic_conv_backend(),
             bicubic_by_sizes(),
+            recurrent_by_shapes(lambda: tracer.ruled_depth > 0),
             real_run_branches({**call_kwargs, **keyword_inputs}),
             batched_experts(model),  # MoE experts: a routing-independent run
             torch.enable_grad(),
