@@ -213,3 +213,19 @@ def test_a_model_that_builds_a_cache_on_its_first_call_is_measured_as_it_runs_af
     assert measured["exact"] == 90 and measured["torch"] == 100
     again = lc.count(subject.model, torch.randn(2, 5))  # a later call: the cache is there
     assert (again.cost("exact"), again.cost("torch")) == (90, 100)
+
+
+def test_a_recurrent_model_is_measured_where_flop_counter_sees_its_products():
+    # FlopCounterMode counts LSTM's fused CPU kernel as 0 (sequencer2d was "wrong" by all its
+    # LSTM products): the runner measures torch's non-fused path, the same arithmetic
+    import torch
+
+    import layercost_sym as lc
+    from layercost_sym.torchtools.corpus_models import Subject
+
+    lstm = torch.nn.LSTM(4, 3, batch_first=True)
+    subject = Subject(lstm, {"": ("N", "L", 4)}, {"N": 2, "L": 5}, [])
+    measured = corpus._measure(subject, {"N": 2, "L": 5})
+    # per step and row, the two gate products: 2 * 4*H*(I + H) = 2 * 12 * 7 = 168 FLOPs
+    assert measured["torch"] == 2 * 5 * 168
+    assert measured["exact"] == lc.analyze(lstm, ("N", "L", 4)).evaluate({"N": 2, "L": 5})
