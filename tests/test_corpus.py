@@ -101,6 +101,10 @@ def test_the_pool_runs_a_model_and_writes_the_report(tmp_path, capsys):
     assert "[1/" not in capsys.readouterr().err  # nothing checked
     assert out.read_text().split("Produced by")[1] == text.split("Produced by")[1]
     assert len(results.read_text().splitlines()) == 1
+    out.unlink()  # the report alone, from the records
+    assert corpus.main([*argv, "--report-only"]) == 0
+    assert out.read_text().split("Produced by")[1].startswith(text.split("Produced by")[1][:40])
+    assert "| transformers | resnet |" in out.read_text()
     # a second shard of one model holds none; a broken line names its file and line
     assert corpus._shard("2/2") == (1, 2)
     results.write_text(results.read_text() + "{not json\n")

@@ -2,7 +2,7 @@
 
 ``python -m layercost_sym.torchtools.corpus timm|transformers [--limit K] [--family PREFIX]
 [--max-params M] [--per-module] [--jobs J] [--timeout S] [--out docs/corpus.md]
-[--results FILE.jsonl] [--shard I/K]`` builds each
+[--results FILE.jsonl] [--shard I/K] [--report-only]`` builds each
 model with random weights (timm ``create_model(name, pretrained=False)``, transformers from
 small configs: :data:`TRANSFORMERS`), analyses it with symbolic input sizes
 (``("N", 3, "H", "W")``; ``input_ids=("N", "L")``) and checks params and the ``exact`` and
@@ -525,7 +525,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--shard", help="I/K: every K-th model from the I-th (1-based), to split a run"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="check nothing: the report of the --results file's records of the models chosen",
+    )
     args = parser.parse_args(argv)
+    if args.report_only and not args.results:
+        parser.error("--report-only reads the records of --results")
     shard = _shard(args.shard)
     kept = load_results(args.results) if args.results else {}
     given = None
@@ -572,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         new = run(
             source,
-            [n for n in models if n not in earlier],
+            [] if args.report_only else [n for n in models if n not in earlier],
             max_params=args.max_params,
             jobs=args.jobs,
             timeout=args.timeout,
