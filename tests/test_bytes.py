@@ -387,3 +387,20 @@ def test_layers_proven_in_float32_only_have_no_16_bit_kernel(name):
         with pytest.raises(RuntimeError, match="not implemented for"):
             module(torch.randn(1, 2, 4, 4, 4, dtype=dtype))
     assert module(torch.randn(1, 2, 4, 4, 4)).dim() == 5
+
+
+def test_a_copys_conditions_read_its_sizes_where_the_trace_ran():
+    # timm's maxvit_nano_rw_256 ended its symbolic trace in "Cannot convert complex to int":
+    # whether a clone copies was decided at a made-up size of 3 for every symbol, where a size
+    # such as sqrt(H - 4) is not real; the sizes the trace ran at decide it
+    import sympy
+
+    from layercost_sym.torchtools.callbytes import CallBytes
+
+    h = lc.symbols("H")
+    sizes = {6: h, 5: sympy.sqrt(h - 4), 1: sympy.Integer(1)}  # the trace ran at H = 6 ... 29
+    calls = CallBytes(torch.nn.Identity(), lambda d: sizes[int(d)], 4, False)
+    t = torch.empty(5, 6).t()  # (6, 5) with strides (1, 6): not contiguous, a copy
+    (condition,) = calls.copy_conditions("clone", [t], "block")
+    assert condition.condition == sympy.Ge(h, 2)
+    assert calls.copy_conditions("clone", [torch.empty(6, 5)], "block") == ()  # contiguous

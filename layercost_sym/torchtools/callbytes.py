@@ -175,14 +175,16 @@ class CallBytes:
         (analyse that size as a number for its exact bytes)."""
         if name != "clone" or not inputs:
             return ()
+
+        def hint(size: Any) -> int:  # the trace's value of a size, no guard recorded
+            return size if isinstance(size, int) else int(size.node.hint)
+
         t = inputs[0]
         shape = [sympy.sympify(e) for e in self.shape(t)]
-        strides = [sympy.sympify(self.convert(s)) for s in t.stride()]
         symbols = sorted(set().union(*(e.free_symbols for e in shape)), key=str)
-        at = {x: 3 for x in symbols}  # a size the trace covers
-        if _contiguous(
-            [int(e.xreplace(at)) for e in shape], [int(e.xreplace(at)) for e in strides]
-        ):
+        # the layout at the sizes the trace ran at (a made-up size may be outside the domain
+        # of the size expressions: sqrt(H - 4) at H = 3)
+        if _contiguous([hint(d) for d in t.shape], [hint(s) for s in t.stride()]):
             return ()
         return tuple(
             Condition(
