@@ -10,6 +10,7 @@ use_cache=False)``.
 
 from functools import cache
 
+import pytest
 import sympy
 import torch
 from hypothesis import given, settings
@@ -38,6 +39,12 @@ def llama_analysis():
     return model, analysis
 
 
+@cache
+def llama_analysis_of_one_token():
+    model, _ = llama_analysis()
+    return lc.analyze(model, ("N", 1), dtype=torch.long, use_cache=False)
+
+
 def test_llama_pinned_closed_forms():
     model, analysis = llama_analysis()
     n, length = sympy.symbols("N L", integer=True, positive=True)
@@ -58,7 +65,10 @@ def test_llama_pinned_closed_forms():
     assert analysis.unsupported == []
     assert {m.what for m in analysis.costed_by_operators} == {"LlamaRMSNorm"}
     assert len(analysis.costed_by_operators) == 2 * 2 + 1
-    assert analysis.range == []  # rotary embeddings: no position table, no length limit
+    # rotary embeddings: no position table, no length limit; a one-token call takes another
+    # branch of transformers' masking (no causal mask): L = 1 is refused, not miscounted
+    assert analysis.range == ["L >= 2"]
+    assert "masking_utils.py" in analysis.guard_sources[sympy.Ge(lc.symbols("L"), 2)]
     assert {"cos", "sin", "neg", "cat", "rsqrt", "mean", "silu", "Linear", "bmm"} <= {
         layer.rule for layer in analysis.layers
     }
@@ -73,8 +83,13 @@ def test_llama_closed_form_equals_counters_at_drawn_shapes(n, length):
     ids = torch.randint(0, LLAMA_CONFIG["vocab_size"], (n, length))
     counted = lc.count(model, ids, use_cache=False)
     at = {"N": n, "L": length}
+    if length == 1:
+        # transformers' SDPA wrapper passes is_causal=False and the real run skips the causal
+        # mask's operations; torch traces sizes from 2, so the closed form refuses L = 1 and
+        # the analysis with L given as 1 answers there
+        with pytest.raises(lc.DomainError, match="L >= 2"):
+            analysis.evaluate(at, "exact")
+        analysis, at = llama_analysis_of_one_token(), {"N": n}
     assert analysis.evaluate(at, quantity="params") == counted.params
-    # exact from L = 2: at L = 1 transformers' SDPA wrapper passes is_causal=False and the
-    # real run skips the causal mask's operations (torch traces sizes as >= 2)
-    for convention in ("exact", "macs", "torch") if length >= 2 else ("macs", "torch"):
+    for convention in ("exact", "macs", "torch"):
         assert analysis.evaluate(at, convention) == counted.cost(convention), convention

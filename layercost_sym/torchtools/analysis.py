@@ -197,6 +197,9 @@ class Analysis(QuantityShorthands):
     # mixture-of-experts layers (.experts.RoutedExperts): E experts, k per token, their
     # parameters, and what the closed form assumes about the routing
     experts: tuple[Any, ...] = ()
+    # (quantity, convention) -> conditions of that quantity alone, beyond the guards: the
+    # model's branch on a size being 1 that changes only it (tracing._size_one_checked)
+    holds_if: dict[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
 
     @property
     def active_params(self) -> sympy.Expr:
@@ -304,6 +307,7 @@ class Analysis(QuantityShorthands):
         return [
             *(c for layer in self.layers for c in layer.conditions if set(c.only_for) & named),
             *(c for layer in self.layers for c in layer.holds_if.get((quantity, convention), ())),
+            *self.holds_if.get((quantity, convention), ()),
         ]
 
     def _guard_condition(self, guard: sympy.Basic) -> Condition:

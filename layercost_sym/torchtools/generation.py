@@ -438,11 +438,13 @@ def generation(
     p, t = _user_symbol(prompt), _user_symbol(position)
     n = sympy.Integer(batch) if isinstance(batch, int) else _user_symbol(batch)
 
-    # a hint of 1 traces that size as a number (see _pieces)
+    # a hint of 1 traces that size as a number (see _pieces): the prompt and cache lengths'
+    # size-1 branches are pieces of their own, so analyze's own check of them is not run
     def prefill(hint: int | None) -> Analysis:
         hints = {prompt: hint} if hint not in (None, 1) else None
         ids = (batch, 1 if hint == 1 else prompt)
-        return _kept(analyze(_Prefill(model, name), input_ids=ids, hints=hints))
+        model_ = _Prefill(model, name)
+        return _kept(analyze(model_, input_ids=ids, hints=hints, check_size_one=False))
 
     def past(full: bool, length: str | int = position) -> list[tuple[Any, ...]]:
         shapes: list[tuple[Any, ...]] = []
@@ -454,7 +456,10 @@ def generation(
     def decode(hint: int | None) -> Analysis:
         hints = {position: hint} if hint not in (None, 1) else None
         cached = past(False, 1 if hint == 1 else position)
-        return _kept(analyze(_Decode(model, name), (batch, 1), *cached, dtype=dtype, hints=hints))
+        step = _Decode(model, name)
+        return _kept(
+            analyze(step, (batch, 1), *cached, dtype=dtype, hints=hints, check_size_one=False)
+        )
 
     windows = {layer.window for layer in layers if layer.window is not None}
     if len(windows) > 1:
@@ -469,6 +474,7 @@ def generation(
                 dtype=dtype,
                 probe=(position,),
                 hints={position: w + 1},
+                check_size_one=False,
             )
         )
         low, high = _interval(full.guards, t)

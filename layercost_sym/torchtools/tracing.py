@@ -44,7 +44,7 @@ turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.A
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import sympy
@@ -68,6 +68,7 @@ from .patches import (
     real_run_branches,
     recurrent_by_shapes,
 )
+from .sizeone import SizeOneBranch, size_one_branches
 from .symbolic import size_one_guards, to_sympy
 from .tracer import OpMode, Tracer
 
@@ -173,6 +174,7 @@ def analyze(
     hints: Mapping[str, int] | None = None,
     backward: bool = False,
     element_sizes: str = "dtype",
+    check_size_one: bool = True,
     **call_kwargs: Any,
 ) -> Analysis:
     """Trace ``model`` on inputs whose dimensions are ints or symbol names and return its
@@ -203,6 +205,13 @@ def analyze(
     has its role's dtype in this model, so that mixed precision is a substitution; evaluating
     bytes then needs their values (FLOPs and parameters do not).
 
+    torch traces symbolic sizes from 2, so a branch of the model's own code on a size being 1
+    (transformers' ``is_causal = query_length > 1``) is decided without a guard
+    (:mod:`.sizeone`).  For each size such a branch reads, ``check_size_one`` traces the
+    model again with that size 1: where a quantity differs there, the analysis carries a guard
+    ``L >= 2`` naming the line (analyse with ``L`` given as 1 for that case); where none does,
+    the closed form holds at 1 as it is.  ``False`` skips those traces (and the guards).
+
     >>> import torch, layercost_sym as lc
     >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU())
     >>> a = lc.analyze(model, ("N", 8))
@@ -229,6 +238,7 @@ def analyze(
         }
     seen: list[str] = []
     for _ in range(_MAX_TRACES):
+        branches: dict[str, str] = {}
         result = _trace(
             model,
             specs,
@@ -241,8 +251,30 @@ def analyze(
             backward,
             call_kwargs,
             element_sizes == "symbolic",
+            branches,
         )
         if isinstance(result, Analysis):
+            if check_size_one:
+                for name, where in branches.items():
+
+                    def at_one(name: str = name) -> Analysis:
+                        ones = [tuple(1 if d == name else d for d in spec) for spec in specs]
+                        given = dict(zip(keyword_shapes, ones[len(input_shapes) :], strict=True))
+                        return analyze(
+                            model,
+                            *ones[: len(input_shapes)],
+                            dtype=dtype,
+                            convention=convention,
+                            training=training,
+                            hints={k: v for k, v in user_hints.items() if k != name} or None,
+                            backward=backward,
+                            element_sizes=element_sizes,
+                            check_size_one=False,
+                            **given,
+                            **call_kwargs,
+                        )
+
+                    _size_one_checked(result, name, where, at_one)
             return result
         failure, traced = result
         seen.append(failure.message)
@@ -265,8 +297,11 @@ def _trace(
     backward: bool,
     call_kwargs: Mapping[str, Any],
     symbolic_sizes: bool = False,
+    size_one_branches_found: dict[str, str] | None = None,
 ) -> Analysis | tuple[_pinning.Failure, dict[str, int]]:
-    """One trace with ``settings``: the analysis, or ``(failure, each symbol's trace size)``."""
+    """One trace with ``settings``: the analysis, or ``(failure, each symbol's trace size)``;
+    ``size_one_branches_found`` gets, for each input size a branch of the model's own code
+    decided from its being at least 2 (:mod:`.sizeone`), the line that did."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import (
         DimDynamic,
@@ -325,6 +360,7 @@ def _trace(
         )
     was_training = model.training
     outputs: list[tuple[sympy.Expr, ...]] = []
+    branches: list[SizeOneBranch] = []
     try:
         model.train(training)
         with (
@@ -338,6 +374,7 @@ def _trace(
             quiet_fake_tensor_log(),
             fake,
             OpMode(tracer),
+            size_one_branches(env, branches),
             MaskedAttention(tracer),  # a torch function mode: sees the attention calls
             SavedStorages(
                 tracer.bytes.weight_storages, lambda: tracer.stack[-1] if tracer.stack else ""
@@ -359,6 +396,10 @@ def _trace(
             h.remove()
         model.train(was_training)
 
+    if size_one_branches_found is not None:
+        for branch in branches:
+            for sym in sorted(branch.symbols & symbol_map.keys(), key=str):
+                size_one_branches_found.setdefault(str(symbol_map[sym]), branch.where)
     tracer.attribute_saved(kept.saved)
     tracer.gradient_sums()
     costed_by_operators = []
@@ -456,6 +497,54 @@ def _trace(
         repeated_blocks(model),
         experts=tuple(routed_experts(model)),
     )
+
+
+def _totals(analysis: Analysis) -> dict[tuple[str, str | None], sympy.Expr]:
+    """Every quantity and convention ``analysis`` states, as plain expressions."""
+    keys = {key for layer in analysis.layers for key in layer.own}
+    found: dict[tuple[str, str | None], sympy.Expr] = {("params", None): analysis.params}
+    for quantity, convention in sorted(keys | {("flops", c) for c in analysis.conventions}):
+        try:
+            found[quantity, convention] = analysis.quantity(quantity, convention)
+        except LayercostError:  # not stated by every call: not an answer to compare
+            continue
+    return {key: sympy.sympify(value).xreplace({}) for key, value in found.items()}
+
+
+def _size_one_checked(
+    analysis: Analysis, name: str, where: str, at_one: Callable[[], Analysis]
+) -> None:
+    """Keep ``analysis`` answering at ``name = 1`` where the trace with that size 1
+    (``at_one()``) gives every quantity the closed form gives there; else add the guard
+    ``name >= 2``, its source naming the model's line ``where`` that branches."""
+    symbol = _user_symbol(name)
+    if symbol not in analysis.symbols or name in analysis.pinned:
+        return
+    ours = _totals(analysis)
+    try:
+        theirs = _totals(at_one())
+        differ = [
+            key
+            for key in ours
+            if key not in theirs or sympy.expand(ours[key].xreplace({symbol: 1}) - theirs[key]) != 0
+        ]
+    except LayercostError:
+        differ = list(ours)  # no trace at 1 to show the closed form holds there
+    if not differ:
+        return
+    guard = sympy.Ge(symbol, 2)
+    analysis.guard_sources[guard] = (
+        f"at {name} = 1 the model's code takes another branch ({where}); "
+        f"analyse with {name} given as 1 for that case"
+    )
+    if any(quantity in ("params", "flops") for quantity, _ in differ):
+        analysis.guards.append(guard)  # the FLOPs or the parameters: the whole analysis
+        analysis.__dict__.pop("domain", None)  # the cached domain, without the new guard
+        return
+    condition = analysis._guard_condition(guard)  # bytes, saved, ...: those quantities only
+    for quantity, convention in differ:
+        key = (quantity, str(convention))  # params (no convention) took the branch above
+        analysis.holds_if[key] = (*analysis.holds_if.get(key, ()), condition)
 
 
 def repeated_blocks(model: torch.nn.Module) -> tuple[str, ...]:
