@@ -470,11 +470,9 @@ def _trace(
         # torch assumes sizes >= 2 while tracing (0 and 1 are specialised); the closed forms of
         # the rules hold from 1 (shown equal to the counters at N = 1 by the tests), so the
         # range starts at 1 unless a guard says otherwise.  A model's own branch on a size
-        # being 1 is decided by that assumption without a guard (transformers' SDPA wrapper
-        # passes is_causal only when L > 1: at L = 1 GPT-2's real run lacks the causal mask's
-        # 12*N + 4 operations per layer that the trace saw; torch and macs agree).  Lowering
-        # the range to 1 would record that branch, but also the broadcasting checks (N != 1)
-        # of every operator, which do not change any cost.
+        # being 1, which that assumption decides without a guard (transformers' masking at
+        # L = 1), is checked by a trace at 1 (analyze's check_size_one, .sizeone); torch's own
+        # broadcasting checks (N != 1) change no cost and are not.
         if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
             guards.append(sympy.Ge(user, int(vr.lower)))
     input_names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
