@@ -233,3 +233,29 @@ def test_a_recurrent_model_is_measured_where_flop_counter_sees_its_products():
     # per step and row, the two gate products: 2 * 4*H*(I + H) = 2 * 12 * 7 = 168 FLOPs
     assert measured["torch"] == 2 * 5 * 168
     assert measured["exact"] == lc.analyze(lstm, ("N", "L", 4)).evaluate({"N": 2, "L": 5})
+
+
+def _dies_on_crash(source: str, name: str, max_params: int | None, timeout: float) -> Record:
+    """A checker for the pool: the model named "crash" ends its process (as memory does)."""
+    import os
+
+    if name == "crash":
+        os._exit(1)
+    return Record(source, name, status="symbolic")
+
+
+def test_a_process_that_dies_takes_only_its_own_model_with_it():
+    # a pool whose process died was retried whole, and died again: one model out of memory
+    # (efficientnet_b8 at 672 px) failed the 7 others of its pool as "its process died"
+    records = corpus.run(
+        "timm",
+        ["crash", "fine", "also fine"],
+        jobs=1,
+        progress=lambda text: None,
+        checker=_dies_on_crash,
+    )
+    assert [(r.name, r.status, r.detail) for r in records] == [
+        ("crash", "failed", "its process died"),
+        ("fine", "symbolic", ""),
+        ("also fine", "symbolic", ""),
+    ]

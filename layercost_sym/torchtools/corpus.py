@@ -332,15 +332,25 @@ def run(
     timeout: float = 120,
     progress: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
     on_record: Callable[[list[Record]], None] | None = None,
+    checker: Callable[..., Record] = check,
 ) -> list[Record]:
     """Check ``models`` in pools of ``jobs`` spawned processes, ``8 * jobs`` models a pool
-    (memory stays bounded); a process that dies takes its model with it as ``failed``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
+    (memory stays bounded); a pool a process dies in is run again one model a pool, so a
+    process that dies (out of memory) takes only its own model with it, as ``failed``.
+    ``checker`` is :func:`check` or a module-level function with its signature."""
     records: dict[str, Record] = {}
     start = time.monotonic()
+
+    def report_one(name: str, record: Record) -> None:
+        records[name] = record
+        elapsed = time.monotonic() - start
+        progress(
+            f"[{len(records)}/{len(models)} {elapsed:.0f}s] {name}: {record.status}"
+            + (f" ({record.cause})" if record.cause else "")
+        )
+        if on_record is not None:  # a partial report survives an interrupted run
+            on_record([records[n] for n in models if n in records])
+
     # a fresh pool per batch bounds each process' memory (max_tasks_per_child hangs on 3.11
     # when it replaces a worker); a batch whose pool breaks is retried once in a new one
     batches = [list(models[i : i + jobs * 8]) for i in range(0, len(models), jobs * 8)]
@@ -349,28 +359,42 @@ def run(
             pending = [n for n in batch if n not in records]
             if not pending:
                 break
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
-                futures = {pool.submit(check, source, n, max_params, timeout): n for n in pending}
-                for future in as_completed(futures):
-                    name = futures[future]
-                    try:
-                        record = future.result()
-                    except BrokenProcessPool:
-                        if attempt == 0:
-                            continue  # retried in a fresh pool
-                        record = Record(source, name, cause="other", detail="its process died")
-                    except Exception as error:  # not picklable, ...: the run goes on
-                        record = Record(source, name, cause="other", detail=_first_line(error))
-                    records[name] = record
-                    elapsed = time.monotonic() - start
-                    progress(
-                        f"[{len(records)}/{len(models)} {elapsed:.0f}s] {name}: {record.status}"
-                        + (f" ({record.cause})" if record.cause else "")
-                    )
-                    if on_record is not None:  # a partial report survives an interrupted run
-                        on_record([records[n] for n in models if n in records])
+            # the retry: one model a pool, so that only the model whose process dies fails
+            pools = [pending] if attempt == 0 else [[n] for n in pending]
+            for group in pools:
+                _pool(source, group, (max_params, timeout, jobs, attempt), checker, report_one)
     return [records[n] for n in models if n in records]
+
+
+def _pool(
+    source: str,
+    group: Sequence[str],
+    settings: tuple[int | None, float, int, int],
+    checker: Callable[..., Record],
+    report_one: Callable[[str, Record], None],
+) -> None:
+    """Check ``group`` in one pool of spawned processes (``settings``: max params, timeout,
+    jobs, attempt), each record to ``report_one``; on the first attempt a model whose pool
+    breaks is left for the retry."""
+    max_params, timeout, jobs, attempt = settings
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
+        futures = {pool.submit(checker, source, n, max_params, timeout): n for n in group}
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                record = future.result()
+            except BrokenProcessPool:
+                if attempt == 0:
+                    continue  # retried, one model a pool
+                record = Record(source, name, cause="other", detail="its process died")
+            except Exception as error:  # not picklable, ...: the run goes on
+                record = Record(source, name, cause="other", detail=_first_line(error))
+            report_one(name, record)
 
 
 def totals(records: Iterable[Record]) -> dict[str, Any]:
