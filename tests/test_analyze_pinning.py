@@ -320,7 +320,7 @@ def test_gpt2_token_ids_need_no_dtype():
     config = transformers.GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=2, vocab_size=100)
     model = transformers.GPT2LMHeadModel(config).eval()
     analysis = lc.analyze(model, ("N", "L"), use_cache=False)  # a forward option stays one
-    assert analysis.range == ["L <= 64"]
+    assert analysis.range == ["L >= 2", "L <= 64"]  # L = 1: no causal mask (a branch)
     for n, length in [(1, 3), (2, 64)]:
         counted = lc.count(model, torch.randint(0, 100, (n, length)), use_cache=False)
         for convention in ("exact", "macs", "torch"):

@@ -18,6 +18,9 @@ failure gets a cause (:data:`CAUSES`, issue 17's numbers).  A number the analysi
 that differs from torch while it lists nothing unsupported is *silently wrong*
 (:attr:`Record.wrong`): the goal is none.
 
+(Over 500 lines by design: the runner's parts, checking one model, the pool, the records file
+and the report, are one command's; the models and how each is fed are in corpus_models.py.)
+
 >>> classify("Input height (H) should be divisible by patch size (16).")
 '2'
 >>> classify("cannot trace M: Could not guard on data-dependent expression Eq(u0, 0)")

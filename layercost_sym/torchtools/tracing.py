@@ -1,5 +1,9 @@
 """``analyze``: a whole torch model's parameters and costs as closed forms in its input size.
 
+(Over 500 lines by design: one trace and its retries in one place, from the fake inputs to the
+analysis, with the size-1 check that retraces; the tracer, lookup and pinning live in their
+modules.)
+
 The model runs eagerly on fake tensors (``FakeTensorMode`` with a ``ShapeEnv``): the input
 dimensions the caller names (``"N"``, ``"H"``, ...) are dynamic sizes, so every tensor's shape
 is torch's own symbolic expression of them, floors of strides and pooling included.  The run is
@@ -39,7 +43,8 @@ turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.A
   :func:`.patches.real_run_branches`), so ``exact`` counts the operators a real run performs.
 * Sizes are traced as ``>= 2`` (torch specialises 0 and 1): a model that branches on a size
   being 1 may run other operators there (GPT-2 at ``L = 1``: ``12*N + 4`` ``exact`` operations
-  per layer fewer, its causal mask; ``torch`` and ``macs`` agree).
+  per layer fewer, its causal mask; ``torch`` and ``macs`` agree).  Such a branch is found
+  (:mod:`.sizeone`) and checked by a trace at 1; where a quantity differs, a guard refuses 1.
 """
 
 from __future__ import annotations
@@ -506,7 +511,16 @@ def _totals(analysis: Analysis) -> dict[tuple[str, str | None], sympy.Expr]:
             found[quantity, convention] = analysis.quantity(quantity, convention)
         except LayercostError:  # not stated by every call: not an answer to compare
             continue
-    return {key: sympy.sympify(value).xreplace({}) for key, value in found.items()}
+    # plain copies: an expression carrying a domain stays in the domain registry while held
+    # (SymPy's caches hold what expand saw)
+    return {key: _plain(sympy.sympify(value)) for key, value in found.items()}
+
+
+def _plain(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` rebuilt, so that it carries no domain."""
+    if expr.is_Integer:
+        return sympy.Integer(int(expr))
+    return expr.func(*expr.args) if expr.args else expr
 
 
 def _size_one_checked(
