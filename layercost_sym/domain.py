@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 import sympy
 from sympy.core.singleton import Singleton
 
-__all__ = ["Condition", "Domain", "domain", "with_domain"]
+__all__ = ["Condition", "Domain", "domain", "with_domain", "without_domain"]
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
 
@@ -202,6 +202,22 @@ def with_domain(expr: E, domain: Domain) -> E:
     if len(_ATTACHED) >= _SWEEP_AT:
         _sweep()
     return attached
+
+
+def without_domain(expr: Any) -> Any:
+    """``expr`` rebuilt as an equal expression that carries no domain (to see what it says
+    where its domain would refuse, or to compare it without keeping it in the registry).
+
+    >>> import sympy, layercost_sym as lc
+    >>> H = lc.symbols("H")
+    >>> d = lc.Domain((lc.Condition(sympy.Ge(H, 3), "H >= 3", "too small", "example"),))
+    >>> e = without_domain(lc.with_domain(H - 2, d))
+    >>> e == H - 2, lc.domain(e), lc.evaluate(e, {"H": 2})
+    (True, Domain(()), 0)
+    """
+    if getattr(expr, "is_Integer", False):
+        return sympy.Integer(int(expr))
+    return expr.func(*expr.args) if getattr(expr, "args", ()) else expr
 
 
 def _sweep() -> None:

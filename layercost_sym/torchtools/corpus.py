@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..domain import without_domain
 from .corpus_models import TRANSFORMERS, Subject, build, timm_params
 
 __all__ = ["CAUSES", "Record", "check", "classify", "main", "report", "run"]
@@ -128,15 +129,6 @@ def _first_line(error: BaseException, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _bare(expr: Any) -> Any:
-    """``expr`` without the domain it carries (to see what it would have said)."""
-    import sympy
-
-    if getattr(expr, "is_Integer", False):
-        return sympy.Integer(int(expr))
-    return expr.func(*expr.args) if getattr(expr, "args", ()) else expr
-
-
 def _measure(subject: Subject, sizes: Mapping[str, int]) -> dict[str, int]:
     import torch
 
@@ -175,7 +167,7 @@ def _compare(analysis: Any, sizes: Mapping[str, int], measured: Mapping[str, int
         try:  # what the closed form would have said there: right (7) or not (4)
             for key in measured:
                 q, c = ("params", None) if key == "params" else ("flops", key)
-                bare[key] = lc.evaluate(_bare(analysis.quantity(q, c)), sizes)
+                bare[key] = lc.evaluate(without_domain(analysis.quantity(q, c)), sizes)
         except lc.EvaluationError:
             pass
         cause = "7" if bare == dict(measured) else "4"
@@ -354,50 +346,40 @@ def run(
         if on_record is not None:  # a partial report survives an interrupted run
             on_record([records[n] for n in models if n in records])
 
+    def pool(group: Sequence[str], attempt: int) -> None:
+        """Check ``group`` in one pool of ``jobs`` spawned processes; on the first attempt a
+        model whose pool breaks is left for the retry."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as workers:
+            futures = {workers.submit(checker, source, n, max_params, timeout): n for n in group}
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    if attempt == 0:
+                        continue  # retried, one model a pool
+                    record = Record(source, name, cause="other", detail="its process died")
+                except Exception as error:  # not picklable, ...: the run goes on
+                    record = Record(source, name, cause="other", detail=_first_line(error))
+                report_one(name, record)
+
     # a fresh pool per batch bounds each process' memory (max_tasks_per_child hangs on 3.11
-    # when it replaces a worker); a batch whose pool breaks is retried once in a new one
+    # when it replaces a worker); a batch whose pool breaks is retried, one model a pool, so
+    # that only the model whose process dies fails
     batches = [list(models[i : i + jobs * 8]) for i in range(0, len(models), jobs * 8)]
     for batch in batches:
         for attempt in range(2):
             pending = [n for n in batch if n not in records]
             if not pending:
                 break
-            # the retry: one model a pool, so that only the model whose process dies fails
-            pools = [pending] if attempt == 0 else [[n] for n in pending]
-            for group in pools:
-                _pool(source, group, (max_params, timeout, jobs, attempt), checker, report_one)
+            for group in [pending] if attempt == 0 else [[n] for n in pending]:
+                pool(group, attempt)
     return [records[n] for n in models if n in records]
-
-
-def _pool(
-    source: str,
-    group: Sequence[str],
-    settings: tuple[int | None, float, int, int],
-    checker: Callable[..., Record],
-    report_one: Callable[[str, Record], None],
-) -> None:
-    """Check ``group`` in one pool of spawned processes (``settings``: max params, timeout,
-    jobs, attempt), each record to ``report_one``; on the first attempt a model whose pool
-    breaks is left for the retry."""
-    max_params, timeout, jobs, attempt = settings
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
-        futures = {pool.submit(checker, source, n, max_params, timeout): n for n in group}
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                record = future.result()
-            except BrokenProcessPool:
-                if attempt == 0:
-                    continue  # retried, one model a pool
-                record = Record(source, name, cause="other", detail="its process died")
-            except Exception as error:  # not picklable, ...: the run goes on
-                record = Record(source, name, cause="other", detail=_first_line(error))
-            report_one(name, record)
 
 
 def totals(records: Iterable[Record]) -> dict[str, Any]:

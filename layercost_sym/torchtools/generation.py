@@ -41,7 +41,7 @@ from typing import Any, cast
 import sympy
 import torch
 
-from ..domain import Condition, Domain, with_domain
+from ..domain import Condition, Domain, with_domain, without_domain
 from ..domain import domain as domain_of
 from ..errors import ShapeError, TraceError
 from ..roofline import ChipLike
@@ -277,7 +277,7 @@ def _parts(
     out = []
     for p in pieces:
         expr = p.analysis.quantity(quantity, convention)
-        out.append((expr.func(*expr.args) if expr.args else expr, p.low, p.high))
+        out.append((without_domain(expr), p.low, p.high))
     return out
 
 

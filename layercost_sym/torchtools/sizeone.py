@@ -6,9 +6,9 @@ recorded, and a closed form traced so holds from 2, not at 1 (GPT-2 at ``L = 1``
 causal mask; the trace saw one).  :func:`size_one_branches` watches torch's static
 decisions during a trace: one that the range ``[2, oo)`` decides and ``[1, oo)`` does not,
 made by the model's own code (not torch's: its broadcasting and layout checks decide the same
-way and change no cost), is recorded with the sizes it read and the line that made it, so the
-analysis carries ``size >= 2`` and refuses a size of 1, naming the line (analyse that size as
-a number instead).
+way and change no cost), is recorded with the sizes it read and the line that made it.
+:func:`~layercost_sym.torchtools.tracing.analyze` then traces again with each such size 1 and
+refuses that size, naming the line, only where a quantity differs there.
 """
 
 from __future__ import annotations

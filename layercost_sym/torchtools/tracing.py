@@ -55,6 +55,7 @@ from typing import Any, cast
 import sympy
 import torch
 
+from ..domain import without_domain
 from ..errors import LayercostError, ShapeError, TraceError
 from ..glossary import glossary
 from ..ledger import Weights
@@ -259,27 +260,26 @@ def analyze(
             branches,
         )
         if isinstance(result, Analysis):
-            if check_size_one:
-                for name, where in branches.items():
+            if check_size_one and branches:
 
-                    def at_one(name: str = name) -> Analysis:
-                        ones = [tuple(1 if d == name else d for d in spec) for spec in specs]
-                        given = dict(zip(keyword_shapes, ones[len(input_shapes) :], strict=True))
-                        return analyze(
-                            model,
-                            *ones[: len(input_shapes)],
-                            dtype=dtype,
-                            convention=convention,
-                            training=training,
-                            hints={k: v for k, v in user_hints.items() if k != name} or None,
-                            backward=backward,
-                            element_sizes=element_sizes,
-                            check_size_one=False,
-                            **given,
-                            **call_kwargs,
-                        )
+                def at_one(name: str) -> Analysis:  # the same analysis, size ``name`` given as 1
+                    ones = [tuple(1 if d == name else d for d in spec) for spec in specs]
+                    given = dict(zip(keyword_shapes, ones[len(input_shapes) :], strict=True))
+                    return analyze(
+                        model,
+                        *ones[: len(input_shapes)],
+                        dtype=dtype,
+                        convention=convention,
+                        training=training,
+                        hints={k: v for k, v in user_hints.items() if k != name} or None,
+                        backward=backward,
+                        element_sizes=element_sizes,
+                        check_size_one=False,
+                        **given,
+                        **call_kwargs,
+                    )
 
-                    _size_one_checked(result, name, where, at_one)
+                _size_one_checked(result, branches, at_one)
             return result
         failure, traced = result
         seen.append(failure.message)
@@ -503,7 +503,9 @@ def _trace(
 
 
 def _totals(analysis: Analysis) -> dict[tuple[str, str | None], sympy.Expr]:
-    """Every quantity and convention ``analysis`` states, as plain expressions."""
+    """Every quantity and convention ``analysis`` states, as plain expressions (an expression
+    carrying a domain stays in the domain registry while held, and SymPy's caches hold what
+    ``expand`` saw)."""
     keys = {key for layer in analysis.layers for key in layer.own}
     found: dict[tuple[str, str | None], sympy.Expr] = {("params", None): analysis.params}
     for quantity, convention in sorted(keys | {("flops", c) for c in analysis.conventions}):
@@ -511,52 +513,47 @@ def _totals(analysis: Analysis) -> dict[tuple[str, str | None], sympy.Expr]:
             found[quantity, convention] = analysis.quantity(quantity, convention)
         except LayercostError:  # not stated by every call: not an answer to compare
             continue
-    # plain copies: an expression carrying a domain stays in the domain registry while held
-    # (SymPy's caches hold what expand saw)
-    return {key: _plain(sympy.sympify(value)) for key, value in found.items()}
-
-
-def _plain(expr: sympy.Expr) -> sympy.Expr:
-    """``expr`` rebuilt, so that it carries no domain."""
-    if expr.is_Integer:
-        return sympy.Integer(int(expr))
-    return expr.func(*expr.args) if expr.args else expr
+    return {key: without_domain(sympy.sympify(value)) for key, value in found.items()}
 
 
 def _size_one_checked(
-    analysis: Analysis, name: str, where: str, at_one: Callable[[], Analysis]
+    analysis: Analysis, branches: Mapping[str, str], at_one: Callable[[str], Analysis]
 ) -> None:
-    """Keep ``analysis`` answering at ``name = 1`` where the trace with that size 1
-    (``at_one()``) gives every quantity the closed form gives there; else add the guard
-    ``name >= 2``, its source naming the model's line ``where`` that branches."""
-    symbol = _user_symbol(name)
-    if symbol not in analysis.symbols or name in analysis.pinned:
-        return
-    ours = _totals(analysis)
-    try:
-        theirs = _totals(at_one())
-        differ = [
-            key
-            for key in ours
-            if key not in theirs or sympy.expand(ours[key].xreplace({symbol: 1}) - theirs[key]) != 0
-        ]
-    except LayercostError:
-        differ = list(ours)  # no trace at 1 to show the closed form holds there
-    if not differ:
-        return
-    guard = sympy.Ge(symbol, 2)
-    analysis.guard_sources[guard] = (
-        f"at {name} = 1 the model's code takes another branch ({where}); "
-        f"analyse with {name} given as 1 for that case"
-    )
-    if any(quantity in ("params", "flops") for quantity, _ in differ):
-        analysis.guards.append(guard)  # the FLOPs or the parameters: the whole analysis
-        analysis.__dict__.pop("domain", None)  # the cached domain, without the new guard
-        return
-    condition = analysis._guard_condition(guard)  # bytes, saved, ...: those quantities only
-    for quantity, convention in differ:
-        key = (quantity, str(convention))  # params (no convention) took the branch above
-        analysis.holds_if[key] = (*analysis.holds_if.get(key, ()), condition)
+    """For each input size a branch of the model's code read (``branches``: name -> the line),
+    keep ``analysis`` answering at that size 1 where the trace with it 1 (``at_one(name)``)
+    gives every quantity the closed form gives there; else add the guard ``name >= 2`` (FLOPs
+    or params differ) or a condition of the quantities that differ alone, naming the line."""
+    ours: dict[tuple[str, str | None], sympy.Expr] | None = None  # the same for every size
+    for name, where in branches.items():
+        symbol = _user_symbol(name)
+        if symbol not in analysis.symbols or name in analysis.pinned:
+            continue
+        ours = _totals(analysis) if ours is None else ours
+        try:
+            theirs = _totals(at_one(name))
+            differ = [
+                key
+                for key in ours
+                if key not in theirs
+                or sympy.expand(ours[key].xreplace({symbol: 1}) - theirs[key]) != 0
+            ]
+        except LayercostError:
+            differ = list(ours)  # no trace at 1 to show the closed form holds there
+        if not differ:
+            continue
+        guard = sympy.Ge(symbol, 2)
+        analysis.guard_sources[guard] = (
+            f"at {name} = 1 the model's code takes another branch ({where}); "
+            f"analyse with {name} given as 1 for that case"
+        )
+        if any(quantity in ("params", "flops") for quantity, _ in differ):
+            analysis.guards.append(guard)  # the FLOPs or the parameters: the whole analysis
+            analysis.__dict__.pop("domain", None)  # the cached domain, without the new guard
+            continue
+        condition = analysis._guard_condition(guard)  # bytes, saved, ...: those quantities only
+        for quantity, convention in differ:
+            key = (quantity, str(convention))  # params (no convention) took the branch above
+            analysis.holds_if[key] = (*analysis.holds_if.get(key, ()), condition)
 
 
 def repeated_blocks(model: torch.nn.Module) -> tuple[str, ...]:
