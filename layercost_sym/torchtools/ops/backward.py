@@ -472,7 +472,9 @@ def _mkldnn_rnn_layer_backward(args: tuple, kwargs: dict, out) -> int:
         )
     if len(a["batch_sizes"]) or x.dim() != 3:
         raise UncountedOpError("mkldnn_rnn_layer_backward: packed or unbatched input")
-    steps, batch = (x.shape[1], x.shape[0]) if a["batch_first"] else (x.shape[0], x.shape[1])
+    # torch transposes a batch_first input before the kernel and passes the flag on unread:
+    # the input here is time-major either way
+    steps, batch = x.shape[0], x.shape[1]
     return lstm_layer_backward_exact(
         steps,
         batch,
