@@ -32,6 +32,7 @@ from .reading import (
     distinct_inputs,
     element_sizes,
     fractional,
+    output_grads,
     read_spec,
     requires_grad,
     split_input,
@@ -320,6 +321,7 @@ def bind(
         flags.update(requires_grad(input_shapes))
     if WEIGHTS_GRAD in rule.compact_symbols:  # where a rule's backward uses it
         flags.update(weights_grad(module))
+    flags.update(output_grads(rule))
     for name, flag in flags.items():
         values[name], origin[name] = flag, "the call's tensors"
     assumed = _bind_data(rule, values, origin, dict(data or {}))

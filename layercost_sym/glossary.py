@@ -25,6 +25,7 @@ __all__ = [
     "DISTINCT_INPUTS",
     "DOMAINS",
     "ELEMENT_SIZES",
+    "OUTPUT_GRADS",
     "OUTPUT_SIZE",
     "REQUIRES_GRAD",
     "WEIGHTS_GRAD",
@@ -51,6 +52,10 @@ DISTINCT_INPUTS = {1: "x_1", 2: "x_2", 3: "x_3"}
 REQUIRES_GRAD = "rg"
 # the flag that is 1 when the module's parameters require grad (0: frozen), for backward costs
 WEIGHTS_GRAD = "gw"
+# output index (as tensors_in flattens a call's outputs) -> the flag that is 1 when a gradient
+# reaches that output: 1 in lc.bind and lc.count (the outputs' sum); lc.analyze reads them from
+# the model's autograd graph (a recurrent layer whose h_n the model does not use)
+OUTPUT_GRADS = {0: "go", 1: "gh", 2: "gc"}
 # argument index -> the flag that is 1 when that tensor argument of an operator call requires
 # grad (functional rules' backward: each argument's gradient is computed only where needed)
 ARGUMENT_GRADS = {1: "rg_1", 2: "rg_2", 3: "rg_3"}

@@ -35,6 +35,7 @@ from .glossary import (
     ARGUMENT_GRADS,
     DISTINCT_INPUTS,
     ELEMENT_SIZES,
+    OUTPUT_GRADS,
     OUTPUT_SIZE,
     REQUIRES_GRAD,
     WEIGHTS_GRAD,
@@ -52,6 +53,7 @@ __all__ = [
     "distinct_inputs",
     "element_sizes",
     "fractional",
+    "output_grads",
     "parameters_grad",
     "parse_bind_spec",
     "read_spec",
@@ -685,6 +687,13 @@ def requires_grad(inputs: Sequence[Any]) -> dict[str, int]:
     fills them)."""
     first = inputs[0] if inputs else None
     return {REQUIRES_GRAD: int(bool(_is_tensor(first) and getattr(first, "requires_grad", False)))}
+
+
+def output_grads(rule: Rule) -> dict[str, int]:
+    """The flags ``go``, ``gh``, ``gc`` a rule uses, at 1: a gradient reaches every output of
+    the call (the outputs' sum, as ``lc.count`` seeds its backward); ``lc.analyze`` sets them
+    from the model's autograd graph after its trace."""
+    return {flag: 1 for flag in OUTPUT_GRADS.values() if flag in rule.compact_symbols}
 
 
 def weights_grad(module: Any) -> dict[str, int]:

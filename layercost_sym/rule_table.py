@@ -21,6 +21,7 @@ from .glossary import (
     ARGUMENT_GRADS,
     DISTINCT_INPUTS,
     ELEMENT_SIZES,
+    OUTPUT_GRADS,
     OUTPUT_SIZE,
     REQUIRES_GRAD,
     WEIGHTS_GRAD,
@@ -235,7 +236,7 @@ class RuleTable:
         bound |= (
             set(ELEMENT_SIZES.values())
             | set(DISTINCT_INPUTS.values())
-            | {REQUIRES_GRAD, WEIGHTS_GRAD}
+            | {REQUIRES_GRAD, WEIGHTS_GRAD, *OUTPUT_GRADS.values()}
         )
         if family == "functional":  # from an operator call's tensors (lc.analyze)
             bound |= {OUTPUT_SIZE, ARGUMENT_ELEMENTS, *ARGUMENT_GRADS.values()}

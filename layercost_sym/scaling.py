@@ -25,7 +25,7 @@ from .inverse import exact_budget, exact_value, nondecreasing, search, univariat
 
 __all__ = ["IsoFlopRow", "iso_flop", "meets_budget", "training_flops"]
 
-_GRADIENT_FLAGS = ("rg", "gw", "rg_1", "rg_2", "rg_3")
+_GRADIENT_FLAGS = ("rg", "gw", "rg_1", "rg_2", "rg_3", "go", "gh", "gc")
 
 
 def training_flops(architecture: Any, convention: str = "torch") -> sympy.Expr:

@@ -205,3 +205,62 @@ def test_recurrent_layers_analyse_at_symbolic_sizes():
             stepped = lc.count(model, (n, h, w, 4))
         assert analysis.evaluate(at, "torch") == stepped.cost("torch") > fused.cost("torch")
         assert stepped.cost("exact") == fused.cost("exact")
+
+
+class _Uses(torch.nn.Module):
+    """A recurrent layer of which the model uses some outputs: ``o`` the sequence, ``h`` h_n,
+    ``c`` c_n (``rnn(x)[0]`` is ``"o"``; a classifier on the last state is ``"h"``)."""
+
+    def __init__(self, rnn: torch.nn.Module, uses: str) -> None:
+        super().__init__()
+        self.rnn, self.uses = rnn, uses
+
+    def forward(self, x):
+        out, state = self.rnn(x)
+        h, c = state if isinstance(state, tuple) else (state, None)
+        used = {"o": out, "h": h[-1], "c": c}  # h_n[-1]: a gradient (zeros elsewhere) reaches h_n
+        return sum(used[k].sum() for k in self.uses)
+
+
+_RECURRENT = {
+    "bidirectional LSTM": lambda: torch.nn.LSTM(4, 5, bidirectional=True, batch_first=True),
+    "2-layer LSTM, projection": lambda: torch.nn.LSTM(4, 5, 2, batch_first=True, proj_size=3),
+    "2-layer LSTM": lambda: torch.nn.LSTM(4, 5, 2, batch_first=True),
+    "GRU": lambda: torch.nn.GRU(4, 5, batch_first=True),
+    "bidirectional 2-layer GRU": lambda: torch.nn.GRU(
+        4, 5, 2, bidirectional=True, batch_first=True
+    ),
+    "RNN": lambda: torch.nn.RNN(4, 5, batch_first=True),
+}
+
+
+@pytest.mark.parametrize("uses", ["ohc", "o", "oh", "oc", "h", "hc"])
+@pytest.mark.parametrize("name", sorted(_RECURRENT))
+def test_backward_of_the_outputs_the_model_uses(name, uses):
+    # the rules' backward takes a gradient at every output (lc.count's outputs' sum); a model
+    # that drops h_n or c_n (rnn(x)[0]) or the sequence (a classifier on h_n) skips the adds
+    # those gradients meet: lc.analyze read 4848 where the backward runs 4836 (before go, gh,
+    # gc).  The op counter running the backward is the reference, at N != L both ways
+    if "c" in uses and "LSTM" not in name:
+        uses = uses.replace("c", "")
+    torch.manual_seed(0)
+    model = _Uses(_RECURRENT[name](), uses)
+    analysis = lc.analyze(model, ("N", "L", 4), backward=True)
+    for n, steps in [(2, 3), (3, 2)]:
+        counted = lc.count(model, (n, steps, 4), backward=True)
+        assert (
+            analysis.evaluate({"N": n, "L": steps}, "exact", quantity="backward")
+            == (counted.values[("backward", "exact")])
+        )
+
+
+def test_backward_refused_where_no_gradient_reaches_output_or_h_n():
+    # only c_n used: neither the output's nor h_n's gradient reaches the layer, a case the
+    # rule does not state; the backward names its constraint, the forward still answers
+    model = _Uses(torch.nn.LSTM(4, 5, batch_first=True), "c")
+    forward = lc.analyze(model, (2, 3, 4))
+    assert forward.evaluate({}, "exact") == lc.count(model, (2, 3, 4)).cost("exact")
+    analysis = lc.analyze(model, (2, 3, 4), backward=True)
+    for quantity in ("backward", "flops"):  # FLOPs with backward=True include the backward
+        with pytest.raises(lc.DomainError, match=r"Max\(go, gh\) == 1.*uses neither"):
+            analysis.evaluate({}, "exact", quantity=quantity)

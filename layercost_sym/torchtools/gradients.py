@@ -27,7 +27,14 @@ from typing import Any
 import sympy
 import torch
 
-__all__ = ["GRADIENT_SUM", "MOVEMENT_BACKWARD", "NO_BACKWARD", "GradientSums", "grad_key"]
+__all__ = [
+    "GRADIENT_SUM",
+    "MOVEMENT_BACKWARD",
+    "NO_BACKWARD",
+    "GradientSums",
+    "grad_key",
+    "reached_keys",
+]
 
 # operators without a functional rule whose backward, where an argument requires grad, is data
 # movement only (derivatives.yaml: a view, a slice, a copy or a concatenation of the output's
@@ -53,6 +60,35 @@ def grad_key(t: torch.Tensor) -> tuple[int, int]:
     for a leaf."""
     node = t.grad_fn
     return (id(node), t.output_nr) if node is not None else (id(t), -1)
+
+
+def reached_keys(results: Sequence[Any]) -> set[tuple[int, int]]:
+    """The places (:func:`grad_key`) a gradient of ``results`` reaches: the tensors' own and
+    every node output the autograd graph leads to from them.
+
+    >>> x = torch.randn(2, requires_grad=True)
+    >>> a, b = x * 2, x * 3                  # b is not used
+    >>> reached = reached_keys([a.sum()])
+    >>> grad_key(a) in reached, grad_key(b) in reached
+    (True, False)
+    """
+    found: set[tuple[int, int]] = set()
+    todo = []
+    for t in results:
+        if isinstance(t, torch.Tensor) and t.requires_grad and t.grad_fn is not None:
+            found.add(grad_key(t))
+            todo.append(t.grad_fn)
+    seen: set[int] = set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for following, number in node.next_functions:
+            if following is not None:
+                found.add((id(following), number))
+                todo.append(following)
+    return found
 
 
 class GradientSums:

@@ -44,6 +44,7 @@ __all__ = [
     "module_view",
     "op_call",
     "op_rule",
+    "open_conditions",
     "params_at",
 ]
 
@@ -73,6 +74,18 @@ def bind_call(
     subs = {symbols[k]: v for k, v in values.items()}
     for symbol, default in rule.data_defaults().items():
         values[symbol.name] = subs[symbol] = default.xreplace(subs)
+    return values, open_conditions(rule, training, values)
+
+
+def open_conditions(
+    rule: Rule, training: bool, values: Mapping[str, sympy.Expr]
+) -> tuple[Condition, ...]:
+    """The constraints of ``rule`` that ``values`` (symbol name -> expression: a call's
+    binding) leave open, in those values; one decided false raises
+    :class:`~layercost_sym.ShapeError` naming it, unless it is one of some quantities alone (a
+    backward torch refuses), which is kept, false, for them."""
+    symbols = glossary().symbols
+    subs = {symbols[k]: v for k, v in values.items()}
     open_: list[Condition] = []
     for c in rule.conditions(training):
         decided = c.condition.xreplace(subs)
@@ -83,7 +96,7 @@ def bind_call(
         if decided is not sympy.true and decided != sympy.true:
             quantities = tuple((n, e.xreplace(subs)) for n, e in c.quantities)
             open_.append(replace(c, condition=decided, quantities=quantities))
-    return values, tuple(open_)
+    return tuple(open_)
 
 
 def op_call(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[dict, list[torch.Tensor]]:

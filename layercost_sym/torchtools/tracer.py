@@ -21,11 +21,12 @@ from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import ShapeError
-from ..glossary import ELEMENT_SIZES
+from ..glossary import ELEMENT_SIZES, OUTPUT_GRADS
 from ..quantities import quantity as _quantity
 from ..reading import (
     distinct_inputs,
     element_sizes,
+    output_grads,
     parameters_grad,
     requires_grad,
     unread_tensors,
@@ -34,7 +35,14 @@ from ..reading import (
 from . import pinning as _pinning
 from .analysis import Layer, Unsupported
 from .callbytes import CallBytes
-from .gradients import GRADIENT_SUM, MOVEMENT_BACKWARD, NO_BACKWARD, GradientSums
+from .gradients import (
+    GRADIENT_SUM,
+    MOVEMENT_BACKWARD,
+    NO_BACKWARD,
+    GradientSums,
+    grad_key,
+    reached_keys,
+)
 from .indices import IndexRanges
 from .lookup import (
     MODULE_OPS,
@@ -45,6 +53,7 @@ from .lookup import (
     module_view,
     op_call,
     op_rule,
+    open_conditions,
     params_at,
 )
 from .opbytes import storage_id, tensors_in
@@ -114,6 +123,10 @@ class Tracer:
         self.module_inputs: dict[str, dict[int, sympy.Expr]] = {}
         # ruled module -> (its outputs, once known; the gradient keys it read)
         self.module_reads: dict[int, tuple[list, dict]] = {}
+        # the calls whose rule states which of their outputs a gradient reaches (go, gh, gc:
+        # a recurrent layer's h_n the model may not use), with their outputs once known
+        # (its row, its outputs once known); rows are replaced in place, inserted only after
+        self.output_flagged: list[tuple[int, list]] = []
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
         return tuple(self.convert(d) for d in t.shape)
@@ -160,6 +173,28 @@ class Tracer:
             }
             self.layers.insert(position, _movement_row(f"{where}:{GRADIENT_SUM}", own))
 
+    def outputs_reached(self, results: Sequence[Any]) -> None:
+        """Bind the flags ``go``, ``gh``, ``gc`` of the calls whose rule states them: 1 where
+        the gradient of the model's ``results`` reaches that output of the call, 0 where the
+        model does not use it (``rnn(x)[0]`` leaves h_n and c_n without one)."""
+        if not self.output_flagged:
+            return
+        reached = reached_keys(results)
+        for position, outputs in self.output_flagged:
+            layer = self.layers[position]
+            flags = output_grads(layer._rule) if layer._rule is not None else {}
+            for i, flag in OUTPUT_GRADS.items():
+                if flag in flags and i < len(outputs):
+                    flags[flag] = int(grad_key(outputs[i]) in reached)
+            binding = {**layer.binding, **{k: sympy.Integer(v) for k, v in flags.items()}}
+            assert layer._rule is not None  # output_flagged holds ruled calls only
+            # the rule's constraints again: one may state which outputs its backward needs
+            conditions = open_conditions(layer._rule, layer.training, binding)
+            self.layers[position] = dataclasses.replace(
+                layer, binding=binding, conditions=conditions, _cache={}
+            )
+        self.output_flagged.clear()
+
     def _guard(self, guard: tuple[sympy.Basic, str] | None) -> None:
         if guard is not None:
             self.guards.append(guard)
@@ -203,6 +238,7 @@ class Tracer:
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
             sizes.update(requires_grad(tensors))
             sizes.update(weights_grad(module))
+            sizes.update(output_grads(rule))  # 1 until outputs_reached reads the graph
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
@@ -249,6 +285,8 @@ class Tracer:
                 conditions=conditions,
             )
         )
+        if output_grads(rule):
+            self.output_flagged.append((len(self.layers) - 1, outputs))
 
     def post(self, module, args, kwargs, output):
         self.stack.pop()

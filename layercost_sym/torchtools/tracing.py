@@ -406,6 +406,7 @@ def _trace(
             for sym in sorted(branch.symbols & symbol_map.keys(), key=str):
                 size_one_branches_found.setdefault(str(symbol_map[sym]), branch.where)
     tracer.attribute_saved(kept.saved)
+    tracer.outputs_reached(tensors_in(out))
     tracer.gradient_sums()
     costed_by_operators = []
     owned: set[int] = set()  # parameters attributed to a module costed by its operators
