@@ -62,15 +62,30 @@ def test_pinned_models_name_the_dims_the_cause_and_the_code(source, name, pinned
     assert any(key.startswith("second N=2") for key in r.shapes), r.shapes
 
 
-def test_a_model_the_reference_cannot_count_fails_with_its_cause():
-    # Qwen2-MoE routes tokens with topk, which the exact op counter has no rule for: there is no
-    # reference to check against, said as such (not as a model that does not run)
+def test_a_router_s_topk_is_value_dependent_and_the_rest_is_checked():
+    # Qwen2-MoE routes tokens with topk, whose comparisons depend on the values: no rule states
+    # it and the exact op counter refuses it (the record said "counter": no reference).  The
+    # analysis lists it; params and torch (FlopCounterMode, which counts none for topk, the
+    # experts run as batched_mm as the trace runs them) are checked at both shapes
     r = record("transformers", "qwen2_moe")
-    assert r.status == "failed" and r.cause == "counter"
-    assert "aten.topk" in r.detail
+    assert r.status == "symbolic" and r.cause == "value" and r.concrete == "equal", r
+    assert "aten.topk.default" in r.unsupported and r.exact_at_both and r.wrong == 0
     assert r.params == sum(
         p.numel() for p in corpus.build("transformers", "qwen2_moe").model.parameters()
     )
+
+
+def test_only_value_dependent_work_is_value_dependent():
+    from layercost_sym.torchtools.analysis import Unsupported
+
+    topk = Unsupported("gate:topk", "op", "aten.topk.default", "no functional rule", False)
+    router = Unsupported("gate", "module", "R", "... by the functional rules except topk", False)
+    other = Unsupported("m:max", "op", "aten.max.dim", "no functional rule", False)
+    assert corpus._value_dependent([topk, router])
+    assert not corpus._value_dependent([topk, other])  # uncounted work beside topk: cause 6
+    assert not corpus._value_dependent([router])  # a module's own listing, no topk call
+    both = Unsupported("m", "module", "M", "... by the functional rules except max, topk", False)
+    assert not corpus._value_dependent([topk, both])
 
 
 def test_max_params_skips_from_a_meta_build():
