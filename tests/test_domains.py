@@ -163,6 +163,38 @@ def test_analysis_closed_forms_carry_their_guards():
         Positions()(torch.zeros(2, 11, 4))
 
 
+class _RelativePositions(torch.nn.Module):
+    """mvitv2's relative positions: a table of 2*7 - 1 rows indexed by the distances of the
+    sequence's positions, ``arange(q) * ratio - arange(k) * ratio + (k - 1) * ratio``: any
+    length up to 7 runs, beyond it torch raises IndexError (timm's mvitv2 at 232 px)."""
+
+    def __init__(self, ratio: float | int = 1.0):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(13, 4))
+        self.ratio = ratio
+
+    def forward(self, x):
+        length = x.shape[1]
+        r = self.ratio
+        distance = torch.arange(length).unsqueeze(-1) * r - torch.arange(length).unsqueeze(0) * r
+        distance += (length - 1) * r
+        return x + self.table[distance.long()].sum(1)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1])
+def test_relative_position_lookup_guards_its_table(ratio):
+    model = _RelativePositions(ratio)
+    analysis = lc.analyze(model, ("N", "L", 4))
+    for length in (2, 7):  # what a run does there, to the op
+        assert analysis.evaluate({"N": 2, "L": length}, "exact") == (
+            lc.count(model, (2, length, 4)).cost("exact")
+        )
+    with pytest.raises(IndexError):
+        model(torch.zeros(2, 8, 4))
+    with pytest.raises(lc.DomainError, match=r"guard L <= 7 .*fails at L=8"):
+        analysis.evaluate({"N": 2, "L": 8}, "exact")
+
+
 def _cli(*args: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

@@ -110,7 +110,7 @@ class Tracer:
         # costed by its operators instead
         self.operator_costed: dict[int, str] = {}
         self.current_unruled: list[int] = []
-        self.indices = IndexRanges(convert)  # the largest value of arange()'s index tensors
+        self.indices = IndexRanges(convert)  # the range of values of arange()'s index tensors
         self.guards: list[tuple[sympy.Basic, str]] = []  # (condition, where it comes from)
         # outputs of unsqueeze(x, -2): id -> tensor (F.adaptive_avg_pool1d runs ATen's 2-d pool
         # on one; see the peers' [functional_calls] in formulas/conventions/)
@@ -334,9 +334,15 @@ class Tracer:
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
         name = op_name(func)
+        where = self.stack[-1] if self.stack else ""
         if name == "embedding" and len(args) > 1:  # F.embedding between modules
-            where = self.stack[-1] if self.stack else ""
             self._guard(self.indices.guard(where, args[1], args[0].shape[0]))
+        elif name == "index" and len(args) > 1:  # table[indices]: a relative-position lookup
+            for dim, index in enumerate(args[1]):
+                if isinstance(index, torch.Tensor):
+                    self._guard(self.indices.guard(where, index, args[0].shape[dim], wraps=True))
+        elif name == "index_select" and len(args) > 2:
+            self._guard(self.indices.guard(where, args[2], args[0].shape[args[1]]))
         out = self._cost(mode, func, name, args, kwargs)
         self._note_op_reads(func, args, kwargs, out)
         self.indices.track(name, args, kwargs, out)
