@@ -114,7 +114,7 @@ class IndexRanges:
             if shift is not None:
                 return lo + sign * shift, hi + sign * shift
             paired = self.range_of(other)
-            if paired is None or not _outer(args[0], other):
+            if paired is None or not isinstance(other, torch.Tensor) or not _outer(args[0], other):
                 return None
             if sign > 0:
                 return lo + paired[0], hi + paired[1]
