@@ -274,3 +274,20 @@ def test_a_process_that_dies_takes_only_its_own_model_with_it():
         ("fine", "symbolic", ""),
         ("also fine", "symbolic", ""),
     ]
+
+
+def test_second_shape_candidates_include_smaller_multiples_of_32():
+    # mvitv2 sizes its relative-position tables for its default side: it runs at 192 x 160 but
+    # not at 225 x 233 or 256 x 288, and was checked at one shape only; the third candidate is
+    # below the default (where the sides leave room: above 96)
+    import torch
+
+    from layercost_sym.torchtools.corpus_models import _image_subject
+
+    model = torch.nn.Identity()
+    assert _image_subject(model, 3, 224, 224).second == [
+        {"N": 2, "H": 225, "W": 233},
+        {"N": 2, "H": 256, "W": 288},
+        {"N": 2, "H": 192, "W": 160},
+    ]
+    assert len(_image_subject(model, 3, 64, 64).second) == 2
