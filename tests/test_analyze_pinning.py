@@ -523,3 +523,34 @@ def test_cli_hint_and_pinned_in_json(capsys, monkeypatch, tmp_path):
     )
     out = capsys.readouterr().out
     assert "pinned: W = 224 (squaremodels.py:4: square images only)" in out.splitlines()
+
+
+class _BareAssert(nn.Module):
+    """timm's halo and bottleneck attention: ``_assert(H % block == 0, '')`` and
+    ``_assert(H == height, '')``, asserts with no message of their own; the model states its
+    image size (``img_size``), as timm's do."""
+
+    def __init__(self, divisible: bool) -> None:
+        super().__init__()
+        self.divisible, self.img_size = divisible, 16
+
+    def forward(self, x):
+        if self.divisible:
+            torch._assert(x.shape[-2] % 8 == 0, "")
+        else:
+            torch._assert(x.shape[-2] == 16, "")
+        return x * 2
+
+
+@pytest.mark.parametrize(("divisible", "cause"), [(True, "2"), (False, "1")])
+def test_a_bare_assert_is_pinned_with_its_line(divisible, cause):
+    # the note said "file:line: AssertionError" and the corpus filed timm's botnet, halonet and
+    # bat_resnext under "other": the assert's own line says which cause it is
+    from layercost_sym.torchtools.corpus import classify
+
+    analysis = lc.analyze(_BareAssert(divisible), ("N", 3, "H", "W"))
+    value, note = analysis.pinned["H"]
+    line = 'x.shape[-2] % 8 == 0, ""' if divisible else 'x.shape[-2] == 16, ""'
+    assert value == 16 and note.startswith("test_analyze_pinning.py:"), note
+    assert line in note and note.endswith("(AssertionError)") and classify(note) == cause
+    assert analysis.evaluate({"N": 3, "H": 16, "W": 5}, "exact") == 3 * 3 * 16 * 5

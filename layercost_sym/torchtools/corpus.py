@@ -25,6 +25,10 @@ and the report, are one command's; the models and how each is fed are in corpus_
 '2'
 >>> classify("cannot trace M: Could not guard on data-dependent expression Eq(u0, 0)")
 '5'
+>>> classify("bottleneck_attn.py:165: _assert(H == self.pos_embed.height, '') (AssertionError)")
+'1'
+>>> classify("halo_attn.py:208: _assert(H % self.block_size == 0, '') (AssertionError)")
+'2'
 """
 
 from __future__ import annotations
@@ -69,12 +73,14 @@ CAUSES = {
 }
 
 _RULES = [  # (pattern, cause), first match wins
-    (r"divisible|multiple of", "2"),
+    (r"divisible|multiple of|% *[\w.]+ *== *0", "2"),
     (r"data.dependent|GuardOnDataDependent|Eq\(u\d", "5"),
     (r"broadcast|must match the size|Mismatching", "mismatch"),
     (r"torch specialised", "specialised"),
     (r"concrete|fails with .* symbolic|SymInt|symbolic sizes|specialized", "3"),
     (r"doesn't match|does not match|Wrong image|expects|Expected|must be|should be", "1"),
+    # a bare assert of the model's own, its line quoted: a size equal to the model's own
+    (r"assert.*==.*\(AssertionError\)$", "1"),
 ]
 
 

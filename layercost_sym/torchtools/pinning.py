@@ -312,7 +312,10 @@ def _note(failure: Failure, names: Sequence[str]) -> str:
     """Where the pin of ``names`` comes from: the model's code and what it said."""
     where = f"{failure.where}: " if failure.where else ""
     if failure.by_model:  # the model's own words
-        return f"{where}{failure.message}"
+        said = failure.message
+        if failure.code and said == type(failure.error).__name__:  # a bare assert: its line
+            said = f"{failure.code} ({said})"
+        return f"{where}{said}"
     code = f"{failure.code} " if failure.code else ""
     dims = ", ".join(names)
     return f"{where}{code}fails with {dims} symbolic (torch: {_short(failure.message, 100)})"
