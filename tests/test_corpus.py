@@ -291,3 +291,12 @@ def test_second_shape_candidates_include_smaller_multiples_of_32():
         {"N": 2, "H": 192, "W": 160},
     ]
     assert len(_image_subject(model, 3, 64, 64).second) == 2
+
+
+def test_the_report_says_which_models_were_checked_without_exact():
+    both = {"default N=1,L=32": "ok", "second N=2,L=13": "ok"}
+    moe = Record("transformers", "mixtral", 10, "symbolic", cause="value", concrete="equal")
+    moe.shapes = dict(both)
+    text = corpus.report([moe], "t", "c")
+    assert "100% (1 of 1) (1 of cause value: params and torch only)" in text
+    assert "| value | 1 | work that depends on the values" in text

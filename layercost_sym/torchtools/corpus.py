@@ -454,10 +454,13 @@ def report(records: Sequence[Record], title: str, command: str, note: str = "") 
     lines = [f"# {title}", "", f"Produced by `{command}`.", ""]
     if note:
         lines += [note, ""]
+    value = t["cause"].get("value", 0)
+    partly = f" ({value} of cause value: params and torch only)" if value else ""
     lines += [
         f"- models that build and run on CPU: {t['ran']}",
         "- concrete analysis equals torch and the exact counter: "
-        + _percent(t["concrete"], t["ran"]),
+        + _percent(t["concrete"], t["ran"])
+        + partly,
         "- symbolic or pinned, exact at both shapes (a pinned size keeps its value at the "
         f"second): {_percent(t['both'], t['ran'])}",
         f"- silently wrong numbers: {t['wrong']}",
