@@ -5,7 +5,12 @@ Each call of a module with a rule (the outermost one) becomes a :class:`.analysi
 from the module's attributes and its inputs' symbolic shapes; every operator run outside such
 modules is costed by its functional rule, broken up by torch's decomposition table where the
 op counter breaks it up, or listed as unsupported (never a silent 0).  Integer index tensors
-made by ``arange`` are followed into embedding lookups, which bound the size they index.
+made by ``arange`` are followed into embedding and tensor-indexing lookups, which bound the
+size they index.  After the run, the calls whose rule states which outputs get a gradient
+(recurrent layers: ``go``, ``gh``, ``gc``) are bound from the model's autograd graph.
+
+(Over 500 lines by design: the hooks and the dispatch mode share one state, the calls of one
+run; what is not that state lives beside it: gradients.py, indices.py, callbytes.py.)
 """
 
 from __future__ import annotations
