@@ -286,6 +286,7 @@ def _check(record: Record, max_params: int | None) -> None:
         record.cause, record.detail = "package", f"{type(error).__name__}: {_first_line(error)}"
         return
     record.unsupported = sorted({u.what for u in analysis.unsupported})
+    value = _value_dependent(analysis.unsupported)  # uncounted, but none of it torch's
     record.pinned = {n: v for n, (v, _) in analysis.pinned.items()}
     record.status = "pinned" if record.pinned else "symbolic"
     notes = dict.fromkeys(note for _, note in analysis.pinned.values())
@@ -302,13 +303,12 @@ def _check(record: Record, max_params: int | None) -> None:
                 continue  # the model does not run at this size: the next candidate
             verdict = _compare(analysis, at, measured)
             record.shapes[f"{label} " + ",".join(f"{k}={v}" for k, v in at.items())] = verdict
-            uncounted = record.unsupported and not _value_dependent(analysis.unsupported)
+            uncounted = record.unsupported and not value
             if verdict.startswith("wrong") and not uncounted:
                 record.wrong += 1
             break
     if record.unsupported:  # uncounted work, listed by the analysis
         listed = "unsupported: " + ", ".join(record.unsupported)
-        value = _value_dependent(analysis.unsupported)
         record.cause, record.detail = (
             record.cause or ("value" if value else "6"),
             "; ".join(filter(None, [listed, record.detail])),

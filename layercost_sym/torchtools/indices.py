@@ -125,6 +125,21 @@ class IndexRanges:
                 return lo * scale, hi * scale
         return None
 
+    def lookups(self, where: str, name: str, args: tuple) -> list[tuple[sympy.Basic, str]]:
+        """The guards of the lookups operator ``name`` makes at ``where`` with ``args``:
+        ``embedding`` (F.embedding between modules), ``index`` (``table[indices]``, a
+        relative-position lookup) and ``index_select``."""
+        found = []
+        if name == "embedding" and len(args) > 1:
+            found.append(self.guard(where, args[1], args[0].shape[0]))
+        elif name == "index" and len(args) > 1:
+            for dim, index in enumerate(args[1]):
+                if isinstance(index, torch.Tensor):
+                    found.append(self.guard(where, index, args[0].shape[dim], wraps=True))
+        elif name == "index_select" and len(args) > 2:
+            found.append(self.guard(where, args[2], args[0].shape[args[1]]))
+        return [g for g in found if g is not None]
+
     def guard(
         self, where: str, indices: Any, rows: Any, *, wraps: bool = False
     ) -> tuple[sympy.Basic, str] | None:

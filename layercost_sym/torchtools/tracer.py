@@ -129,8 +129,8 @@ class Tracer:
         # ruled module -> (its outputs, once known; the gradient keys it read)
         self.module_reads: dict[int, tuple[list, dict]] = {}
         # the calls whose rule states which of their outputs a gradient reaches (go, gh, gc:
-        # a recurrent layer's h_n the model may not use), with their outputs once known
-        # (its row, its outputs once known); rows are replaced in place, inserted only after
+        # a recurrent layer's h_n the model may not use): (its row, its outputs once known);
+        # rows are replaced in place until gradient_sums inserts its own
         self.output_flagged: list[tuple[int, list]] = []
 
     def shape(self, t: torch.Tensor) -> tuple[sympy.Expr, ...]:
@@ -187,12 +187,12 @@ class Tracer:
         reached = reached_keys(results)
         for position, outputs in self.output_flagged:
             layer = self.layers[position]
-            flags = output_grads(layer._rule) if layer._rule is not None else {}
+            assert layer._rule is not None  # output_flagged holds ruled calls only
+            flags = output_grads(layer._rule)
             for i, flag in OUTPUT_GRADS.items():
                 if flag in flags and i < len(outputs):
                     flags[flag] = int(grad_key(outputs[i]) in reached)
             binding = {**layer.binding, **{k: sympy.Integer(v) for k, v in flags.items()}}
-            assert layer._rule is not None  # output_flagged holds ruled calls only
             # the rule's constraints again: one may state which outputs its backward needs
             conditions = open_conditions(layer._rule, layer.training, binding)
             self.layers[position] = dataclasses.replace(
@@ -243,7 +243,8 @@ class Tracer:
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
             sizes.update(requires_grad(tensors))
             sizes.update(weights_grad(module))
-            sizes.update(output_grads(rule))  # 1 until outputs_reached reads the graph
+            flagged = output_grads(rule)  # 1 until outputs_reached reads the graph
+            sizes.update(flagged)
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
             params = params_at(rule, values)
         except ShapeError as exc:
@@ -290,7 +291,7 @@ class Tracer:
                 conditions=conditions,
             )
         )
-        if output_grads(rule):
+        if flagged:
             self.output_flagged.append((len(self.layers) - 1, outputs))
 
     def post(self, module, args, kwargs, output):
@@ -339,15 +340,8 @@ class Tracer:
         if self.ruled_depth or func.namespace == "prim":
             return func(*args, **kwargs)
         name = op_name(func)
-        where = self.stack[-1] if self.stack else ""
-        if name == "embedding" and len(args) > 1:  # F.embedding between modules
-            self._guard(self.indices.guard(where, args[1], args[0].shape[0]))
-        elif name == "index" and len(args) > 1:  # table[indices]: a relative-position lookup
-            for dim, index in enumerate(args[1]):
-                if isinstance(index, torch.Tensor):
-                    self._guard(self.indices.guard(where, index, args[0].shape[dim], wraps=True))
-        elif name == "index_select" and len(args) > 2:
-            self._guard(self.indices.guard(where, args[2], args[0].shape[args[1]]))
+        for guard in self.indices.lookups(self.stack[-1] if self.stack else "", name, args):
+            self._guard(guard)
         out = self._cost(mode, func, name, args, kwargs)
         self._note_op_reads(func, args, kwargs, out)
         self.indices.track(name, args, kwargs, out)
