@@ -224,7 +224,7 @@ class BindKind:
     read: Callable[[_Call, BindSpec], Any]
 
 
-def _read_number(c: _Call, spec: BindSpec) -> int:
+def _read_number(c: _Call, spec: BindSpec) -> int | sympy.Expr:
     """``attr`` / ``attr[i]``: an integer attribute (or element ``i`` of a sequence; a single
     element serves every ``i``); a bool is 1/0, an integer-valued float that integer."""
     value = c.attribute(spec)
@@ -241,6 +241,8 @@ def _read_number(c: _Call, spec: BindSpec) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)  # an integer-valued float (scale_factor=2.0) is that integer
+    if isinstance(value, sympy.Expr) and value.is_integer:
+        return value  # a size in the input symbols (a traced call's groups, 2*N)
     if isinstance(value, float):
         raise c.error(
             f"module.{spec.text} is {value!r}, not a whole number (symbol {c.symbol}): the "

@@ -334,6 +334,34 @@ def test_convolutions_and_pools_called_as_functions_are_costed_by_their_module_r
         _assert_matches(analysis, model, [(n, 3, h, w)], {"N": n, "H": h, "W": w})
 
 
+class PerSampleConv(nn.Module):
+    """timm's CondConv2d in small: each sample mixes its own kernel from 2 experts and the
+    batch runs as one convolution of N*g groups, so the weight's first dimension and the groups
+    are sizes in N (weight (N*8, 2, 3, 3), groups 2*N)."""
+
+    def __init__(self):
+        super().__init__()
+        self.route = nn.Linear(4, 2)
+        self.experts = nn.Parameter(torch.randn(2, 8 * 2 * 3 * 3))
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        kernels = (self.route(x.mean((2, 3))) @ self.experts).view(n * 8, 2, 3, 3)
+        out = F.conv2d(x.reshape(1, n * c, h, w), kernels, padding=1, groups=2 * n)
+        return out.view(n, 8, out.shape[-2], out.shape[-1])
+
+
+def test_a_convolution_whose_groups_and_weight_are_sizes_in_the_batch_stays_symbolic():
+    # was: ShapeError "module.groups is 4, not an integer" (the groups a SymInt), or N pinned
+    torch.manual_seed(0)
+    model = PerSampleConv().eval()
+    analysis = lc.analyze(model, ("N", 4, "H", "W"))
+    assert not analysis.unsupported and not analysis.pinned
+    assert "N" in {str(s) for s in analysis.cost("macs").free_symbols}
+    for n, h, w in [(1, 9, 11), (2, 13, 8), (3, 7, 7)]:
+        _assert_matches(analysis, model, [(n, 4, h, w)], {"N": n, "H": h, "W": w})
+
+
 def test_a_module_called_twice_counts_its_cost_twice_and_its_parameters_once():
     linear = nn.Linear(4, 4)
     model = nn.Sequential(linear, nn.ReLU(), linear)

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -206,19 +206,25 @@ def as_function(
     return tuple(only), stated, notes
 
 
-def module_view(name: str, named: dict[str, Any], schema) -> tuple[Rule, Any] | None:
-    """``(rule, attributes)`` describing an operator call as its torch.nn module, or None."""
+def module_view(
+    name: str, named: dict[str, Any], schema, convert: Callable[[Any], Any]
+) -> tuple[Rule, Any] | None:
+    """``(rule, attributes)`` describing an operator call as its torch.nn module, or None.
+
+    ``convert`` makes a size (an int or a SymInt) a number or a closed form in the input
+    symbols: a convolution whose weight is computed per sample (timm's CondConv2d: weight
+    ``(N*C_out, C_in/g, k, k)``, groups ``g*N``) has channels and groups in ``N``, and ``int``
+    of them would pin ``N``."""
     attrs = dict(named)
     for arg in schema:  # arguments left at their defaults (avg_pool2d's stride, ...)
         if arg.name not in attrs and arg.has_default_value():
             attrs[arg.name] = arg.default_value
     if name == "convolution":
         weight = attrs["weight"]
-        try:
-            shape = [int(d) for d in weight.shape]
-        except (TypeError, RuntimeError):  # a weight of symbolic shape: not a module's
-            return None
-        dims, groups = len(shape) - 2, int(attrs["groups"])
+        shape = [convert(d) for d in weight.shape]
+        groups = convert(attrs["groups"])
+        dims = len(shape) - 2
+        attrs["groups"] = groups
         transposed = bool(attrs["transposed"])
         cls = f"{'ConvTranspose' if transposed else 'Conv'}{dims}d"
         channels = (shape[0], shape[1] * groups) if transposed else (shape[1] * groups, shape[0])

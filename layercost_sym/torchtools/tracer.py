@@ -361,7 +361,7 @@ class Tracer:
         named = op_call(func, args, kwargs, None)[0]
         where = self.stack[-1] if self.stack else ""
         if name in MODULE_OPS:
-            view = module_view(name, named, schema)
+            view = module_view(name, named, schema, self.convert)
             if view is not None:
                 return self._cost_as_module(func, name, where, view, args, kwargs)
         rule = op_rule(name, types.SimpleNamespace(**named))
