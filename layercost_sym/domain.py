@@ -44,14 +44,22 @@ from __future__ import annotations
 import re
 import sys
 import types
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import sympy
 from sympy.core.singleton import Singleton
 
-__all__ = ["Condition", "Domain", "domain", "with_domain", "without_domain"]
+__all__ = [
+    "Condition",
+    "Domain",
+    "domain",
+    "joined",
+    "joined_domain",
+    "with_domain",
+    "without_domain",
+]
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
 
@@ -218,6 +226,74 @@ def without_domain(expr: Any) -> Any:
     if getattr(expr, "is_Integer", False):
         return sympy.Integer(int(expr))
     return expr.func(*expr.args) if getattr(expr, "args", ()) else expr
+
+
+def joined(pieces: Sequence[tuple[sympy.Basic, sympy.Expr]], otherwise: sympy.Expr) -> sympy.Expr:
+    """``Piecewise((e_1, c_1), ..., (otherwise, True))`` of expressions that carry domains,
+    carrying each one's domain where it answers (:func:`joined_domain`): the closed form of a
+    model whose code takes another branch where ``c_i`` holds, each branch traced.
+
+    >>> import sympy, layercost_sym as lc
+    >>> H, W = lc.symbols("H W")
+    >>> d = lc.Domain((lc.Condition(sympy.Ge(H, 3), "H >= 3", "too small", "example"),))
+    >>> e = joined([(sympy.Eq(W, 1), H)], lc.with_domain(H * W, d))
+    >>> e
+    Piecewise((H, Eq(W, 1)), (H*W, True))
+    >>> lc.evaluate(e, {"H": 2, "W": 1}), lc.evaluate(e, {"H": 3, "W": 2})
+    (2, 6)
+    >>> lc.evaluate(e, {"H": 2, "W": 2})
+    Traceback (most recent call last):
+    ...
+    layercost_sym.errors.DomainError: example: constraint 'H >= 3 (where W != 1)' fails (too small) at H=2, W=2
+    """
+    if not pieces:
+        return otherwise
+    branches = []
+    for condition, e in pieces:  # a piece that is itself piecewise: its branches, flattened
+        inner = without_domain(e)
+        inner_pairs = inner.args if isinstance(inner, sympy.Piecewise) else ((inner, True),)
+        branches += [(x, sympy.And(condition, c)) for x, c in inner_pairs]
+    whole = sympy.Piecewise(*branches, (without_domain(otherwise), True))
+    return with_domain(
+        whole, joined_domain([(c, domain(e)) for c, e in pieces], domain(otherwise))
+    )
+
+
+def joined_domain(pieces: Sequence[tuple[sympy.Basic, Domain]], otherwise: Domain) -> Domain:
+    """The domain of a piecewise expression: each condition ``g`` of piece ``i``'s domain
+    holds where that piece answers, as ``g or not chosen_i`` (``chosen_i``: ``c_i`` and no
+    earlier ``c_j``; the last, ``otherwise``, where none does), its text saying where."""
+    chosen: list[tuple[sympy.Basic, Domain]] = []
+    before: list[sympy.Basic] = []
+    for condition, part in pieces:
+        chosen.append((sympy.And(condition, *(sympy.Not(b) for b in before)), part))
+        before.append(condition)
+    chosen.append((sympy.And(*(sympy.Not(b) for b in before)), otherwise))
+    conditions: list[Condition] = []
+    for where, part in chosen:
+        text = _text_of(where)
+        for c in part.conditions:
+            shown = c.display
+            conditions.append(
+                replace(
+                    c,
+                    condition=sympy.Or(sympy.Not(where), c.condition),
+                    text=f"{c.text} (where {text})",
+                    display=None if shown is None else _where(shown, text),
+                )
+            )
+    return Domain(tuple(dict.fromkeys(conditions)))
+
+
+def _where(display: Callable[[], str], text: str) -> Callable[[], str]:
+    return lambda: f"{display()} (where {text})"
+
+
+def _text_of(condition: sympy.Basic) -> str:
+    """A piece's condition as the library writes conditions (``H == 240 and W != 1``)."""
+    from .grammar import text_of
+
+    return text_of(condition)
 
 
 def _sweep() -> None:

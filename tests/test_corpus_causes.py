@@ -170,18 +170,29 @@ def _crossvit():
     return model, lc.analyze(model, ("N", 3, "H", "W"))
 
 
-def test_cause_4_a_model_that_resizes_its_input_stays_symbolic_off_its_sizes():
+def test_cause_4_a_model_that_resizes_its_input_is_piecewise_over_its_branches():
     # CrossViT resizes to 240 and 224 (bicubic, its own branch "if H != ss[0] ..."): before,
-    # torch specialised N, H and W to their trace sizes and aten.floor was uncounted
+    # torch specialised N, H and W to their trace sizes and aten.floor was uncounted; then the
+    # closed form refused 240 (its guard H != 240), the model's default size.  Now each guard
+    # H != k is traced on its other side too (H given as k: there W != k, traced again), and the
+    # closed form is a Piecewise: exact at the sizes the model resizes and at its own
     model, analysis = _crossvit()
     assert analysis.pinned == {} and analysis.unsupported == []
-    assert {"H != 240", "H != 224"} <= set(analysis.range)
-    assert {s.name for s in analysis.cost("exact").free_symbols} == {"N"}  # resized: H, W gone
-    for n, h, w in [(1, 227, 229), (2, 200, 256)]:
+    assert {"H != 240", "H != 224"} <= set(analysis.range)  # the general trace's branch
+    H, W = lc.symbols("H W")
+    assert [c.condition for c in analysis.cases] == [sympy.Eq(H, 240), sympy.Eq(H, 224)]
+    assert [[d.condition for d in c.analysis.cases] for c in analysis.cases] == [
+        [sympy.Eq(W, 240)],
+        [sympy.Eq(W, 224)],
+    ]
+    general = analysis.cost("exact").args[-1].expr  # resized to 240 and 224: H, W gone
+    assert {s.name for s in general.free_symbols} == {"N"}
+    shapes = [(1, 227, 229), (2, 200, 256), (1, 240, 240), (2, 240, 231), (1, 224, 224)]
+    for n, h, w in shapes:
         _assert_exact(model, analysis, [torch.randn(_image(n, h, w))], {"N": n, "H": h, "W": w})
-    # the other branch (no resize to 240) is refused, naming the model's branch
-    with pytest.raises(lc.EvaluationError, match="guard H != 240 fails at H=240"):
-        analysis.evaluate({"N": 1, "H": 240, "W": 240})
+    # lc.evaluate of the closed form answers as the analysis does, on every branch
+    at = {"N": 1, "H": 240, "W": 240}
+    assert lc.evaluate(analysis.cost("exact"), at) == analysis.evaluate(at, "exact")
 
 
 def test_cause_4_crossvit_at_its_own_size_pins_it_and_keeps_the_batch():

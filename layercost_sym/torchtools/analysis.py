@@ -21,7 +21,7 @@ from typing import Any
 
 import sympy
 
-from ..domain import Condition, Domain, with_domain
+from ..domain import Condition, Domain, joined, joined_domain, with_domain
 from ..errors import ConventionError, EvaluationError
 from ..evaluation import check_domain, evaluate
 from ..glossary import glossary
@@ -33,7 +33,7 @@ from ..rule import Rule
 from ..text import clip
 from .symbolic import condition_text, shown_conditions, simplify_guard
 
-__all__ = ["Analysis", "Layer", "OperatorCostedModule", "Unsupported"]
+__all__ = ["Analysis", "Case", "Layer", "OperatorCostedModule", "Unsupported"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,6 +166,17 @@ class OperatorCostedModule:
     params: int = 0  # its parameters (numel; those no ruled module counts), in Analysis.params
 
 
+@dataclass(frozen=True)
+class Case:
+    """Where ``condition`` holds (``H == 240``) the model's code takes another branch than the
+    trace did, which recorded ``guard`` (``H != 240``): ``analysis`` traced it, with that size
+    given.  :meth:`Analysis.quantity` answers there from it (a ``Piecewise``)."""
+
+    condition: sympy.Basic
+    guard: sympy.Basic
+    analysis: Analysis
+
+
 @dataclass
 class Analysis(QuantityShorthands):
     """The result of :func:`analyze` (see the module docstring)."""
@@ -200,6 +211,10 @@ class Analysis(QuantityShorthands):
     # (quantity, convention) -> conditions of that quantity alone, beyond the guards: the
     # model's branch on a size being 1 that changes only it (tracing._size_one_checked)
     holds_if: dict[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
+    # the other sides of guards ``H != 240``, each traced: :meth:`quantity` and :meth:`check`
+    # answer from them where their condition holds (every other view is of this trace alone,
+    # and refuses there by its guard)
+    cases: tuple[Case, ...] = ()
 
     @property
     def active_params(self) -> sympy.Expr:
@@ -299,6 +314,19 @@ class Analysis(QuantityShorthands):
         constraints = [c for layer in self.layers for c in layer.conditions if not c.only_for]
         return Domain(tuple(dict.fromkeys([*guards, *constraints])))
 
+    @property
+    def _uncased_domain(self) -> Domain:
+        """:attr:`domain` without the guards whose other side a :class:`Case` answers."""
+        lifted = {c.guard for c in self.cases}
+        if not lifted:
+            return self.domain
+        return Domain(tuple(c for c in self.domain.conditions if c.condition not in lifted))
+
+    def _checked_domain(self) -> Domain:
+        """Where :meth:`evaluate` answers: this trace's domain, and each case's where it holds."""
+        pieces = [(c.condition, c.analysis._checked_domain()) for c in self.cases]
+        return joined_domain(pieces, self._uncased_domain) if pieces else self.domain
+
     def _own_conditions(self, quantity: str, convention: str) -> list[Condition]:
         """The conditions of ``quantity`` under ``convention`` beyond :attr:`domain`: the rules'
         constraints of that quantity alone (of ``backward`` too where FLOPs include the backward
@@ -349,8 +377,9 @@ class Analysis(QuantityShorthands):
         else:
             total = sympy.Add(*(layer.quantity(quantity, name) for layer in self.layers))
         extra = self._own_conditions(quantity, name)
-        domain = self.domain & Domain(tuple(dict.fromkeys(extra))) if extra else self.domain
-        return with_domain(total, domain)
+        domain = self._uncased_domain & Domain(tuple(dict.fromkeys(extra)))
+        pieces = [(c.condition, c.analysis.quantity(quantity, name)) for c in self.cases]
+        return joined(pieces, with_domain(total, domain))
 
     def _flops(self, convention: str) -> sympy.Expr:
         forward = sympy.Add(*(layer.cost(convention) for layer in self.layers))
@@ -454,7 +483,7 @@ class Analysis(QuantityShorthands):
         missing = [s.name for s in self.symbols if s.name not in given]
         if missing:
             raise EvaluationError(f"missing value for input symbol(s) {', '.join(missing)}")
-        check_domain(self.domain, given)
+        check_domain(self._checked_domain(), given)
 
     def evaluate(
         self,

@@ -50,6 +50,7 @@ turned into costed calls by :mod:`.tracer`; the result is an :class:`.analysis.A
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, cast
 
 import sympy
@@ -61,7 +62,7 @@ from ..glossary import glossary
 from ..ledger import Weights
 from ..quantities import quantity as _quantity
 from . import pinning as _pinning
-from .analysis import Analysis, OperatorCostedModule, Unsupported
+from .analysis import Analysis, Case, OperatorCostedModule, Unsupported
 from .count import SavedStorages
 from .experts import batched_experts, routed_experts
 from .masked import MaskedAttention
@@ -260,26 +261,34 @@ def analyze(
             branches,
         )
         if isinstance(result, Analysis):
+
+            def given(name: str, value: int, size_one: bool) -> Analysis:
+                """The same analysis with size ``name`` given as ``value``."""
+                at = [tuple(value if d == name else d for d in spec) for spec in specs]
+                keywords = dict(zip(keyword_shapes, at[len(input_shapes) :], strict=True))
+                return analyze(
+                    model,
+                    *at[: len(input_shapes)],
+                    dtype=dtype,
+                    convention=convention,
+                    training=training,
+                    hints={k: v for k, v in user_hints.items() if k != name} or None,
+                    backward=backward,
+                    element_sizes=element_sizes,
+                    check_size_one=size_one,
+                    **keywords,
+                    **call_kwargs,
+                )
+
             if check_size_one and branches:
-
-                def at_one(name: str) -> Analysis:  # the same analysis, size ``name`` given as 1
-                    ones = [tuple(1 if d == name else d for d in spec) for spec in specs]
-                    given = dict(zip(keyword_shapes, ones[len(input_shapes) :], strict=True))
-                    return analyze(
-                        model,
-                        *ones[: len(input_shapes)],
-                        dtype=dtype,
-                        convention=convention,
-                        training=training,
-                        hints={k: v for k, v in user_hints.items() if k != name} or None,
-                        backward=backward,
-                        element_sizes=element_sizes,
-                        check_size_one=False,
-                        **given,
-                        **call_kwargs,
-                    )
-
-                _size_one_checked(result, branches, at_one)
+                _size_one_checked(result, branches, lambda name: given(name, 1, False))
+            budget = _cases_left.get()
+            token = _cases_left.set([_CASE_TRACES]) if budget is None else None
+            try:
+                _point_cases(result, lambda n, v: given(n, v, check_size_one))
+            finally:
+                if token is not None:
+                    _cases_left.reset(token)
             return result
         failure, traced = result
         seen.append(failure.message)
@@ -515,6 +524,48 @@ def _totals(analysis: Analysis) -> dict[tuple[str, str | None], sympy.Expr]:
         except LayercostError:  # not stated by every call: not an answer to compare
             continue
     return {key: without_domain(sympy.sympify(value)) for key, value in found.items()}
+
+
+# traces of the other side of a guard ``H != 240`` per analysis, the cases' own included
+# (crossvit: H == 240, within it W == 240, and the same at 224)
+_CASE_TRACES = 6
+_cases_left: ContextVar[list[int] | None] = ContextVar("_cases_left", default=None)
+
+
+def _point_cases(analysis: Analysis, given: Callable[[str, int], Analysis]) -> None:
+    """For each guard ``s != k`` on an input size (the model's code branches on the size being
+    ``k``: crossvit skips its resize at its own image size), trace the model with ``s`` given
+    as ``k`` (``given``) and answer there from that trace: a :class:`.Case` each, within the
+    budget of traces; where that trace fails, the guard keeps refusing ``k``."""
+    left = _cases_left.get() or [0]
+    cases = []
+    for guard in analysis.guards:
+        point = _point_of(guard, analysis)
+        if point is None or left[0] <= 0:
+            continue
+        left[0] -= 1
+        symbol, value = point
+        try:
+            other = given(symbol.name, value)
+        except LayercostError:
+            continue
+        cases.append(Case(sympy.Eq(symbol, value), guard, other))
+    analysis.cases = tuple(cases)
+
+
+def _point_of(guard: sympy.Basic, analysis: Analysis) -> tuple[sympy.Symbol, int] | None:
+    """``(H, 240)`` for a guard ``H != 240`` on an input size of ``analysis``, else None."""
+    if not isinstance(guard, sympy.Ne):
+        return None
+    for symbol, value in (guard.args, guard.args[::-1]):
+        if (
+            symbol in analysis.symbols
+            and symbol.name not in analysis.pinned
+            and isinstance(value, sympy.Integer)
+            and value >= 1
+        ):
+            return symbol, int(value)
+    return None
 
 
 def _size_one_checked(
