@@ -244,7 +244,8 @@ def joined(pieces: Sequence[tuple[sympy.Basic, sympy.Expr]], otherwise: sympy.Ex
     >>> lc.evaluate(e, {"H": 2, "W": 2})
     Traceback (most recent call last):
     ...
-    layercost_sym.errors.DomainError: example: constraint 'H >= 3 (where W != 1)' fails (too small) at H=2, W=2
+    layercost_sym.errors.DomainError: example: constraint 'H >= 3 (where W != 1)' fails
+    (too small) at H=2, W=2
     """
     if not pieces:
         return otherwise
