@@ -255,9 +255,7 @@ def joined(pieces: Sequence[tuple[sympy.Basic, sympy.Expr]], otherwise: sympy.Ex
         inner_pairs = inner.args if isinstance(inner, sympy.Piecewise) else ((inner, True),)
         branches += [(x, sympy.And(condition, c)) for x, c in inner_pairs]
     whole = sympy.Piecewise(*branches, (without_domain(otherwise), True))
-    return with_domain(
-        whole, joined_domain([(c, domain(e)) for c, e in pieces], domain(otherwise))
-    )
+    return with_domain(whole, joined_domain([(c, domain(e)) for c, e in pieces], domain(otherwise)))
 
 
 def joined_domain(pieces: Sequence[tuple[sympy.Basic, Domain]], otherwise: Domain) -> Domain:
