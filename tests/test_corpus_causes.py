@@ -277,6 +277,39 @@ def test_cause_7_two_downsampling_paths_that_agree_only_at_some_sizes():
         analysis.evaluate({"N": 1, "H": 68, "W": 64})
 
 
+class TwoScales(torch.nn.Module):
+    """lowformer's fusion in small: a stride-4 path doubled by a transposed convolution joins a
+    stride-2 path, cropped (and scaled) to it where their sizes differ: 2*((S - 1)//4) + 2 and
+    (S - 1)//2 + 1 agree where (S - 1) % 4 is 2 or 3, per side S."""
+
+    def __init__(self):
+        super().__init__()
+        self.fine = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.coarse = torch.nn.Conv2d(3, 4, 3, stride=4, padding=1)
+        self.up = torch.nn.ConvTranspose2d(4, 4, 2, stride=2)
+
+    def forward(self, x):
+        a, b = self.up(self.coarse(x)), self.fine(x)
+        if a.shape[-2:] != b.shape[-2:]:
+            a = a[:, :, : b.shape[-2], : b.shape[-1]] * 2
+        return a + b
+
+
+def test_cause_7_a_branch_on_two_paths_sizes_is_piecewise_over_both_sides():
+    # before: the trace took one side of "if a.shape[-2:] != b.shape[-2:]" per size and the
+    # closed form refused the other (lowformer_b0 at its default 224: guard
+    # 2*floor(W/32 - 1/32) + 2 != floor(W/16 - 1/16) + 1).  Now each side is traced at a size
+    # where it holds, and the closed form is a Piecewise: exact at every (H, W) mod 4
+    torch.manual_seed(0)
+    model = TwoScales().eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    assert analysis.cases and analysis.pinned == {}
+    for n, h in [(1, 9), (2, 10), (1, 11), (2, 12)]:
+        for w in (13, 14, 15, 16):
+            at = {"N": n, "H": h, "W": w}
+            _assert_exact(model, analysis, [torch.randn(_image(n, h, w))], at)
+
+
 def test_cause_7_a_periodic_guard_is_kept_where_it_is_not_constant():
     from layercost_sym.torchtools.symbolic import simplify_guard
 

@@ -280,12 +280,32 @@ def analyze(
                     **call_kwargs,
                 )
 
+            def hinted(at: Mapping[str, int]) -> Analysis:
+                """The same analysis traced with the sizes ``at`` names there, symbolic."""
+                return analyze(
+                    model,
+                    *input_shapes,
+                    dtype=dtype,
+                    convention=convention,
+                    training=training,
+                    hints={**user_hints, **at},
+                    backward=backward,
+                    element_sizes=element_sizes,
+                    check_size_one=check_size_one,
+                    **keyword_shapes,
+                    **call_kwargs,
+                )
+
             if check_size_one and branches:
                 _size_one_checked(result, branches, lambda name: given(name, 1, False))
             budget = _cases_left.get()
             token = _cases_left.set([_CASE_TRACES]) if budget is None else None
             try:
-                _point_cases(result, lambda n, v: given(n, v, check_size_one))
+                _other_sides(
+                    result,
+                    lambda n, v: given(n, v, check_size_one),
+                    hinted,
+                )
             finally:
                 if token is not None:
                     _cases_left.reset(token)
@@ -530,42 +550,89 @@ def _totals(analysis: Analysis) -> dict[tuple[str, str | None], sympy.Expr]:
 # (crossvit: H == 240, within it W == 240, and the same at 224)
 _CASE_TRACES = 6
 _cases_left: ContextVar[list[int] | None] = ContextVar("_cases_left", default=None)
+# the guards whose other side an enclosing analysis traces (a case does not trace back)
+_sides_taken: ContextVar[frozenset[sympy.Basic]] = ContextVar("_sides_taken", default=frozenset())
+# the sizes a guard's other side is looked for in, nearest the usual image size first
+_OTHER_SIDE_SIZES = sorted(range(2, 1025), key=lambda v: (abs(v - 224), v))
 
 
-def _point_cases(analysis: Analysis, given: Callable[[str, int], Analysis]) -> None:
-    """For each guard ``s != k`` on an input size (the model's code branches on the size being
-    ``k``: crossvit skips its resize at its own image size), trace the model with ``s`` given
-    as ``k`` (``given``) and answer there from that trace: a :class:`.Case` each, within the
-    budget of traces; where that trace fails, the guard keeps refusing ``k``."""
+def _other_sides(
+    analysis: Analysis,
+    given: Callable[[str, int], Analysis],
+    hinted: Callable[[Mapping[str, int]], Analysis],
+) -> None:
+    """Trace the other side of each guard that is a branch of the model's code on its input
+    sizes, and answer there from that trace (a :class:`.Case` each, within the budget of
+    traces; where that trace fails, as where the model itself does, the guard keeps refusing):
+
+    * ``s != k`` (the model branches on the size being ``k``: crossvit skips its resize at its
+      own image size): traced with ``s`` given as ``k`` (``given``), the case ``s == k``;
+    * any other ``==`` or ``!=`` of two sizes computed from one or two input sizes (two paths'
+      sizes that agree at some sizes only, as lowformer's ``2*floor((W - 1)/32) + 2 !=
+      floor((W - 1)/16) + 1``): traced with the sizes symbolic at a point where it fails and
+      the other guards in those sizes alone hold (``hinted``), the case where it fails (that
+      trace's guards say where its form holds).
+
+    Not a divisibility (``H % 16 == 0``: the model cannot run off it) nor a size torch
+    specialised (``H/16 == 14``: the same would happen at any other size)."""
     left = _cases_left.get() or [0]
+    taken = _sides_taken.get()
     cases = []
     for guard in analysis.guards:
-        point = _point_of(guard, analysis)
-        if point is None or left[0] <= 0:
+        other = _other_side(guard, analysis)
+        if other is None or left[0] <= 0 or sympy.Not(guard) in taken:
             continue
         left[0] -= 1
-        symbol, value = point
+        at, point = other
+        token = _sides_taken.set(taken | {guard})
         try:
-            other = given(symbol.name, value)
+            traced = given(*next(iter(at.items()))) if point else hinted(at)
         except LayercostError:
             continue
-        cases.append(Case(sympy.Eq(symbol, value), guard, other))
+        finally:
+            _sides_taken.reset(token)
+        name, value = next(iter(at.items()))
+        condition = sympy.Eq(_user_symbol(name), value) if point else sympy.Not(guard)
+        cases.append(Case(condition, guard, traced))
     analysis.cases = tuple(cases)
 
 
-def _point_of(guard: sympy.Basic, analysis: Analysis) -> tuple[sympy.Symbol, int] | None:
-    """``(H, 240)`` for a guard ``H != 240`` on an input size of ``analysis``, else None."""
-    if not isinstance(guard, sympy.Ne):
+def _other_side(guard: sympy.Basic, analysis: Analysis) -> tuple[dict[str, int], bool] | None:
+    """``({"H": 240}, True)`` for a guard ``H != 240`` on an input size of ``analysis``;
+    ``({"H": v, "W": w}, False)`` for a branch on two sizes computed from input sizes (one or
+    two), at a point where it fails and the analysis' other guards in those sizes alone hold;
+    else None."""
+    free = guard.free_symbols
+    if not isinstance(guard, sympy.Ne | sympy.Eq) or not 1 <= len(free) <= 2:
         return None
-    for symbol, value in (guard.args, guard.args[::-1]):
-        if (
-            symbol in analysis.symbols
-            and symbol.name not in analysis.pinned
-            and isinstance(value, sympy.Integer)
-            and value >= 1
-        ):
-            return symbol, int(value)
+    if any(s not in analysis.symbols or s.name in analysis.pinned for s in free):
+        return None
+    lhs, rhs = guard.args
+    if isinstance(guard, sympy.Ne):
+        for side, value in ((lhs, rhs), (rhs, lhs)):
+            if isinstance(side, sympy.Symbol) and isinstance(value, sympy.Integer):
+                return ({side.name: int(value)}, True) if value >= 1 else None
+    if not (lhs.free_symbols and rhs.free_symbols):
+        return None  # a size torch specialised, or a divisibility (Mod(H, 16) == 0)
+    alone = [g for g in analysis.guards if g is not guard and g.free_symbols <= free]
+    names = sorted(free, key=lambda s: s.name)
+    for point in _points(len(names)):
+        at = {s: sympy.Integer(v) for s, v in zip(names, point, strict=True)}
+        if guard.xreplace(at) == sympy.false and all(g.xreplace(at) == sympy.true for g in alone):
+            return {s.name: v for s, v in zip(names, point, strict=True)}, False
     return None
+
+
+def _points(count: int) -> Iterator[tuple[int, ...]]:
+    """The points a guard's other side is looked for at: sizes nearest the usual image size
+    first, in one size; in two, square first, then within 32 of square."""
+    if count == 1:
+        yield from ((v,) for v in _OTHER_SIDE_SIZES)
+        return
+    yield from ((v, v) for v in _OTHER_SIDE_SIZES)
+    for v in _OTHER_SIDE_SIZES[:128]:
+        for d in range(1, 33):
+            yield from ((v, v + d), (v + d, v))
 
 
 def _size_one_checked(
