@@ -145,6 +145,22 @@ def test_cause_3_a_torch_op_that_needs_ints_pins_its_dims_and_names_the_op(sourc
         _assert_corpus_exact(subject, analysis, {**sizes, **pins})
 
 
+def test_cause_3_upsampling_by_a_scale_factor_keeps_the_sizes_symbolic():
+    # nn.Upsample(scale_factor=2) reaches ATen's upsample_nearest2d.vec, whose C++ entry read
+    # every size as an int: torch specialised N, H and W (HRNet's fuse layers: all 11 hrnet
+    # models pinned, N too).  The trace now calls the .default overload with .vec's output size
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        torch.nn.Upsample(scale_factor=2, mode="nearest"),
+        torch.nn.Conv2d(4, 2, 1),
+    ).eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"))
+    assert analysis.pinned == {} and analysis.range == []
+    for n, h, w in [(1, 9, 12), (2, 16, 7), (3, 5, 5)]:
+        _assert_exact(model, analysis, [torch.randn(_image(n, h, w))], {"N": n, "H": h, "W": w})
+
+
 # -- 4: guards that refuse the shapes a user asks for ----------------------------------------------
 
 
@@ -185,6 +201,7 @@ def test_cause_4_a_model_that_resizes_its_input_is_piecewise_over_its_branches()
         [sympy.Eq(W, 240)],
         [sympy.Eq(W, 224)],
     ]
+    assert "where H == 240, the model's code takes another branch" in analysis.notes[0]
     general = analysis.cost("exact").args[-1].expr  # resized to 240 and 224: H, W gone
     assert {s.name for s in general.free_symbols} == {"N"}
     shapes = [(1, 227, 229), (2, 200, 256), (1, 240, 240), (2, 240, 231), (1, 224, 224)]

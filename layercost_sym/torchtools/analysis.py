@@ -227,8 +227,15 @@ class Analysis(QuantityShorthands):
 
     @property
     def notes(self) -> list[str]:
-        """What the closed forms assume beyond the guards (a routed experts layer's routing)."""
-        return [e.note for e in self.experts]
+        """What the closed forms assume beyond the guards (a routed experts layer's routing),
+        and where :meth:`quantity` answers from a :class:`Case`'s trace instead of the rows."""
+        cases = [
+            f"where {condition_text(c.condition)}, the model's code takes another branch than "
+            f"where {condition_text(c.guard)}: quantity() and evaluate() answer there from "
+            f"cases[{i}], its own trace (the rows and tables are this trace's)"
+            for i, c in enumerate(self.cases)
+        ]
+        return [e.note for e in self.experts] + cases
 
     def training_memory(
         self,

@@ -2,7 +2,8 @@
 takes, or keeps a cost-neutral choice of torch's from recording a guard.
 
 * :func:`generic_conv_backend`: convolution's kernel choice is not guarded on the batch.
-* :func:`bicubic_by_sizes`: bicubic ``F.interpolate`` to a size keeps the input sizes symbolic.
+* :func:`resampling_by_sizes`: ``F.interpolate`` (to a size or by a scale factor) keeps the
+  input sizes symbolic.
 * :func:`recurrent_by_shapes`: a ruled LSTM, GRU or RNN makes its outputs at symbolic shapes.
 * :func:`quiet_fake_tensor_log`: a failing operator is read and retried, never logged.
 * :func:`math_sdpa`: scaled dot-product attention on its math path, which the counters see
@@ -20,12 +21,12 @@ from typing import Any
 import torch
 
 __all__ = [
-    "bicubic_by_sizes",
     "generic_conv_backend",
     "math_sdpa",
     "quiet_fake_tensor_log",
     "real_run_branches",
     "recurrent_by_shapes",
+    "resampling_by_sizes",
 ]
 
 
@@ -51,23 +52,58 @@ def generic_conv_backend() -> Iterator[None]:
         yield
 
 
+# torch._C._nn's resampling entries F.interpolate calls (their ``.vec`` overloads): name ->
+# (spatial dimensions, whether align_corners comes before the scale factors)
+_RESAMPLERS = {
+    "upsample_nearest1d": (1, False),
+    "upsample_nearest2d": (2, False),
+    "upsample_nearest3d": (3, False),
+    "_upsample_nearest_exact1d": (1, False),
+    "_upsample_nearest_exact2d": (2, False),
+    "_upsample_nearest_exact3d": (3, False),
+    "upsample_linear1d": (1, True),
+    "upsample_bilinear2d": (2, True),
+    "upsample_trilinear3d": (3, True),
+    "upsample_bicubic2d": (2, True),
+}
+
+
 @contextlib.contextmanager
-def bicubic_by_sizes() -> Iterator[None]:
-    """``F.interpolate(x, size=..., mode="bicubic")`` calls ATen's ``upsample_bicubic2d.vec``,
-    whose C++ entry reads every input size as an int (torch specialises the batch and the
-    sides to their trace sizes); the ``.default`` overload with the same output size is the
-    same operator (``.vec`` computes its output size and calls it) and takes symbolic sizes."""
+def resampling_by_sizes() -> Iterator[None]:
+    """``F.interpolate`` calls ATen's ``upsample_*.vec``, whose C++ entry reads every input
+    size as an int: torch specialises the batch, the channels and the sides to their trace
+    sizes (an ``nn.Upsample(scale_factor=2)`` pins HRNet's ``N``, ``H`` and ``W``).  ``.vec``
+    computes the output size and calls the ``.default`` overload, which takes symbolic sizes:
+    the trace calls it with the same output size (``.vec``'s: the side times an integral scale
+    factor, else the product truncated) and the same scales, as torch's own decomposition does
+    (``torch._decomp``'s ``upsample_compute_output_size``)."""
     internals: Any = torch._C._nn  # private, and not in torch's type stubs
-    original = internals.upsample_bicubic2d
-
-    def by_sizes(x: Any, output_size: Any, align_corners: bool, scale_factors: Any = None) -> Any:
-        if output_size is not None and scale_factors is None:
-            op = torch.ops.aten.upsample_bicubic2d.default
-            return op(x, list(output_size), align_corners)
-        return original(x, output_size, align_corners, scale_factors)
-
-    with _replaced(internals, "upsample_bicubic2d", by_sizes):
+    with contextlib.ExitStack() as stack:
+        for name, (dims, aligned) in _RESAMPLERS.items():
+            by_sizes = _by_sizes(getattr(internals, name), name, dims, aligned)
+            stack.enter_context(_replaced(internals, name, by_sizes))
         yield
+
+
+def _by_sizes(original: Callable[..., Any], name: str, dims: int, aligned: bool) -> Callable:
+    op = getattr(torch.ops.aten, name).default
+
+    def call(x: Any, output_size: Any, *rest: Any) -> Any:
+        align, scale_factors = (rest[:1], rest[1:]) if aligned else ((), rest)
+        scales = scale_factors[0] if scale_factors else None
+        if output_size is not None and scales is None:
+            return op(x, list(output_size), *align)
+        if output_size is None and scales is not None and len(scales) == dims:
+            sides = [_scaled(x.shape[2 + i], float(s)) for i, s in enumerate(scales)]
+            return op(x, sides, *align, *scales)
+        return original(x, output_size, *rest)
+
+    return call
+
+
+def _scaled(side: Any, scale: float) -> Any:
+    """``.vec``'s output side: ``side * scale``, truncated (exact for an integral scale)."""
+    return side * int(scale) if scale.is_integer() else torch.sym_int(side * scale)
 
 
 @contextlib.contextmanager

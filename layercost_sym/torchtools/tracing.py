@@ -68,12 +68,12 @@ from .experts import batched_experts, routed_experts
 from .masked import MaskedAttention
 from .opbytes import storage_id, tensors_in
 from .patches import (
-    bicubic_by_sizes,
     generic_conv_backend,
     math_sdpa,
     quiet_fake_tensor_log,
     real_run_branches,
     recurrent_by_shapes,
+    resampling_by_sizes,
 )
 from .sizeone import SizeOneBranch, size_one_branches
 from .symbolic import size_one_guards, to_sympy
@@ -399,7 +399,7 @@ def _trace(
         model.train(training)
         with (
             generic_conv_backend(),
-            bicubic_by_sizes(),
+            resampling_by_sizes(),
             recurrent_by_shapes(lambda: tracer.ruled_depth > 0),
             real_run_branches({**call_kwargs, **keyword_inputs}),
             batched_experts(model),  # MoE experts: a routing-independent run
