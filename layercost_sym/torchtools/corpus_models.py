@@ -159,11 +159,13 @@ _KINDS: dict[str, tuple[dict[str, tuple], dict[str, int], list[dict[str, int]]]]
 def _image_subject(model: Any, channels: int, h: int, w: int, key: str = "") -> Subject:
     """An image model fed ``(N, channels, H, W)``: default ``1 x h x w``, then ``2 x`` odd
     non-square sides, then ``2 x`` multiples of 32, larger, then smaller (a model whose
-    position tables are sized for its default runs below it only: mvitv2)."""
+    position tables are sized for its default runs below it only: mvitv2), then odd sides
+    nearer the default (PiT's pooling accepts 224 to 231 only)."""
     odd_h, odd_w = h + 1 - h % 2, w + 9 - w % 2
     second = [{"N": 2, "H": odd_h, "W": odd_w}, {"N": 2, "H": h + 32, "W": w + 64}]
     if min(h, w) > 96:
         second.append({"N": 2, "H": h - 32, "W": w - 64})
+    second.append({"N": 2, "H": odd_h, "W": odd_w - 6})
     return Subject(model, {key: ("N", channels, "H", "W")}, {"N": 1, "H": h, "W": w}, second)
 
 
