@@ -206,6 +206,12 @@ def analyze(
     loss on the output (``macs`` and ``torch``: each weighted product's input and weight
     gradients, as FlopCounterMode counts ``loss.backward()``).
 
+    Where a guard is a branch of the model's code on its sizes (crossvit's ``H != 240``: it
+    skips its resize at its own size; lowformer's two paths whose sizes agree at some ``W``
+    only), the other side is traced too (``H`` given as 240; the sizes at a point where the
+    branch goes the other way): :attr:`Analysis.cases`, from which :meth:`Analysis.quantity`
+    and :meth:`Analysis.evaluate` answer there, a ``Piecewise`` (at most six such traces).
+
     ``element_sizes`` says how ``bytes`` carries bytes per element: ``"dtype"`` (numbers,
     from the traced dtypes) or ``"symbolic"``: the glossary's ``e_a`` (activations), ``e_w``
     (parameters and buffers, and views of them) and ``e_i`` (int64 indices) wherever a tensor
