@@ -1,14 +1,14 @@
 """Convolutions and pools called as functions between modules, under the peer conventions.
 
-``lc.analyze`` costs ``F.conv*d``, ``F.conv_transpose*d``, ``F.{max,avg}_pool*d`` and
-``F.adaptive_{max,avg}_pool*d`` called between modules by the rule of the torch.nn module that
-runs the same ATen operator; each peer tool counts such a call as its ``[functional_calls]``
-tables (``formulas/conventions/<tool>.toml``) state (fvcore: as the module, the ATen
-operator of its jit trace; thop: 0, it hooks modules; ptflops: 0 for convolutions,
-numel(input) once for the pools it patches).  Each model here is
-traced once with symbolic sizes and evaluated at a few shapes; each peer convention's total
-must equal the tool's own total on the real model, run as a user runs it (as in
-tests/test_peers_models.py):
+``lc.analyze`` costs ``F.conv*d``, ``F.conv_transpose*d``, ``F.{max,avg}_pool*d``,
+``F.adaptive_{max,avg}_pool*d``, ``F.fold`` and ``F.unfold`` called between modules by the
+rule of the torch.nn module that runs the same ATen operator; each peer tool counts such a
+call as its ``[functional_calls]`` tables (``formulas/conventions/<tool>.toml``) state
+(fvcore: as the module, the ATen operator of its jit trace; thop: 0, it hooks modules;
+ptflops: 0 for convolutions and folds, numel(input) once for the pools it patches).  Each
+model here is traced once with symbolic sizes and evaluated at a few shapes; each peer
+convention's total must equal the tool's own total on the real model, run as a user runs it
+(as in tests/test_peers_models.py):
 
 * fvcore: ``FlopCountAnalysis(model, x).total()`` (default handles, warnings silenced);
 * thop: ``profile(model, inputs=(x,))`` (floats, for the whole batch);
@@ -121,6 +121,23 @@ class Functional3d(nn.Module):
         return z + self.pool(y).sum()
 
 
+class FunctionalFold(nn.Module):
+    """F.unfold and F.fold between modules (volo's outlook attention folds its windows back
+    with F.fold), beside an nn.Unfold module.  torch specialises every size of F.unfold and
+    F.fold (their C++ entries), so this model is traced at one shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unfold = nn.Unfold(3, padding=1)
+        self.conv = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        cols = F.unfold(self.conv(x), 2, stride=2)
+        y = F.fold(cols * 2, (h - h % 2, w - w % 2), 2, stride=2)
+        return y.sum() + F.fold(self.unfold(x), (h, w), 3, padding=1).sum()
+
+
 # model -> (its class, symbolic input, the ATen-level rules its functions must reach, sizes)
 MODELS = {
     "2d": (
@@ -137,6 +154,7 @@ MODELS = {
         [{"L": 11}, {"L": 24}],
     ),
     "1d-max": (MaxPool1dCall, ("N", 4, 13), {"MaxPool2d"}, [{}]),
+    "fold": (FunctionalFold, (1, 4, 7, 9), {"Fold", "Unfold"}, [{}]),
     "3d": (
         Functional3d,
         ("N", 2, "D", "H", "W"),
@@ -215,6 +233,8 @@ def test_functions_reach_module_rules_and_every_convention(name):
                 # fvcore's aten::_convolution handle: N * numel(weight) * prod(output spatial)
                 # (transposed: input spatial), no bias -- the products, i.e. macs
                 assert sympy.expand(layer.cost("fvcore") - layer.cost("macs")) == 0
+            elif layer.rule.split(".")[0] in ("Fold", "Unfold"):
+                assert layer.cost("ptflops") == layer.cost("fvcore") == 0  # no handle, no patch
             else:  # ptflops' patched pool: numel of its input
                 assert layer.cost("ptflops") == sympy.Mul(*layer.input_shapes[0])
 

@@ -181,6 +181,8 @@ MODULE_OPS = {
     "_adaptive_avg_pool3d": "AdaptiveAvgPool3d",
     "adaptive_max_pool2d": "AdaptiveMaxPool2d",
     "adaptive_max_pool3d": "AdaptiveMaxPool3d",
+    "col2im": "Fold",  # F.fold: its arguments are nn.Fold's attributes
+    "im2col": "Unfold",
 }
 
 
@@ -191,7 +193,7 @@ def as_function(
     operator called as ``function`` (ATen's name, or the F.* function it is told apart as) on
     an input of ``input_shape``: the measured conventions are the rule's (the same operator
     runs), each peer tool's as its convention file's ``functional_calls`` table states."""
-    family = "conv" if rule.name.startswith("Conv") else "pool"  # ConvTranspose too
+    family = _family(rule)
     only = list(_quantity("flops").measured)
     stated: dict[str, sympy.Expr] = {}
     notes: dict[str, str] = {}
@@ -204,6 +206,14 @@ def as_function(
         else:
             stated[tool] = sympy.Integer(int(cost))
     return tuple(only), stated, notes
+
+
+def _family(rule: Rule) -> str:
+    """The [functional_calls] family of a module rule costing a function: ``conv`` (the
+    convolutions, transposed too), ``fold`` (F.fold, F.unfold) or ``pool``."""
+    if rule.name.startswith("Conv"):
+        return "conv"
+    return "fold" if rule.name.split(".")[0] in ("Fold", "Unfold") else "pool"
 
 
 def module_view(
@@ -237,7 +247,7 @@ def module_view(
         spatial = dims
     else:
         cls = MODULE_OPS[name]
-        spatial = int(cls[-2])
+        spatial = int(cls[-2]) if cls[-2].isdigit() else 2  # Fold and Unfold: 2-d
         if not attrs.get("stride", True):  # stride [] means the kernel size
             attrs["stride"] = attrs["kernel_size"]
         # the max pools' ATen operators return their indices whether F.max_pool2d's caller asked
