@@ -607,6 +607,7 @@ FUNCTIONAL = {
     "cat": lambda m, x: torch.cat([x, x], 1),
     "sum": lambda m, x: x.sum(1),
     "amax": lambda m, x: x.amax(0),
+    "max": lambda m, x: x.max(1)[0] + x.max(),
     "mean": lambda m, x: x.mean(),
     "var": lambda m, x: x.var(1),
     "mm": lambda m, x: x @ m.w,

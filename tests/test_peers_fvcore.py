@@ -377,6 +377,7 @@ ZERO_FUNCTIONS = {
     "var": lambda x: x.var(-1),
     "sum": lambda x: x.sum(-1),
     "amax": lambda x: x.amax(-1),
+    "max": lambda x: x.max(-1)[0] + x.max(),
     "cat": lambda x: torch.cat([x, x]),
     "permute": lambda x: x.permute(1, 0),
     "view": lambda x: x.view(-1),

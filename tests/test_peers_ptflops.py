@@ -435,6 +435,7 @@ FUNCTIONAL = {
     "stack": _binary(lambda m, x, y: torch.stack([x, x])),
     "sum": _unary(lambda m, x: torch.sum(x, 0)),
     "amax": _unary(lambda m, x: torch.amax(x, 0)),
+    "max": _unary(lambda m, x: torch.max(x, 0)[0] + torch.max(x)),
     "all": _unary(lambda m, x: torch.all(x > 0, 0)),
     "any": _unary(lambda m, x: torch.any(x > 0, 0)),
     "bitwise_and": _binary(lambda m, x, y: torch.bitwise_and(x > 0, y > 0)),

@@ -320,7 +320,7 @@ def _elementwise_and_glue(x, y):
     z = F.layer_norm(F.softmax(z, dim=-1), z.shape[-1:])
     z = torch.cat([z, y]).view(-1).reshape(2, -1).t().transpose(0, 1).permute(1, 0)
     z = z.unsqueeze(0).squeeze(0)[0:1].expand(5, -1)[:, 1:].select(0, 1).clone().double()
-    return torch.stack([z.sum(), z.amax(), z.mean(), z.var()])
+    return torch.stack([z.sum(), z.amax(), z.max(), y.max(0)[0].sum(), z.mean(), z.var()])
 
 
 def test_functional_rules_other_than_products_count_zero():

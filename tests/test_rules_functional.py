@@ -258,6 +258,7 @@ def _reduction(draw, name: str) -> Call:
         whole = {
             "sum": aten.sum.default,
             "amax": None,
+            "max": aten.max.default,
             "all": aten.all.default,
             "any": aten.any.default,
             "mean": aten.mean.default,
@@ -267,11 +268,12 @@ def _reduction(draw, name: str) -> Call:
     by_dim = {
         "sum": aten.sum.dim_IntList,
         "amax": aten.amax.default,
+        "max": aten.max.dim,
         "all": aten.all.dim,
         "any": aten.any.dim,
         "mean": aten.mean.dim,
     }[name]
-    dims = dim if name in ("all", "any") else [dim]
+    dims = dim if name in ("all", "any", "max") else [dim]
     return by_dim, (x, dims, keep), {}, None
 
 
@@ -331,7 +333,7 @@ def _calls(name: str) -> st.SearchStrategy[Call]:
         return _view(name)
     if name in ("_to_copy", "_softmax", "softmax", "_safe_softmax", "cat", "stack"):
         return _copy(name)
-    if name in ("sum", "amax", "all", "any", "mean", "var"):
+    if name in ("sum", "amax", "max", "all", "any", "mean", "var"):
         return _reduction(name)
     if name in ("mm", "addmm", "bmm", "baddbmm"):
         return _product(name)

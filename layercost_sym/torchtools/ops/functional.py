@@ -6,6 +6,9 @@
   tensors (``masking_utils.and_masks``: padding mask and causal mask), which torch's
   decomposition turns into ``prims.bitwise_and``.  ``bitwise_or`` is registered by the
   activation / resampling families (clamp's decomposition uses it).
+* ``scatter``: ``self.scatter(dim, index, src)`` copies ``src`` into ``self`` at the indices
+  (data movement: the backward of ``max(x, dim)`` scatters the gradient into zeros); with
+  ``reduce`` (``"add"``, ``"multiply"``) one operation per index element.
 """
 
 from __future__ import annotations
@@ -20,3 +23,9 @@ def _register_shared(name: str, kind: str) -> None:
 
 for _name in ("bitwise_and", "bitwise_xor", "bitwise_not"):
     _register_shared(_name, "elementwise")
+
+
+@register_op("scatter")
+def _scatter(args: tuple, kwargs: dict, out: object) -> int:
+    reduce = args[4] if len(args) > 4 else kwargs.get("reduce")
+    return 0 if reduce is None else int(args[2].numel())
