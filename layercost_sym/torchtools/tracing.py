@@ -318,6 +318,8 @@ def analyze(
             return result
         failure, traced = result
         seen.append(failure.message)
+        if _sides_taken.get():  # the other side of a guard: traced as it is, or not at all
+            break
         after = _pinning.next_settings(failure, settings, specs, user_hints, model, traced)
         if after is None:
             break
@@ -580,7 +582,8 @@ def _other_sides(
       trace's guards say where its form holds).
 
     Not a divisibility (``H % 16 == 0``: the model cannot run off it) nor a size torch
-    specialised (``H/16 == 14``: the same would happen at any other size)."""
+    specialised (``H/16 == 14``: the same would happen at any other size).  A side is traced
+    as it is: where that needs a size pinned, or the model cannot run there, it is not taken."""
     left = _cases_left.get() or [0]
     taken = _sides_taken.get()
     cases = []
