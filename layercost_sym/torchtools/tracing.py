@@ -268,9 +268,8 @@ def analyze(
         )
         if isinstance(result, Analysis):
 
-            def given(name: str, value: int, size_one: bool) -> Analysis:
-                """The same analysis with size ``name`` given as ``value``."""
-                at = [tuple(value if d == name else d for d in spec) for spec in specs]
+            def again(at: Sequence[tuple], hints: Mapping[str, int], size_one: bool) -> Analysis:
+                """The same analysis on inputs of shapes ``at`` (``specs``' order), ``hints``."""
                 keywords = dict(zip(keyword_shapes, at[len(input_shapes) :], strict=True))
                 return analyze(
                     model,
@@ -278,7 +277,7 @@ def analyze(
                     dtype=dtype,
                     convention=convention,
                     training=training,
-                    hints={k: v for k, v in user_hints.items() if k != name} or None,
+                    hints=dict(hints) or None,
                     backward=backward,
                     element_sizes=element_sizes,
                     check_size_one=size_one,
@@ -286,21 +285,14 @@ def analyze(
                     **call_kwargs,
                 )
 
+            def given(name: str, value: int, size_one: bool) -> Analysis:
+                """The same analysis with size ``name`` given as ``value``."""
+                at = [tuple(value if d == name else d for d in spec) for spec in specs]
+                return again(at, {k: v for k, v in user_hints.items() if k != name}, size_one)
+
             def hinted(at: Mapping[str, int]) -> Analysis:
                 """The same analysis traced with the sizes ``at`` names there, symbolic."""
-                return analyze(
-                    model,
-                    *input_shapes,
-                    dtype=dtype,
-                    convention=convention,
-                    training=training,
-                    hints={**user_hints, **at},
-                    backward=backward,
-                    element_sizes=element_sizes,
-                    check_size_one=check_size_one,
-                    **keyword_shapes,
-                    **call_kwargs,
-                )
+                return again(specs, {**user_hints, **at}, check_size_one)
 
             if check_size_one and branches:
                 _size_one_checked(result, branches, lambda name: given(name, 1, False))
@@ -593,14 +585,14 @@ def _other_sides(
             continue
         left[0] -= 1
         at, point = other
+        name, value = next(iter(at.items()))  # a point's one size
         token = _sides_taken.set(taken | {guard})
         try:
-            traced = given(*next(iter(at.items()))) if point else hinted(at)
+            traced = given(name, value) if point else hinted(at)
         except LayercostError:
             continue
         finally:
             _sides_taken.reset(token)
-        name, value = next(iter(at.items()))
         condition = sympy.Eq(_user_symbol(name), value) if point else sympy.Not(guard)
         cases.append(Case(condition, guard, traced))
     analysis.cases = tuple(cases)
