@@ -185,3 +185,19 @@ def test_an_analysis_with_backward_carries_the_backward_only_constraint():
         counted = lc.count(model, x, backward=True)
         want = counted.cost("exact") + counted.quantity("backward")
         assert both.evaluate(at, "exact") == want
+
+
+def test_the_outputs_a_gradient_reaches_are_told_apart_from_the_unused_ones():
+    # reached_keys walks the autograd graph through Python wrappers of its nodes; a wrapper
+    # freed during the walk leaves its id free for the wrapper of a node it never reached
+    # (b's), so b read as reached.  Many fresh graphs, so an id reused once shows.
+    from layercost_sym.torchtools.gradients import grad_key, reached_keys
+
+    wrong = 0
+    for _ in range(200):
+        x = torch.randn(2, requires_grad=True)
+        a, b = x * 2, x * 3  # b is not used
+        reached = reached_keys([a.sum()])
+        assert grad_key(a) in reached
+        wrong += grad_key(b) in reached
+    assert wrong == 0

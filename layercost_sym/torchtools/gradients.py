@@ -62,9 +62,13 @@ def grad_key(t: torch.Tensor) -> tuple[int, int]:
     return (id(node), t.output_nr) if node is not None else (id(t), -1)
 
 
-def reached_keys(results: Sequence[Any]) -> set[tuple[int, int]]:
+def reached_keys(results: Sequence[Any]) -> dict[tuple[int, int], Any]:
     """The places (:func:`grad_key`) a gradient of ``results`` reaches: the tensors' own and
-    every node output the autograd graph leads to from them.
+    every node output the autograd graph leads to from them, each with its node.
+
+    A key is the id of a node's Python wrapper, which lives only while something holds it:
+    the mapping holds every node it names, so that no wrapper made later (another tensor's
+    :func:`grad_key`) takes a freed one's id while the mapping lives.
 
     >>> x = torch.randn(2, requires_grad=True)
     >>> a, b = x * 2, x * 3                  # b is not used
@@ -72,12 +76,13 @@ def reached_keys(results: Sequence[Any]) -> set[tuple[int, int]]:
     >>> grad_key(a) in reached, grad_key(b) in reached
     (True, False)
     """
-    found: set[tuple[int, int]] = set()
+    found: dict[tuple[int, int], Any] = {}
     todo = []
     for t in results:
         if isinstance(t, torch.Tensor) and t.requires_grad and t.grad_fn is not None:
-            found.add(grad_key(t))
-            todo.append(t.grad_fn)
+            node = t.grad_fn
+            found[(id(node), t.output_nr)] = node
+            todo.append(node)
     seen: set[int] = set()
     while todo:
         node = todo.pop()
@@ -86,7 +91,7 @@ def reached_keys(results: Sequence[Any]) -> set[tuple[int, int]]:
         seen.add(id(node))
         for following, number in node.next_functions:
             if following is not None:
-                found.add((id(following), number))
+                found[(id(following), number)] = following
                 todo.append(following)
     return found
 
