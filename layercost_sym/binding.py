@@ -32,6 +32,7 @@ from .reading import (
     distinct_inputs,
     element_sizes,
     fractional,
+    fused_kernel,
     output_grads,
     read_spec,
     requires_grad,
@@ -324,7 +325,8 @@ def bind(
     flags.update(output_grads(rule))
     for name, flag in flags.items():
         values[name], origin[name] = flag, "the call's tensors"
-    assumed = _bind_data(rule, values, origin, dict(data or {}))
+    # the kernel torch takes, where the rule's cost depends on it (read, unless the caller says)
+    assumed = _bind_data(rule, values, origin, {**fused_kernel(rule, input_shapes), **(data or {})})
     training = bool(getattr(module, "training", False))
     # the rule's constraints, checked as evaluate checks them: one message for one failure
     check_domain(rule.domain(training), values)

@@ -25,6 +25,7 @@ __all__ = [
     "DISTINCT_INPUTS",
     "DOMAINS",
     "ELEMENT_SIZES",
+    "FUSED_KERNEL",
     "OUTPUT_GRADS",
     "OUTPUT_SIZE",
     "REQUIRES_GRAD",
@@ -56,6 +57,10 @@ WEIGHTS_GRAD = "gw"
 # reaches that output: 1 in lc.bind and lc.count (the outputs' sum); lc.analyze reads them from
 # the model's autograd graph (a recurrent layer whose h_n the model does not use)
 OUTPUT_GRADS = {0: "go", 1: "gh", 2: "gc"}
+# the data symbol that is 1 when torch runs the call in oneDNN's fused kernel (an LSTM without
+# projection on the CPU): lc.bind and lc.analyze read it from the call's tensors and torch's
+# settings (ATen's use_mkldnn), where a rule has it; shapes alone take the rule's default
+FUSED_KERNEL = "k_f"
 # argument index -> the flag that is 1 when that tensor argument of an operator call requires
 # grad (functional rules' backward: each argument's gradient is computed only where needed)
 ARGUMENT_GRADS = {1: "rg_1", 2: "rg_2", 3: "rg_3"}

@@ -35,6 +35,7 @@ from .glossary import (
     ARGUMENT_GRADS,
     DISTINCT_INPUTS,
     ELEMENT_SIZES,
+    FUSED_KERNEL,
     OUTPUT_GRADS,
     OUTPUT_SIZE,
     REQUIRES_GRAD,
@@ -53,6 +54,7 @@ __all__ = [
     "distinct_inputs",
     "element_sizes",
     "fractional",
+    "fused_kernel",
     "output_grads",
     "parameters_grad",
     "parse_bind_spec",
@@ -689,6 +691,39 @@ def requires_grad(inputs: Sequence[Any]) -> dict[str, int]:
     fills them)."""
     first = inputs[0] if inputs else None
     return {REQUIRES_GRAD: int(bool(_is_tensor(first) and getattr(first, "requires_grad", False)))}
+
+
+def fused_kernel(rule: Rule, inputs: Sequence[Any]) -> dict[str, int]:
+    """The data symbol ``k_f``, where ``rule`` has it and the call's first input is a torch
+    tensor: 1 when torch sends the call to oneDNN's fused kernel, as ATen's ``use_mkldnn``
+    decides for an LSTM without projection: mkldnn enabled, the input on the CPU (or a meta or
+    fake tensor standing for it), not empty, and float32, bfloat16 where oneDNN supports it on
+    this CPU, or float16 outside autograd where it supports that.  Shapes alone: nothing (the
+    rule's default)."""
+    if FUSED_KERNEL not in {s.name for s in rule.data}:
+        return {}
+    first: Any = inputs[0] if inputs else None
+    if not _is_tensor(first) or type(first).__module__.split(".")[0] != "torch":
+        return {}
+    torch = sys.modules["torch"]  # a torch tensor: torch is loaded
+    mkldnn = torch.backends.mkldnn
+    dtype, supported = first.dtype, torch.ops.mkldnn
+    fused = (
+        mkldnn.is_available()
+        and mkldnn.enabled
+        and first.device.type in ("cpu", "meta")
+        and first.numel() != 0
+        and (
+            dtype == torch.float32
+            or (dtype == torch.bfloat16 and supported._is_mkldnn_bf16_supported())
+            or (
+                dtype == torch.float16
+                and not torch.is_grad_enabled()
+                and supported._is_mkldnn_fp16_supported()
+            )
+        )
+    )
+    return {FUSED_KERNEL: int(bool(fused))}
 
 
 def output_grads(rule: Rule) -> dict[str, int]:

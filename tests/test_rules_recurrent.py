@@ -17,7 +17,12 @@ from torch.utils.flop_counter import FlopCounterMode
 import layercost_sym as lc
 from layercost_sym.testing import _cases_recurrent as rc
 from layercost_sym.testing.case import LayerCase
-from layercost_sym.testing.torchcheck import check_against_torch, check_bytes, eager_not_stated
+from layercost_sym.testing.torchcheck import (
+    check_against_torch,
+    check_backward,
+    check_bytes,
+    eager_not_stated,
+)
 from layercost_sym.torchtools.opcount import ExactCounter
 
 pytestmark = [  # torch's own notices about the options drawn, not problems of the rules
@@ -155,6 +160,41 @@ def test_lstm_fused_workspace_beyond_one_page(shape, options):
     for training in (False, True):
         case = LayerCase("LSTM", dict(input_size=shape[-1], **options), (shape,), training)
         check_bytes(case)
+
+
+@pytest.mark.parametrize(
+    ("shape", "options", "training"),
+    [
+        ((3, 2, 4), dict(hidden_size=5), False),
+        ((2, 3, 4), dict(hidden_size=3, num_layers=2, bidirectional=True, bias=False), True),
+        ((3, 2, 5), dict(hidden_size=4, num_layers=2, batch_first=True, dropout=0.5), True),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("mkldnn", [True, False])
+def test_lstm_bytes_follow_the_path_torch_takes(dtype, mkldnn, shape, options, training):
+    # torch sends an LSTM without projection to oneDNN's fused kernel in float32, and in
+    # bfloat16 too on CPUs whose oneDNN supports it (ATen's use_mkldnn: AVX512-BF16 here, where
+    # every drawn bfloat16 case failed: the rule gave the composite steps' bytes, 136 against
+    # 28728); with mkldnn off both dtypes run the composite steps.  The binding reads the path
+    # torch takes (k_f); where the rule does not state that path's bytes (the fused kernel's
+    # 16-bit workspace) bytes and saved refuse, naming it, and the FLOPs still answer.
+    base = LayerCase("LSTM", dict(input_size=shape[-1], **options), (shape,), training)
+    case = base.in_dtype(dtype).with_grad()
+    with torch.backends.mkldnn.flags(enabled=mkldnn):
+        binding = lc.bind(case.build(), *case.tensors())
+        counted = lc.count(case.build(), *case.tensors(), training=training)
+        took_kernel = "mkldnn_rnn_layer" in counted.bytes_by_op
+        assert binding["k_f"] == int(took_kernel)
+        assert took_kernel == (mkldnn and (dtype == "float32" or binding["k_f"] == 1))
+        assert binding.cost("exact") == counted.cost("exact")
+        if took_kernel and dtype != "float32":
+            for quantity, convention in (("bytes", "eager"), ("saved", "autograd")):
+                with pytest.raises(ValueError, match="16-bit"):
+                    lc.evaluate(binding.rule.quantity(quantity, convention), binding)
+        else:
+            check_bytes(case)
+            check_backward(case)
 
 
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the

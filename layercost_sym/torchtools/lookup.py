@@ -73,7 +73,8 @@ def bind_call(
     values.update({k: sympy.sympify(v) for k, v in (sizes or {}).items()})
     subs = {symbols[k]: v for k, v in values.items()}
     for symbol, default in rule.data_defaults().items():
-        values[symbol.name] = subs[symbol] = default.xreplace(subs)
+        if symbol.name not in values:  # read from the call (the kernel torch takes: k_f)
+            values[symbol.name] = subs[symbol] = default.xreplace(subs)
     return values, open_conditions(rule, training, values)
 
 

@@ -31,6 +31,7 @@ from ..quantities import quantity as _quantity
 from ..reading import (
     distinct_inputs,
     element_sizes,
+    fused_kernel,
     output_grads,
     parameters_grad,
     requires_grad,
@@ -243,6 +244,7 @@ class Tracer:
             sizes.update(distinct_inputs(len(rule.inputs), tensors))
             sizes.update(requires_grad(tensors))
             sizes.update(weights_grad(module))
+            sizes.update(fused_kernel(rule, tensors))
             flagged = output_grads(rule)  # 1 until outputs_reached reads the graph
             sizes.update(flagged)
             values, conditions = bind_call(rule, module, shapes, call, bool(module.training), sizes)
