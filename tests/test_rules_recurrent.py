@@ -197,6 +197,33 @@ def test_lstm_bytes_follow_the_path_torch_takes(dtype, mkldnn, shape, options, t
             check_backward(case)
 
 
+@pytest.mark.parametrize("mkldnn", [True, False])
+def test_an_analysis_costs_an_lstm_on_the_path_torch_takes(mkldnn):
+    # lc.analyze reads k_f from the traced call as lc.bind does: float32 and bfloat16 agree
+    # with the counter on either path, or (the fused kernel in bfloat16) refuse by name
+    class Sequence(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.LSTM(4, 5)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    at = {"L": 3, "N": 2}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = Sequence().to(dtype)
+        with torch.backends.mkldnn.flags(enabled=mkldnn):
+            analysis = lc.analyze(model, ("L", "N", 4), dtype=dtype)
+            counted = lc.count(model, torch.randn(3, 2, 4, dtype=dtype))
+        assert analysis.evaluate(at, "exact") == counted.cost("exact")
+        if "mkldnn_rnn_layer" in counted.bytes_by_op and dtype == torch.bfloat16:
+            with pytest.raises(lc.DomainError, match="k_f"):
+                analysis.evaluate(at, "eager", quantity="bytes")
+        else:
+            bytes_ = analysis.evaluate(at, "eager", quantity="bytes")
+            assert bytes_ == counted.values[("bytes", "eager")]
+
+
 # Rules of this family that do not state bytes under eager yet (issue 14); a rule leaves the
 # set when it states them (the property tests above then prove them, in float32 and bfloat16).
 EAGER_NOT_YET: set[str] = set()
