@@ -695,35 +695,31 @@ def requires_grad(inputs: Sequence[Any]) -> dict[str, int]:
 
 def fused_kernel(rule: Rule, inputs: Sequence[Any]) -> dict[str, int]:
     """The data symbol ``k_f``, where ``rule`` has it and the call's first input is a torch
-    tensor: 1 when torch sends the call to oneDNN's fused kernel, as ATen's ``use_mkldnn``
-    decides for an LSTM without projection: mkldnn enabled, the input on the CPU (or a meta or
-    fake tensor standing for it), not empty, and float32, bfloat16 where oneDNN supports it on
-    this CPU, or float16 outside autograd where it supports that.  Shapes alone: nothing (the
-    rule's default)."""
+    tensor: where torch sends the call to oneDNN's fused kernel, as ATen's ``use_mkldnn``
+    decides for an LSTM without projection (mkldnn enabled, the input on the CPU, or a meta or
+    fake tensor standing for it, not empty): 1 in float32, and in bfloat16 where oneDNN supports
+    it on this CPU; 2 in float16 outside autograd where it supports that; else 0.  Shapes
+    alone: nothing (the rule's default)."""
     if FUSED_KERNEL not in {s.name for s in rule.data}:
         return {}
     first: Any = inputs[0] if inputs else None
     if not _is_tensor(first) or type(first).__module__.split(".")[0] != "torch":
         return {}
     torch = sys.modules["torch"]  # a torch tensor: torch is loaded
-    mkldnn = torch.backends.mkldnn
-    dtype, supported = first.dtype, torch.ops.mkldnn
-    fused = (
+    mkldnn, supported, dtype = torch.backends.mkldnn, torch.ops.mkldnn, first.dtype
+    if not (
         mkldnn.is_available()
         and mkldnn.enabled
         and first.device.type in ("cpu", "meta")
         and first.numel() != 0
-        and (
-            dtype == torch.float32
-            or (dtype == torch.bfloat16 and supported._is_mkldnn_bf16_supported())
-            or (
-                dtype == torch.float16
-                and not torch.is_grad_enabled()
-                and supported._is_mkldnn_fp16_supported()
-            )
-        )
-    )
-    return {FUSED_KERNEL: int(bool(fused))}
+    ):
+        return {FUSED_KERNEL: 0}
+    if dtype == torch.float32 or (
+        dtype == torch.bfloat16 and supported._is_mkldnn_bf16_supported()
+    ):
+        return {FUSED_KERNEL: 1}
+    half = dtype == torch.float16 and not torch.is_grad_enabled()
+    return {FUSED_KERNEL: 2 if half and supported._is_mkldnn_fp16_supported() else 0}
 
 
 def output_grads(rule: Rule) -> dict[str, int]:

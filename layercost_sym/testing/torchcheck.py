@@ -13,7 +13,6 @@ import zlib
 from collections.abc import Sequence
 
 import layercost_sym as lc
-from layercost_sym.errors import DomainError
 from layercost_sym.evaluation import invalid_points
 
 from .strategies import LayerCase
@@ -36,13 +35,6 @@ NO_16BIT_KERNEL = {
     "AvgPool3d": "avg_pool3d has no bfloat16 or float16 kernel on the CPU",
     "LPPool3d": "runs avg_pool3d, which has no bfloat16 or float16 kernel on the CPU",
     "LocalResponseNorm": "on input of rank 4 or more it runs avg_pool3d (rank 3: checked)",
-}
-# rules that refuse a quantity on a path torch takes on some machines only, by a constraint of
-# that quantity alone (named in the refusal): the checks accept the refusal for them, and only
-# where torch took that path (the operator named here ran); tests/test_rules_recurrent.py checks
-# both paths on every machine
-UNSTATED_PATHS = {
-    "LSTM": "mkldnn_rnn_layer",  # oneDNN's fused kernel in bfloat16 (CPUs with oneDNN bf16)
 }
 
 
@@ -111,21 +103,7 @@ def _check_quantity(case: LayerCase, *quantities: str) -> None:
                 f"{binding.rule.name}: the rule refuses the backward at {dict(binding)}, "
                 "torch runs it"
             )
-    refused = {q for q in quantities if _refused(binding, q)}
-    for quantity in refused - {"backward"}:  # the backward's refusals are torch's (above)
-        operator = UNSTATED_PATHS.get(binding.rule.module)
-        ran = counted.bytes_by_op if quantity == "bytes" else counted.by_op
-        assert operator is not None and operator in ran, (
-            f"{binding.rule.name} refuses {quantity} at {dict(binding)}"
-        )
-        for convention in binding.rule.conventions_of(quantity):
-            expr = binding.rule.quantity(quantity, convention, case.training)
-            try:
-                lc.evaluate(expr, binding)
-            except DomainError:
-                continue
-            raise AssertionError(f"{binding.rule.name} {quantity} ({convention}) answers")
-    _compare(case, binding, counted, lambda q, c: q in quantities and q not in refused)
+    _compare(case, binding, counted, lambda q, c: q in quantities)
 
 
 def _refused(binding, quantity: str) -> bool:
