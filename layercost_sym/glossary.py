@@ -57,9 +57,10 @@ WEIGHTS_GRAD = "gw"
 # reaches that output: 1 in lc.bind and lc.count (the outputs' sum); lc.analyze reads them from
 # the model's autograd graph (a recurrent layer whose h_n the model does not use)
 OUTPUT_GRADS = {0: "go", 1: "gh", 2: "gc"}
-# the data symbol that is 1 when torch runs the call in oneDNN's fused kernel (an LSTM without
-# projection on the CPU): lc.bind and lc.analyze read it from the call's tensors and torch's
-# settings (ATen's use_mkldnn), where a rule has it; shapes alone take the rule's default
+# the data symbol for the kernel torch takes (an LSTM without projection on the CPU: 1 oneDNN's
+# fused kernel in float32 or bfloat16, 2 in float16, 0 the composite steps): lc.bind and
+# lc.analyze read it from the call's tensors and torch's settings (ATen's use_mkldnn), where a
+# rule has it; shapes alone take the rule's default
 FUSED_KERNEL = "k_f"
 # argument index -> the flag that is 1 when that tensor argument of an operator call requires
 # grad (functional rules' backward: each argument's gradient is computed only where needed)

@@ -106,15 +106,10 @@ def _check_quantity(case: LayerCase, *quantities: str) -> None:
     _compare(case, binding, counted, lambda q, c: q in quantities)
 
 
-def _refused(binding, quantity: str) -> bool:
-    """Whether a constraint of ``quantity`` alone fails at ``binding``."""
-    domain = binding.rule.domain(binding.training, quantity)
-    return bool(invalid_points(domain, dict(binding)).any())
-
-
 def _backward_refused(binding) -> bool:
     """Whether a constraint of the rule's quantity ``backward`` alone fails at ``binding``."""
-    return _refused(binding, "backward")
+    domain = binding.rule.domain(binding.training, "backward")
+    return bool(invalid_points(domain, dict(binding)).any())
 
 
 def _count_kwargs(case: LayerCase) -> dict:
