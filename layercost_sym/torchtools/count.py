@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map_only
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ConventionError
@@ -257,6 +258,10 @@ def count(
             weights = {storage_id(w) for w in [*module.parameters(), *module.buffers()]}
             with counter:
                 output = module(*tensors, **call_kwargs)
+            # only the output's sizes are read later: its graph (every activation autograd
+            # saved) goes now, not after the second pass (twice the peak memory: large models
+            # died at their default images)
+            output = tree_map_only(torch.Tensor, torch.Tensor.detach, output)
             _restore(module, saved)
             # saved tensors on the pass torch runs as it is (the op counter decomposes some
             # kernels: native_layer_norm's would keep its statistics in the input's dtype)
