@@ -295,6 +295,27 @@ def test_second_shape_candidates_include_smaller_multiples_of_32():
     assert len(_image_subject(model, 3, 64, 64).second) == 3
 
 
+def test_second_shapes_of_large_default_images_hold_about_the_default_s_pixels():
+    # a batch of two near a large default holds twice its activations: samvit_base_patch16
+    # (1024 x 1024) peaks at 10 GB at batch one, and its process died at batch two; above
+    # 512 x 512 the sides are the default's over sqrt(2), rounded to 32 (1024 -> 736)
+    import torch
+
+    from layercost_sym.torchtools.corpus_models import _image_subject
+
+    for h, w in [(1024, 1024), (672, 672), (600, 600), (448, 896)]:
+        second = _image_subject(torch.nn.Identity(), 3, h, w).second
+        for size in second:
+            assert size["N"] == 2 and size["H"] != size["W"], size
+            assert size["N"] * size["H"] * size["W"] <= 1.25 * h * w, (h, w, size)
+        assert second[0]["H"] % 2 == 1 and second[0]["W"] % 2 == 1  # odd, non-square first
+    assert _image_subject(torch.nn.Identity(), 3, 1024, 1024).second[1] == {
+        "N": 2,
+        "H": 736 + 32,
+        "W": 736 + 64,
+    }
+
+
 def test_the_report_says_which_models_were_checked_without_exact():
     both = {"default N=1,L=32": "ok", "second N=2,L=13": "ok"}
     moe = Record("transformers", "mixtral", 10, "symbolic", cause="value", concrete="equal")

@@ -14,11 +14,12 @@ symbolic spec, the default sizes and the second sizes to check at.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TRANSFORMERS", "Subject", "build", "timm_params"]
+__all__ = ["LARGE_IMAGE", "TRANSFORMERS", "Subject", "build", "timm_params"]
 
 
 @dataclass
@@ -156,15 +157,26 @@ _KINDS: dict[str, tuple[dict[str, tuple], dict[str, int], list[dict[str, int]]]]
 }
 
 
+# a batch of two images at sides near a larger default holds twice its activations with their
+# autograd graph (lc.count runs with grad): samvit_base_patch16 (1024 x 1024) peaks at 10 GB at
+# batch one, and processes of such models died at batch two
+LARGE_IMAGE = 512 * 512
+
+
 def _image_subject(model: Any, channels: int, h: int, w: int, key: str = "") -> Subject:
     """An image model fed ``(N, channels, H, W)``: default ``1 x h x w``, then ``2 x`` odd
     non-square sides, then ``2 x`` multiples of 32, larger, then smaller (a model whose
     position tables are sized for its default runs below it only: mvitv2), then odd sides
-    nearer the default (PiT's pooling accepts 224 to 231 only)."""
-    odd_h, odd_w = h + 1 - h % 2, w + 9 - w % 2
-    second = [{"N": 2, "H": odd_h, "W": odd_w}, {"N": 2, "H": h + 32, "W": w + 64}]
-    if min(h, w) > 96:
-        second.append({"N": 2, "H": h - 32, "W": w - 64})
+    nearer the default (PiT's pooling accepts 224 to 231 only).  Above :data:`LARGE_IMAGE`
+    pixels the batch of two is sized around the default's sides over ``sqrt(2)`` (rounded to
+    32): about the default's pixels, so about its memory."""
+    sh, sw = h, w
+    if h * w > LARGE_IMAGE:
+        sh, sw = (32 * max(1, round(side / math.sqrt(2) / 32)) for side in (h, w))
+    odd_h, odd_w = sh + 1 - sh % 2, sw + 9 - sw % 2
+    second = [{"N": 2, "H": odd_h, "W": odd_w}, {"N": 2, "H": sh + 32, "W": sw + 64}]
+    if min(sh, sw) > 96:
+        second.append({"N": 2, "H": sh - 32, "W": sw - 64})
     second.append({"N": 2, "H": odd_h, "W": odd_w - 6})
     return Subject(model, {key: ("N", channels, "H", "W")}, {"N": 1, "H": h, "W": w}, second)
 
