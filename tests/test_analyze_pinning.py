@@ -216,6 +216,39 @@ def test_a_failure_naming_no_dimension_pins_the_image_sides_and_names_the_code()
     assert analysis.evaluate({"N": 2, "H": 224, "W": 224}, "exact") == counted.cost("exact")
 
 
+class FloatOfSide(nn.Module):
+    """Divides by ``float()`` of its feature map's side, as timm's rotary grid does (DINOv3):
+    torch makes that side an int and guards ``H/4 == 16``, keeping H a symbol."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 4, stride=4)
+
+    def forward(self, x):
+        torch._assert(x.shape[-2] % 4 == 0, "sides divisible by 4")
+        y = self.conv(x)
+        return y / float(y.shape[-2])  # float of a size
+
+
+def test_a_guard_that_fixes_a_size_pins_it_and_names_the_code():
+    # before: H stayed "symbolic" under a guard H/4 == 16 refusing every other H, and a
+    # caller (the corpus: timm's DINOv3 and LingBot ViTs) read a closed form in H; it is H
+    # given as 16*4, pinned as a size torch specialised is, with the line that did it
+    torch.manual_seed(0)
+    model = FloatOfSide().eval()
+    analysis = lc.analyze(model, ("N", 3, "H", "W"), hints={"H": 64, "W": 80})
+    assert {name: value for name, (value, _) in analysis.pinned.items()} == {"H": 64}
+    note = analysis.pinned["H"][1]
+    line = next(i for i, text in enumerate(open(__file__), 1) if "# float of a size" in text)
+    assert f"test_analyze_pinning.py:{line}: return y / float(" in note
+    assert not note.startswith("/")
+    assert note.endswith("torch specialised H to its trace size (H/4 == 16)")
+    counted = lc.count(model, (2, 3, 64, 21))
+    assert analysis.evaluate({"N": 2, "H": 64, "W": 21}, "exact") == counted.cost("exact")
+    with pytest.raises(lc.EvaluationError, match="H is pinned to 64"):
+        analysis.evaluate({"N": 2, "H": 68, "W": 21})
+
+
 def _line_of(text: str) -> int:
     with open(__file__) as f:
         return next(i for i, line in enumerate(f, 1) if text in line and "_assert" in line)

@@ -35,12 +35,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sympy
 import torch
+
+from .symbolic import condition_text, simplify_guard
 
 __all__ = [
     "Failure",
     "Settings",
     "describe",
+    "fixed_by_guards",
     "next_settings",
     "raised_here",
     "sequence_limit",
@@ -435,12 +439,42 @@ def untraceable(
 def _guard_code(env: Any, sym: Any) -> str:
     """``"file:line: code; "`` of the model code where torch recorded a guard on ``sym``."""
     for guard in env.guards:
-        frame = guard.sloc.framework_loc
-        if sym in guard.expr.free_symbols and isinstance(frame, traceback.FrameSummary):
-            if _is_model_code(frame.filename):
-                line = f" {frame.line.strip()}" if frame.line else ""
-                return f"{_relative(frame.filename)}:{frame.lineno}:{line}; "
+        if sym in guard.expr.free_symbols and _frame_code(guard.sloc.framework_loc):
+            return _frame_code(guard.sloc.framework_loc)
     return ""
+
+
+def _frame_code(frame: Any) -> str:
+    """``"file:line: code; "`` of ``frame`` where it is the model's code, else ``""``."""
+    if isinstance(frame, traceback.FrameSummary) and _is_model_code(frame.filename):
+        line = f" {frame.line.strip()}" if frame.line else ""
+        return f"{_relative(frame.filename)}:{frame.lineno}:{line}; "
+    return ""
+
+
+def fixed_by_guards(
+    guards: Sequence[sympy.Basic], frames: Mapping[sympy.Basic, Any], names: Sequence[str]
+) -> dict[sympy.Basic, tuple[str, int, str]]:
+    """Input sizes ``names`` that one guard fixes to one value although torch kept them
+    symbols: it made an int of an expression of the size (``float()`` of ``H/16`` where H is
+    traced as a multiple of 16: timm's rotary grid), so the closed form holds at that value
+    alone.  guard -> (name, value, note naming the model code, from ``frames``: guard ->
+    frame), one guard a name."""
+    found: dict[sympy.Basic, tuple[str, int, str]] = {}
+    for guard in guards:
+        if not isinstance(guard, sympy.Eq) or len(guard.free_symbols) != 1:
+            continue
+        (symbol,) = guard.free_symbols
+        if symbol.name not in names or symbol.name in {n for n, _, _ in found.values()}:
+            continue
+        simple = simplify_guard(guard)
+        if isinstance(simple, sympy.Eq) and symbol in simple.args:
+            value = simple.rhs if simple.lhs == symbol else simple.lhs
+            if value.is_Integer:
+                code = _frame_code(frames.get(guard))
+                note = f"{code}torch specialised {symbol.name} to its trace size"
+                found[guard] = (symbol.name, int(value), f"{note} ({condition_text(guard)})")
+    return found
 
 
 def specialised(env: Any, symbols: Mapping[Any, Any]) -> dict[str, tuple[int, str]]:

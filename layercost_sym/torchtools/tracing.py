@@ -474,10 +474,12 @@ def _trace(
         seen.add(id(p))
 
     guards = []
+    frames: dict[sympy.Basic, Any] = {}  # where in the model's code torch recorded each guard
     for g in env.guards:
         cond = to_sympy(env.simplify(g.expr), symbol_map)
         if cond is not sympy.true:
             guards.append(cond)
+            frames.setdefault(cond, g.sloc.framework_loc)
     # a guard that only says a size is not 1 (N*X != X of a memory-layout check, X >= 1 beyond
     # torch's proof) is left out, as torch leaves out those it proves: see the range note below
     dropped = set(size_one_guards(guards))
@@ -493,6 +495,12 @@ def _trace(
         sources[cond] = note
     pins = dict(settings.pinned)
     pins.update(_pinning.specialised(env, symbol_map))  # sizes torch made ints itself
+    input_names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
+    fixed = _pinning.fixed_by_guards(guards, frames, list(input_names))
+    for guard, (name, value, note) in fixed.items():
+        if name not in pins:
+            pins[name] = (value, note)
+            sources[guard] = f"{name} is pinned to {value}: {note}"
     for name, (value, note) in pins.items():
         cond = sympy.Eq(_user_symbol(name), value)
         if cond not in guards:
@@ -510,7 +518,6 @@ def _trace(
         # broadcasting checks (N != 1) change no cost and are not.
         if vr is not None and vr.lower.is_Integer and int(vr.lower) > 2:
             guards.append(sympy.Ge(user, int(vr.lower)))
-    input_names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
     symbols = tuple(_user_symbol(name) for name in input_names)
     return Analysis(
         symbols,
