@@ -77,3 +77,20 @@ def test_every_rule_states_saved():
     # each proven by its family's property test (check_against_torch: the input's grad on and
     # off, the weights trained and frozen; the functional rules on drawn ATen calls)
     assert [n for n in lc.rules() if "autograd" not in lc.rule(n).conventions_of("saved")] == []
+
+
+def test_saved_storages_let_their_tensors_go_with_them():
+    # torch keeps a saved-tensor pack hook alive after its context exits; the hook held the
+    # SavedStorages and so every tensor it noted, for the life of the process
+    import gc
+    import weakref
+
+    from layercost_sym.torchtools.count import SavedStorages
+
+    with SavedStorages(set()) as saved:
+        y = torch.relu(torch.randn(2, 3, requires_grad=True))
+    assert saved.nbytes == 2 * 3 * 4  # relu saves its output
+    owner = weakref.ref(saved)
+    del saved, y
+    gc.collect()
+    assert owner() is None

@@ -134,13 +134,26 @@ class SavedStorages:
         self.aside = aside
         self.label = label
         self.saved: dict[int, tuple[str, torch.Tensor]] = {}  # storage -> (label, a tensor)
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        # torch keeps a pack hook alive after its context exits (and with it all this notes,
+        # for the life of the process): the hook reaches this object through a box emptied
+        # on exit
+        box: list[SavedStorages | None] = [self]
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            owner = box[0]
+            if owner is not None:
+                owner._note(t)
+            # not ``t`` itself: a saved output would hold its own grad_fn, a cycle through C++
+            # that Python's collector cannot see, and its graph would outlive the run
+            return t.detach()
+
+        self._box = box
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, _unpacked)
+
+    def _note(self, t: torch.Tensor) -> None:
         key = storage_id(t)
         if key not in self.aside and key not in self.saved:
             self.saved[key] = (self.label(), t)
-        return t
 
     @property
     def nbytes(self) -> int:
@@ -152,6 +165,11 @@ class SavedStorages:
 
     def __exit__(self, *exc: Any) -> None:
         self._hooks.__exit__(*exc)
+        self._box[0] = None
+
+
+def _unpacked(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 @dataclass(frozen=True)
