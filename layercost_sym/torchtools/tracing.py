@@ -61,6 +61,7 @@ from ..errors import LayercostError, ShapeError, TraceError
 from ..glossary import glossary
 from ..ledger import Weights
 from ..quantities import quantity as _quantity
+from . import fixedsizes
 from . import pinning as _pinning
 from .analysis import Analysis, Case, OperatorCostedModule, Unsupported
 from .count import SavedStorages
@@ -489,14 +490,14 @@ def _trace(
         if cond not in guards and cond is not sympy.true:
             guards.append(cond)
             sources[cond] = source
-    for sym, value, note in _pinning.unified(env, symbol_map):
+    for sym, value, note in fixedsizes.unified(env, symbol_map):
         cond = sympy.Eq(symbol_map[sym], to_sympy(value, symbol_map))
         guards.append(cond)
         sources[cond] = note
     pins = dict(settings.pinned)
-    pins.update(_pinning.specialised(env, symbol_map))  # sizes torch made ints itself
+    pins.update(fixedsizes.specialised(env, symbol_map))  # sizes torch made ints itself
     input_names = dict.fromkeys(d for spec in specs for d in spec if isinstance(d, str))
-    fixed = _pinning.fixed_by_guards(guards, frames, list(input_names))
+    fixed = fixedsizes.fixed_by_guards(guards, frames, list(input_names))
     for guard, (name, value, note) in fixed.items():
         if name not in pins:
             pins[name] = (value, note)
