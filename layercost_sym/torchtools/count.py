@@ -15,6 +15,7 @@ here (and, where it needs one, a new instrument in the run).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,20 +136,18 @@ class SavedStorages:
         self.label = label
         self.saved: dict[int, tuple[str, torch.Tensor]] = {}  # storage -> (label, a tensor)
         # torch keeps a pack hook alive after its context exits (and with it all this notes,
-        # for the life of the process): the hook reaches this object through a box emptied
-        # on exit
-        box: list[SavedStorages | None] = [self]
+        # for the life of the process): the hook reaches this object by a weak reference
+        owner = weakref.ref(self)
 
         def pack(t: torch.Tensor) -> torch.Tensor:
-            owner = box[0]
-            if owner is not None:
-                owner._note(t)
+            noting = owner()
+            if noting is not None:
+                noting._note(t)
             # not ``t`` itself: a saved output would hold its own grad_fn, a cycle through C++
             # that Python's collector cannot see, and its graph would outlive the run
             return t.detach()
 
-        self._box = box
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, _unpacked)
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
 
     def _note(self, t: torch.Tensor) -> None:
         key = storage_id(t)
@@ -165,11 +164,6 @@ class SavedStorages:
 
     def __exit__(self, *exc: Any) -> None:
         self._hooks.__exit__(*exc)
-        self._box[0] = None
-
-
-def _unpacked(t: torch.Tensor) -> torch.Tensor:
-    return t
 
 
 @dataclass(frozen=True)

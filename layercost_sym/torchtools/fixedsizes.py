@@ -24,8 +24,9 @@ __all__ = ["fixed_by_guards", "specialised", "unified"]
 def _guard_code(env: Any, sym: Any) -> str:
     """``"file:line: code; "`` of the model code where torch recorded a guard on ``sym``."""
     for guard in env.guards:
-        if sym in guard.expr.free_symbols and _frame_code(guard.sloc.framework_loc):
-            return _frame_code(guard.sloc.framework_loc)
+        code = _frame_code(guard.sloc.framework_loc) if sym in guard.expr.free_symbols else ""
+        if code:
+            return code
     return ""
 
 
